@@ -1,0 +1,218 @@
+//! The `EventBus` trait and the nouns it speaks: streams, offsets, subscriptions, deliveries.
+
+use std::fmt;
+use std::time::Duration;
+
+use aiops_model::Envelope;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{EventsError, EventsResult};
+
+/// Position of an event in its stream: 1 for the first event, increasing by one per event.
+pub type Offset = u64;
+
+/// Name of a stream: 1 to 64 characters of `[a-z0-9_.-]`, so it is safe as a file or key name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StreamName(String);
+
+impl StreamName {
+    /// Validates and wraps a stream name.
+    ///
+    /// # Errors
+    /// [`EventsError::Invalid`] when the name is empty, too long or has other characters.
+    pub fn new(name: impl Into<String>) -> EventsResult<Self> {
+        let name = name.into();
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+        if ok {
+            Ok(Self(name))
+        } else {
+            Err(EventsError::Invalid(format!(
+                "stream name {name:?} must be 1-64 characters of [a-z0-9_.-]"
+            )))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The stream where events of this stream go after too many failed deliveries.
+    pub fn dead_letter(&self) -> StreamName {
+        StreamName(format!("{}.dead-letter", self.0))
+    }
+}
+
+impl TryFrom<String> for StreamName {
+    type Error = EventsError;
+    fn try_from(value: String) -> EventsResult<Self> {
+        Self::new(value)
+    }
+}
+
+impl From<StreamName> for String {
+    fn from(value: StreamName) -> String {
+        value.0
+    }
+}
+
+impl fmt::Display for StreamName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a new consumer group starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    /// From the first event still stored.
+    Earliest,
+    /// Only events published after the group was created.
+    Latest,
+}
+
+/// A consumer's membership in a consumer group of one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The stream read.
+    pub stream: StreamName,
+    /// The group: each event goes to one consumer of the group.
+    pub group: String,
+    /// This consumer's name within the group (for example the instance id).
+    pub consumer: String,
+    /// Event type patterns to deliver (see [`aiops_model::event_type::matches`]); empty means all.
+    /// Events that match none are skipped for this group and never delivered.
+    pub types: Vec<String>,
+    /// Where the group starts when it does not exist yet.
+    pub start: StartFrom,
+}
+
+impl Subscription {
+    /// Whether this subscription wants events of `event_type`.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.types.is_empty()
+            || self
+                .types
+                .iter()
+                .any(|pattern| aiops_model::event_type::matches(pattern, event_type))
+    }
+}
+
+/// One event handed to one consumer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// Its offset in the stream; acknowledge with it.
+    pub offset: Offset,
+    /// The event.
+    pub event: Envelope,
+    /// 1 on first delivery, 2 on the first redelivery, ...
+    pub attempt: u32,
+}
+
+/// One stored event with its offset, as replay returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Its offset in the stream.
+    pub offset: Offset,
+    /// The event.
+    pub event: Envelope,
+}
+
+/// What to read from a stream, outside any consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadQuery {
+    /// Only events with an offset greater than this (0 reads from the start).
+    pub after: Offset,
+    /// Only events with an offset smaller than this, if set.
+    pub before: Option<Offset>,
+    /// Event type patterns; empty means all.
+    pub types: Vec<String>,
+    /// Only events with this subject, if set.
+    pub subject: Option<String>,
+    /// At most this many events.
+    pub limit: usize,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
+}
+
+impl Default for ReadQuery {
+    fn default() -> Self {
+        Self { after: 0, before: None, types: Vec::new(), subject: None, limit: 100, newest_first: false }
+    }
+}
+
+/// Publish/subscribe over durable, replayable streams.
+///
+/// # Contract
+/// - `publish` returns only once every event of the batch is durable: a crash of the process
+///   after `Ok` loses none of them (`published_events_survive_reopen`).
+/// - Publishing an envelope whose `id` is already stored in the stream stores nothing and
+///   returns the first offset (`duplicate_id_is_stored_once`).
+/// - Offsets of one stream start at 1 and increase by one per stored event
+///   (`offsets_are_dense_and_ordered`).
+/// - In a group each event goes to one consumer and stays pending until `ack`ed; an event not
+///   acked within the visibility timeout is delivered again (`unacked_event_is_redelivered`),
+///   `nack` makes it deliverable again after its delay (`nacked_event_is_retried_after_delay`).
+/// - After `max_deliveries` deliveries without ack, an event goes to the stream's
+///   dead-letter stream with the reason (`exhausted_event_goes_to_dead_letter`).
+/// - Every group sees every event of the stream it wants (`every_group_sees_every_event`);
+///   a group's type filter skips the rest (`group_filter_skips_other_types`).
+/// - Acknowledged events are not delivered to the group again, also after reopening
+///   (`acked_events_stay_acked_after_reopen`).
+/// - `read` replays from any offset with filters, in either direction (`read_replays_with_filters`).
+///
+/// # Errors
+/// Invalid input is [`EventsError::Invalid`]; a full bound is [`EventsError::Overloaded`];
+/// a backend that cannot make an event durable answers [`EventsError::Unavailable`], never `Ok`.
+#[async_trait]
+pub trait EventBus: Send + Sync + fmt::Debug + 'static {
+    /// Appends a batch of events to a stream; returns their offsets in order.
+    async fn publish(&self, stream: &StreamName, events: Vec<Envelope>) -> EventsResult<Vec<Offset>>;
+
+    /// Up to `max` deliveries for this consumer, waiting up to `wait` when none is ready.
+    /// Creates the group (starting where `sub.start` says) if it does not exist.
+    async fn receive(&self, sub: &Subscription, max: usize, wait: Duration) -> EventsResult<Vec<Delivery>>;
+
+    /// Marks deliveries as done for the group. Unknown or already acked offsets are ignored.
+    async fn ack(&self, sub: &Subscription, offsets: &[Offset]) -> EventsResult<()>;
+
+    /// Gives a delivery back: it is delivered again, to any consumer, after `retry_after`.
+    async fn nack(&self, sub: &Subscription, offset: Offset, retry_after: Duration) -> EventsResult<()>;
+
+    /// Reads stored events outside any group (replay, queries).
+    async fn read(&self, stream: &StreamName, query: &ReadQuery) -> EventsResult<Vec<StoredEvent>>;
+
+    /// The offset of the newest event in the stream, 0 when it is empty.
+    async fn last_offset(&self, stream: &StreamName) -> EventsResult<Offset>;
+
+    /// Makes pending group state durable and releases resources; called on shutdown.
+    async fn close(&self) -> EventsResult<()>;
+}
+
+/// Conveniences built on [`EventBus`].
+#[async_trait]
+pub trait EventBusExt: EventBus {
+    /// Publishes one event and returns its offset.
+    async fn publish_one(&self, stream: &StreamName, event: Envelope) -> EventsResult<Offset> {
+        let offsets = self.publish(stream, vec![event]).await?;
+        offsets
+            .first()
+            .copied()
+            .ok_or_else(|| EventsError::Invalid("publish of one event returned no offset".into()))
+    }
+}
+
+impl<T: EventBus + ?Sized> EventBusExt for T {}
+
+/// Time a consumer may hold a delivery before it goes to another consumer.
+pub(crate) const fn default_visibility() -> Duration {
+    Duration::from_secs(30)
+}

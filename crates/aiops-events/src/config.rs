@@ -1,0 +1,62 @@
+//! `[events]` in aiops.toml: which event mesh backend, and its settings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{EmbeddedEventBus, EventBus, EventsResult};
+
+/// The variant picks the engine; nothing else in the program changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EventsConfig {
+    /// Durable log files in the data directory (default).
+    Embedded(EmbeddedConfig),
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self::Embedded(EmbeddedConfig::default())
+    }
+}
+
+/// Settings of the embedded log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// Directory of the log files. Default: `<data_dir>/events`.
+    pub dir: Option<PathBuf>,
+    /// Deliveries of one event to a group before it goes to the dead-letter stream. Default: 5.
+    pub max_deliveries: u32,
+    /// Time a consumer may hold an event before it is delivered again, in milliseconds. Default: 30000.
+    pub visibility_timeout_ms: u64,
+    /// Most events accepted in one publish call. Default: 1000.
+    pub max_batch: usize,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_deliveries: 5,
+            visibility_timeout_ms: crate::bus::default_visibility().as_millis() as u64,
+            max_batch: 1000,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// Opens the configured backend. `data_dir` is where the embedded default keeps its files.
+    ///
+    /// # Errors
+    /// When the backend cannot be opened (unwritable directory, corrupt log head).
+    pub async fn build(&self, data_dir: &Path) -> EventsResult<Arc<dyn EventBus>> {
+        Ok(match self {
+            Self::Embedded(cfg) => {
+                let dir = cfg.dir.clone().unwrap_or_else(|| data_dir.join("events"));
+                Arc::new(EmbeddedEventBus::open(&dir, cfg.clone()).await?)
+            }
+        })
+    }
+}

@@ -1,0 +1,28 @@
+//! The shared nouns of AI-Ops Core.
+//!
+//! Every part speaks in these types: the CloudEvents-shaped [`Envelope`] that travels on the
+//! event mesh, the [`event_type`] names, [`Severity`], and the payloads that agents exchange
+//! ([`Problem`], [`Diagnosis`], [`ActionOutcome`], ...).
+//!
+//! This crate does no I/O, has no async code and depends on no other workspace crate, so that
+//! every other crate (and any service using the client library) can share it cheaply.
+
+mod envelope;
+pub mod event_type;
+mod payload;
+mod severity;
+
+pub use envelope::{Envelope, EnvelopeError, MAX_DATA_BYTES};
+pub use payload::{
+    ActionOutcome, ActionStarted, CandidateAction, Diagnosis, Escalation, HealthChange,
+    HealthStatus, Hypothesis, HypothesisSource, Problem, ProblemKind, ProblemResolved,
+    RequestRecord, RiskLevel, ServiceError,
+};
+pub use severity::Severity;
+
+/// Creates a new time-ordered unique id (UUID v7) as a string.
+///
+/// Time ordering keeps ids of one run sortable by creation, which helps when reading logs.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -1,0 +1,375 @@
+//! Typed payloads carried in [`crate::Envelope::data`] by the core's own event types.
+//!
+//! Agents exchange these through the mesh; keeping them here gives every part one definition.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Severity;
+
+/// One HTTP request a service handled (`http.request`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestRecord {
+    /// HTTP method.
+    pub method: String,
+    /// Route template, e.g. `/api/bookmarks/{id}`, never the raw path (keeps cardinality low).
+    pub route: String,
+    /// Response status code.
+    pub status: u16,
+    /// Time to produce the response, in milliseconds.
+    pub duration_ms: f64,
+    /// W3C trace id, when the request carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+/// An error a service reports about itself (`service.error`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceError {
+    /// A short machine-friendly class, e.g. `database`.
+    pub kind: String,
+    /// The error message, as logged.
+    pub message: String,
+    /// Route template the error happened on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+}
+
+/// Health of a registered service instance, as Consul names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// All checks pass.
+    Passing,
+    /// Degraded.
+    Warning,
+    /// Failing or gone silent.
+    Critical,
+}
+
+impl HealthStatus {
+    /// The lowercase name used in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passing => "passing",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "passing" => Some(Self::Passing),
+            "warning" => Some(Self::Warning),
+            "critical" => Some(Self::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// A service instance changed health (`service.health_changed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthChange {
+    /// Service name.
+    pub service: String,
+    /// Instance id.
+    pub instance_id: String,
+    /// Status before.
+    pub from: HealthStatus,
+    /// Status now.
+    pub to: HealthStatus,
+    /// Why, e.g. `GET /health returned 503` or `no heartbeat for 5s`.
+    pub reason: String,
+    /// Whether the instance went silent (heartbeat TTL expired): its process is presumed dead.
+    #[serde(default)]
+    pub heartbeat_lost: bool,
+}
+
+/// What kind of symptom the Monitor saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// Too many 5xx responses in the window.
+    HttpErrorRatio,
+    /// Latency percentile above its threshold.
+    HttpLatency,
+    /// An active health check fails.
+    HealthCheckFailing,
+    /// The service stopped sending heartbeats: its process died or hangs.
+    ServiceDown,
+}
+
+impl ProblemKind {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HttpErrorRatio => "http_error_ratio",
+            Self::HttpLatency => "http_latency",
+            Self::HealthCheckFailing => "health_check_failing",
+            Self::ServiceDown => "service_down",
+        }
+    }
+}
+
+/// A detected problem (`problem.detected`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Unique id.
+    pub id: String,
+    /// The service with the symptom.
+    pub service: String,
+    /// The symptom.
+    pub kind: ProblemKind,
+    /// How bad.
+    pub severity: Severity,
+    /// One line for humans.
+    pub summary: String,
+    /// When the Monitor decided.
+    pub detected_at: DateTime<Utc>,
+    /// When the first sign of it arrived (the oldest bad observation in the window).
+    pub first_seen: DateTime<Utc>,
+    /// Observations that support it, e.g. sampled error messages.
+    pub evidence: Vec<String>,
+    /// Numbers behind it, e.g. `error_ratio`, `requests`, `p95_ms`.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl Problem {
+    /// Text describing the problem's symptom, without ids or times, used to embed it and to
+    /// find similar past problems. Numbers are left out so that two occurrences of one fault
+    /// read the same.
+    pub fn signature(&self) -> String {
+        let mut text = format!("service {} symptom {}", self.service, self.kind.as_str());
+        for line in &self.evidence {
+            text.push_str(" | ");
+            text.push_str(&mask_numbers(line));
+        }
+        text
+    }
+}
+
+fn mask_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_number = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('#');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Where a hypothesis came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HypothesisSource {
+    /// A shipped or user pattern matched.
+    Pattern {
+        /// Pattern id.
+        pattern_id: String,
+        /// Pattern version.
+        version: u32,
+    },
+    /// A similar past problem in the knowledge graph.
+    Knowledge {
+        /// The past problem's node id.
+        problem_id: String,
+        /// Cosine similarity of the two problems' signatures.
+        similarity: f32,
+    },
+}
+
+/// One explanation of a problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hypothesis {
+    /// Short title, e.g. `database connection pool exhausted`.
+    pub title: String,
+    /// The root cause it proposes.
+    pub root_cause: String,
+    /// 0..=1.
+    pub confidence: f64,
+    /// Observations supporting it.
+    pub evidence: Vec<String>,
+    /// Where it came from.
+    pub source: HypothesisSource,
+}
+
+/// How invasive a remediation is. Ordered from least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskLevel {
+    /// Cheap and harmless to try (clear a cache).
+    Low,
+    /// Interrupts some work (reset a pool, restart a worker).
+    Medium,
+    /// May lose work or change behaviour (restart a service, roll back a deploy).
+    High,
+}
+
+impl RiskLevel {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+}
+
+/// A remediation the Diagnostic agent proposes, with what is known about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateAction {
+    /// Stable id of this solution in the knowledge graph (tool plus parameters).
+    pub solution_id: String,
+    /// Tool to run.
+    pub tool: String,
+    /// Its parameters.
+    pub params: serde_json::Value,
+    /// How invasive it is.
+    pub risk: RiskLevel,
+    /// Title of the hypothesis it addresses.
+    pub hypothesis: String,
+    /// The pattern that proposed it, if any.
+    #[serde(default)]
+    pub pattern_id: Option<String>,
+    /// Attempts on similar past problems.
+    pub learned_attempts: u32,
+    /// Successes on similar past problems.
+    pub learned_successes: u32,
+    /// Posterior mean of success (Beta(1,1) prior over the similarity-weighted history).
+    pub expected_success: f64,
+    /// How long verification may take, in milliseconds.
+    pub verify_within_ms: u64,
+    /// How many health probes in a row must pass.
+    pub verify_consecutive_ok: u32,
+    /// Tool and parameters that undo this action, if it can be undone.
+    #[serde(default)]
+    pub rollback: Option<(String, serde_json::Value)>,
+    /// Why it is ranked where it is.
+    pub rationale: String,
+}
+
+/// The Diagnostic agent's answer (`diagnosis.completed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    /// Unique id.
+    pub id: String,
+    /// The problem diagnosed.
+    pub problem: Problem,
+    /// Ranked, most likely first.
+    pub hypotheses: Vec<Hypothesis>,
+    /// Remediations in the order Healing should try them.
+    pub candidates: Vec<CandidateAction>,
+    /// Similar past problems found: (node id, similarity).
+    pub similar_problems: Vec<(String, f32)>,
+    /// When it was made.
+    pub diagnosed_at: DateTime<Utc>,
+}
+
+/// Healing started a remediation (`action.started`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionStarted {
+    /// Unique id of this action.
+    pub action_id: String,
+    /// The problem being healed.
+    pub problem_id: String,
+    /// Target service.
+    pub service: String,
+    /// Tool run.
+    pub tool: String,
+    /// Its parameters.
+    pub params: serde_json::Value,
+    /// 1 for the first candidate tried on this problem, 2 for the next, ...
+    pub attempt: u32,
+}
+
+/// A remediation finished (`action.completed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionOutcome {
+    /// Unique id of this action.
+    pub action_id: String,
+    /// The problem being healed.
+    pub problem: Problem,
+    /// Knowledge id of the solution tried.
+    pub solution_id: String,
+    /// Tool run.
+    pub tool: String,
+    /// Its parameters.
+    pub params: serde_json::Value,
+    /// The pattern that proposed it, if any.
+    pub pattern_id: Option<String>,
+    /// Which attempt on this problem (1 = first).
+    pub attempt: u32,
+    /// The tool itself ran without error.
+    pub executed: bool,
+    /// The service was verified healthy within the deadline afterwards.
+    pub verified: bool,
+    /// A rollback was run after a failed verification.
+    pub rolled_back: bool,
+    /// Tool run time plus verification time, in milliseconds.
+    pub duration_ms: u64,
+    /// What happened, for humans.
+    pub message: String,
+}
+
+/// A problem was healed and verified (`problem.resolved`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProblemResolved {
+    /// The problem.
+    pub problem_id: String,
+    /// Its service.
+    pub service: String,
+    /// The action that healed it.
+    pub action_id: String,
+    /// Tool that healed it.
+    pub tool: String,
+    /// From the first bad observation to verified recovery, in milliseconds.
+    pub time_to_recover_ms: u64,
+}
+
+/// Healing could not or may not fix a problem (`problem.escalated`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Escalation {
+    /// The problem.
+    pub problem_id: String,
+    /// Its service.
+    pub service: String,
+    /// Why a human is needed.
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_ignores_numbers_so_repeats_read_the_same() {
+        let mut problem = Problem {
+            id: "p1".into(),
+            service: "bookmarks".into(),
+            kind: ProblemKind::HttpErrorRatio,
+            severity: Severity::Error,
+            summary: "s".into(),
+            detected_at: Utc::now(),
+            first_seen: Utc::now(),
+            evidence: vec!["timed out after 250ms (12 times)".into()],
+            metrics: BTreeMap::new(),
+        };
+        let first = problem.signature();
+        problem.evidence = vec!["timed out after 300ms (7 times)".into()];
+        assert_eq!(first, problem.signature());
+        assert_eq!(first, "service bookmarks symptom http_error_ratio | timed out after #ms (# times)");
+    }
+}
