@@ -1,0 +1,176 @@
+//! The conformance suite: what every [`KnowledgeStore`] backend must do.
+//!
+//! Checks are async fns over a [`Harness`]; [`knowledge_store_conformance!`] stamps out one
+//! `#[tokio::test]` per check. Each check uses ids unique to itself.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde_json::json;
+
+use crate::{Direction, Edge, KnowledgeError, KnowledgeStore, Node, NodeKind, Outcome, Relation, SimilarityQuery};
+
+/// Embedding dimension the harness must configure.
+pub const DIMENSIONS: usize = 8;
+
+/// Opens the backend under test.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// Opens a store with [`DIMENSIONS`]; opening again must see what was stored before.
+    async fn open(&self) -> Arc<dyn KnowledgeStore>;
+}
+
+fn uid(prefix: &str) -> String {
+    format!("{prefix}-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default())
+}
+
+fn unit(hot: usize) -> Vec<f32> {
+    let mut v = vec![0.0; DIMENSIONS];
+    v[hot % DIMENSIONS] = 1.0;
+    v
+}
+
+fn problem(id: &str, embedding: Option<Vec<f32>>) -> Node {
+    let mut node = Node::new(id, NodeKind::Problem, id, json!({"service": "svc", "kind": "http_error_ratio"}));
+    node.embedding = embedding;
+    node
+}
+
+fn solution(id: &str) -> Node {
+    Node::new(id, NodeKind::Solution, id, json!({"tool": "clear_cache"}))
+}
+
+/// Invalid data, or an embedding of the wrong dimension, is refused and writes nothing.
+pub async fn invalid_node_writes_nothing(harness: &dyn Harness) {
+    let store = harness.open().await;
+    let id = uid("bad");
+    let err = store.upsert_node(problem(&id, Some(vec![1.0; DIMENSIONS + 1]))).await.unwrap_err();
+    assert!(matches!(err, KnowledgeError::DimensionMismatch { expected: DIMENSIONS, actual } if actual == DIMENSIONS + 1));
+    let err = store
+        .upsert_node(Node::new(&id, NodeKind::Solution, "x", json!({"not_tool": 1})))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("data.tool"), "{err}");
+    assert!(store.get_node(&id).await.unwrap().is_none());
+}
+
+/// Nodes, edges and the similarity index survive reopening.
+pub async fn nodes_and_index_survive_reopen(harness: &dyn Harness) {
+    let store = harness.open().await;
+    let id = uid("persist");
+    store.upsert_node(problem(&id, Some(unit(3)))).await.unwrap();
+    drop(store);
+    let store = harness.open().await;
+    let node = store.get_node(&id).await.unwrap().expect("node lost on reopen");
+    assert_eq!(node.embedding, Some(unit(3)));
+    let hits = store
+        .similar(&SimilarityQuery { embedding: unit(3), kind: Some(NodeKind::Problem), k: 50, min_score: 0.99 })
+        .await
+        .unwrap();
+    assert!(hits.iter().any(|h| h.node.id == id), "index not rebuilt on reopen");
+}
+
+/// Linking needs both nodes; linking again updates the edge; deleting a node drops its edges.
+pub async fn link_requires_both_nodes_and_upserts(harness: &dyn Harness) {
+    let store = harness.open().await;
+    let (p, s) = (uid("p"), uid("s"));
+    store.upsert_node(problem(&p, None)).await.unwrap();
+    let edge = |weight| Edge { from: s.clone(), to: p.clone(), relation: Relation::Solves, weight, data: json!({}) };
+    assert!(matches!(store.link(edge(0.5)).await, Err(KnowledgeError::NotFound { id }) if id == s));
+    store.upsert_node(solution(&s)).await.unwrap();
+    store.link(edge(0.5)).await.unwrap();
+    store.link(edge(0.75)).await.unwrap();
+    let incoming = store.neighbors(&p, Some(Relation::Solves), Direction::Incoming).await.unwrap();
+    assert_eq!(incoming.len(), 1);
+    assert_eq!(incoming[0].0.weight, 0.75);
+    assert_eq!(incoming[0].1.id, s);
+    assert!(store.neighbors(&p, Some(Relation::Causes), Direction::Incoming).await.unwrap().is_empty());
+    assert!(store.delete_node(&s).await.unwrap());
+    assert!(store.neighbors(&p, None, Direction::Incoming).await.unwrap().is_empty());
+    assert!(!store.unlink(&s, &p, Relation::Solves).await.unwrap());
+}
+
+/// Similarity returns at most k nodes of the kind asked, best first, none under min_score.
+pub async fn similarity_is_ranked_filtered_and_bounded(harness: &dyn Harness) {
+    let store = harness.open().await;
+    let tag = uid("sim");
+    let mut near = unit(5);
+    near[6] = 0.3;
+    store.upsert_node(problem(&format!("{tag}-exact"), Some(unit(5)))).await.unwrap();
+    store.upsert_node(problem(&format!("{tag}-near"), Some(near))).await.unwrap();
+    store.upsert_node(problem(&format!("{tag}-far"), Some(unit(1)))).await.unwrap();
+    let mut sol = solution(&format!("{tag}-sol"));
+    sol.embedding = Some(unit(5));
+    store.upsert_node(sol).await.unwrap();
+    let hits = store
+        .similar(&SimilarityQuery { embedding: unit(5), kind: Some(NodeKind::Problem), k: 10, min_score: 0.5 })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = hits.iter().map(|h| h.node.id.as_str()).filter(|id| id.starts_with(&tag)).collect();
+    assert_eq!(ids, vec![format!("{tag}-exact"), format!("{tag}-near")]);
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    let one = store
+        .similar(&SimilarityQuery { embedding: unit(5), kind: None, k: 1, min_score: 0.0 })
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    let err = store
+        .similar(&SimilarityQuery { embedding: vec![1.0; 3], kind: None, k: 1, min_score: 0.0 })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KnowledgeError::DimensionMismatch { .. }));
+}
+
+/// Concurrent outcome writers lose no update; the solves edge carries the per-problem record.
+pub async fn concurrent_outcomes_are_all_counted(harness: &dyn Harness) {
+    let store = harness.open().await;
+    let (p, s) = (uid("cp"), uid("cs"));
+    store.upsert_node(problem(&p, None)).await.unwrap();
+    store.upsert_node(solution(&s)).await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..20u64 {
+        let store = store.clone();
+        let (p, s) = (p.clone(), s.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .record_outcome(&Outcome {
+                    problem_id: p,
+                    solution_id: s,
+                    success: n % 4 != 0,
+                    recover_ms: Some(100),
+                    at: Utc::now(),
+                })
+                .await
+                .unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stats = store.solution_stats(&s).await.unwrap().unwrap();
+    assert_eq!((stats.attempts, stats.successes, stats.failures), (20, 15, 5));
+    assert_eq!(stats.mean_recover_ms, Some(100.0));
+    let edges = store.neighbors(&p, Some(Relation::Solves), Direction::Incoming).await.unwrap();
+    assert_eq!(edges[0].0.data["attempts"], 20);
+    assert_eq!(edges[0].0.data["successes"], 15);
+    assert!((edges[0].0.weight - 0.75).abs() < 1e-9);
+}
+
+/// Runs the whole suite against a backend.
+#[macro_export]
+macro_rules! knowledge_store_conformance {
+    ($harness:expr) => {
+        $crate::knowledge_store_conformance!(@each $harness;
+            invalid_node_writes_nothing, nodes_and_index_survive_reopen,
+            link_requires_both_nodes_and_upserts, similarity_is_ranked_filtered_and_bounded,
+            concurrent_outcomes_are_all_counted);
+    };
+    (@each $harness:expr; $($check:ident),+) => {$(
+        #[tokio::test]
+        async fn $check() {
+            let harness = $harness;
+            $crate::conformance::$check(&harness).await;
+        }
+    )+};
+}

@@ -1,0 +1,512 @@
+//! The SQLite engine: nodes, edges, statistics and audit in one file, plus an in-process
+//! vector index.
+//!
+//! The vector index is a brute-force cosine scan over all embeddings held in memory, rebuilt
+//! from the file at open. It is exact, and at the sizes a small team accumulates (thousands
+//! of problems) a scan takes well under a millisecond per thousand vectors, so an approximate
+//! index would add risk for no gain here. Writes are serialized by one async mutex so that
+//! the database and the index always change in the same order.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::Row;
+
+use crate::{
+    AuditEntry, AuditLog, Direction, Edge, KnowledgeError, KnowledgeResult, KnowledgeStore, Node, NodeKind, Outcome,
+    Relation, ScoredNode, SimilarityQuery, SolutionStats,
+};
+
+#[cfg(test)]
+mod tests;
+
+const BACKEND: &str = "sqlite";
+
+/// Versioned migrations of the knowledge tables; index + 1 is the version.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE kn_nodes (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    data TEXT NOT NULL,
+    embedding BLOB,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX kn_nodes_kind ON kn_nodes(kind);
+CREATE TABLE kn_edges (
+    src TEXT NOT NULL REFERENCES kn_nodes(id) ON DELETE CASCADE,
+    dst TEXT NOT NULL REFERENCES kn_nodes(id) ON DELETE CASCADE,
+    relation TEXT NOT NULL,
+    weight REAL NOT NULL,
+    data TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (src, dst, relation)
+);
+CREATE INDEX kn_edges_dst ON kn_edges(dst, relation);
+CREATE TABLE kn_solution_stats (
+    solution_id TEXT PRIMARY KEY REFERENCES kn_nodes(id) ON DELETE CASCADE,
+    attempts INTEGER NOT NULL,
+    successes INTEGER NOT NULL,
+    total_recover_ms INTEGER NOT NULL,
+    last_used INTEGER NOT NULL
+);
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#];
+
+/// Opens (creating if needed) the shared SQLite database of the embedded engine.
+///
+/// WAL mode with `synchronous = FULL`: a committed write survives a crash of the process or
+/// the machine. Other parts that store through the knowledge database (the registry) open
+/// their pool with this function.
+///
+/// # Errors
+/// [`KnowledgeError::Unavailable`] when the file cannot be opened.
+pub async fn open_sqlite_pool(path: &Path) -> KnowledgeResult<SqlitePool> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|err| unavailable(err.into()))?;
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true);
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|err| unavailable(err.into()))
+}
+
+/// Applies `migrations` of `component` that the database does not have yet, in order.
+///
+/// # Errors
+/// [`KnowledgeError::SchemaTooNew`] when the database has a newer version than `migrations`.
+pub async fn apply_migrations(pool: &SqlitePool, component: &str, migrations: &[&str]) -> KnowledgeResult<()> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        .execute(pool)
+        .await
+        .map_err(backend)?;
+    let found: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = ?")
+        .bind(component)
+        .fetch_one(pool)
+        .await
+        .map_err(backend)?;
+    let supported = migrations.len() as i64;
+    if found > supported {
+        return Err(KnowledgeError::SchemaTooNew { component: component.into(), found, supported });
+    }
+    for (idx, sql) in migrations.iter().enumerate().skip(found as usize) {
+        let version = idx + 1;
+        // One script per migration, so that its tables and its version row commit together.
+        // `component` is a compile-time name of ours, never user input.
+        let sql = sql.trim().trim_end_matches(';');
+        let script = format!(
+            "BEGIN IMMEDIATE;\n{sql};\nINSERT INTO schema_migrations (component, version) VALUES ('{component}', {version})
+             ON CONFLICT(component) DO UPDATE SET version = excluded.version;\nCOMMIT;"
+        );
+        sqlx::raw_sql(&script).execute(pool).await.map_err(backend)?;
+        tracing::info!(component, version, "Applied database migration.");
+    }
+    Ok(())
+}
+
+fn unavailable(source: Box<dyn std::error::Error + Send + Sync>) -> KnowledgeError {
+    KnowledgeError::Unavailable { backend: BACKEND, source }
+}
+
+fn backend(err: sqlx::Error) -> KnowledgeError {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => unavailable(err.into()),
+        other => KnowledgeError::Backend { backend: BACKEND, source: other.into() },
+    }
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn encode_embedding(embedding: &[f32]) -> Vec<u8> {
+    embedding.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn decode_embedding(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}
+
+/// The default knowledge store.
+#[derive(Debug)]
+pub struct SqliteKnowledgeStore {
+    pool: SqlitePool,
+    dimensions: usize,
+    index: RwLock<HashMap<String, (NodeKind, Vec<f32>)>>,
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl SqliteKnowledgeStore {
+    /// Opens the database at `path`, migrates it, and loads the vector index.
+    ///
+    /// # Errors
+    /// When the file cannot be opened, its schema is too new, or a stored embedding has
+    /// another dimension than `dimensions`.
+    pub async fn open(path: &Path, dimensions: usize) -> KnowledgeResult<Self> {
+        if dimensions == 0 {
+            return Err(KnowledgeError::Invalid("embedding dimensions must be at least 1".into()));
+        }
+        let pool = open_sqlite_pool(path).await?;
+        apply_migrations(&pool, "knowledge", MIGRATIONS).await?;
+        let rows = sqlx::query("SELECT id, kind, embedding FROM kn_nodes WHERE embedding IS NOT NULL")
+            .fetch_all(&pool)
+            .await
+            .map_err(backend)?;
+        let mut index = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.get("id");
+            let kind = NodeKind::from_str(row.get::<&str, _>("kind"))?;
+            let embedding = decode_embedding(row.get::<&[u8], _>("embedding"));
+            if embedding.len() != dimensions {
+                return Err(KnowledgeError::DimensionMismatch { expected: dimensions, actual: embedding.len() });
+            }
+            index.insert(id, (kind, embedding));
+        }
+        tracing::debug!(vectors = index.len(), "Loaded the knowledge vector index.");
+        Ok(Self { pool, dimensions, index: RwLock::new(index), writes: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The connection pool, for parts that store their own tables in the same database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn index_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, (NodeKind, Vec<f32>)>> {
+        // Index mutations are single inserts/removes, so a poisoned lock still holds a
+        // consistent map.
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn require_node(&self, id: &str) -> KnowledgeResult<()> {
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM kn_nodes WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        exists.map(|_| ()).ok_or_else(|| KnowledgeError::NotFound { id: id.into() })
+    }
+}
+
+fn row_to_node(row: &SqliteRow, prefix: &str) -> KnowledgeResult<Node> {
+    let col = |name: &str| format!("{prefix}{name}");
+    let data: &str = row.try_get(col("data").as_str()).map_err(backend)?;
+    let embedding: Option<&[u8]> = row.try_get(col("embedding").as_str()).map_err(backend)?;
+    Ok(Node {
+        id: row.try_get(col("id").as_str()).map_err(backend)?,
+        kind: NodeKind::from_str(row.try_get(col("kind").as_str()).map_err(backend)?)?,
+        name: row.try_get(col("name").as_str()).map_err(backend)?,
+        data: serde_json::from_str(data).map_err(|e| KnowledgeError::Backend { backend: BACKEND, source: e.into() })?,
+        embedding: embedding.map(decode_embedding),
+        created_at: from_millis(row.try_get(col("created_at").as_str()).map_err(backend)?),
+        updated_at: from_millis(row.try_get(col("updated_at").as_str()).map_err(backend)?),
+    })
+}
+
+fn row_to_edge(row: &SqliteRow) -> KnowledgeResult<Edge> {
+    let data: &str = row.try_get("e_data").map_err(backend)?;
+    Ok(Edge {
+        from: row.try_get("src").map_err(backend)?,
+        to: row.try_get("dst").map_err(backend)?,
+        relation: Relation::from_str(row.try_get("relation").map_err(backend)?)?,
+        weight: row.try_get("weight").map_err(backend)?,
+        data: serde_json::from_str(data).map_err(|e| KnowledgeError::Backend { backend: BACKEND, source: e.into() })?,
+    })
+}
+
+#[async_trait]
+impl KnowledgeStore for SqliteKnowledgeStore {
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    async fn upsert_node(&self, node: Node) -> KnowledgeResult<()> {
+        node.validate(self.dimensions)?;
+        let _write = self.writes.lock().await;
+        let now = millis(Utc::now());
+        sqlx::query(
+            "INSERT INTO kn_nodes (id, kind, name, data, embedding, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, name = excluded.name, data = excluded.data,
+                 embedding = excluded.embedding, updated_at = excluded.updated_at",
+        )
+        .bind(&node.id)
+        .bind(node.kind.as_str())
+        .bind(&node.name)
+        .bind(node.data.to_string())
+        .bind(node.embedding.as_deref().map(encode_embedding))
+        .bind(millis(node.created_at).min(now))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut index = self.index_write();
+        match node.embedding {
+            Some(embedding) => {
+                index.insert(node.id, (node.kind, embedding));
+            }
+            None => {
+                index.remove(&node.id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_node(&self, id: &str) -> KnowledgeResult<Option<Node>> {
+        let row = sqlx::query("SELECT * FROM kn_nodes WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| row_to_node(&r, "")).transpose()
+    }
+
+    async fn delete_node(&self, id: &str) -> KnowledgeResult<bool> {
+        let _write = self.writes.lock().await;
+        let done = sqlx::query("DELETE FROM kn_nodes WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        self.index_write().remove(id);
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn link(&self, edge: Edge) -> KnowledgeResult<()> {
+        if !(0.0..=1.0).contains(&edge.weight) {
+            return Err(KnowledgeError::Invalid(format!("edge weight must be within 0..=1, got {}", edge.weight)));
+        }
+        self.require_node(&edge.from).await?;
+        self.require_node(&edge.to).await?;
+        let _write = self.writes.lock().await;
+        sqlx::query(
+            "INSERT INTO kn_edges (src, dst, relation, weight, data, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT(src, dst, relation) DO UPDATE SET weight = excluded.weight, data = excluded.data,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(&edge.from)
+        .bind(&edge.to)
+        .bind(edge.relation.as_str())
+        .bind(edge.weight)
+        .bind(edge.data.to_string())
+        .bind(millis(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn unlink(&self, from: &str, to: &str, relation: Relation) -> KnowledgeResult<bool> {
+        let _write = self.writes.lock().await;
+        let done = sqlx::query("DELETE FROM kn_edges WHERE src = ? AND dst = ? AND relation = ?")
+            .bind(from)
+            .bind(to)
+            .bind(relation.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn neighbors(&self, id: &str, relation: Option<Relation>, direction: Direction) -> KnowledgeResult<Vec<(Edge, Node)>> {
+        let (this_end, other_end) = match direction {
+            Direction::Outgoing => ("src", "dst"),
+            Direction::Incoming => ("dst", "src"),
+        };
+        let sql = format!(
+            "SELECT e.src, e.dst, e.relation, e.weight, e.data AS e_data,
+                    n.id AS n_id, n.kind AS n_kind, n.name AS n_name, n.data AS n_data, n.embedding AS n_embedding,
+                    n.created_at AS n_created_at, n.updated_at AS n_updated_at
+             FROM kn_edges e JOIN kn_nodes n ON n.id = e.{other_end}
+             WHERE e.{this_end} = ? AND (? IS NULL OR e.relation = ?)
+             ORDER BY e.weight DESC, n.id"
+        );
+        let relation = relation.map(Relation::as_str);
+        let rows = sqlx::query(&sql)
+            .bind(id)
+            .bind(relation)
+            .bind(relation)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|row| Ok((row_to_edge(row)?, row_to_node(row, "n_")?))).collect()
+    }
+
+    async fn similar(&self, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>> {
+        if query.embedding.len() != self.dimensions {
+            return Err(KnowledgeError::DimensionMismatch { expected: self.dimensions, actual: query.embedding.len() });
+        }
+        let mut hits: Vec<(String, f32)> = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            index
+                .iter()
+                .filter(|(_, (kind, _))| query.kind.is_none_or(|k| k == *kind))
+                .map(|(id, (_, embedding))| (id.clone(), cosine(&query.embedding, embedding)))
+                .filter(|(_, score)| *score >= query.min_score)
+                .collect()
+        };
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        hits.truncate(query.k);
+        let mut out = Vec::with_capacity(hits.len());
+        for (id, score) in hits {
+            // A node deleted between the scan and this read is simply left out.
+            if let Some(node) = self.get_node(&id).await? {
+                out.push(ScoredNode { node, score });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_outcome(&self, outcome: &Outcome) -> KnowledgeResult<SolutionStats> {
+        self.require_node(&outcome.problem_id).await?;
+        self.require_node(&outcome.solution_id).await?;
+        let success = i64::from(outcome.success);
+        let recover_ms = if outcome.success { outcome.recover_ms.unwrap_or(0) as i64 } else { 0 };
+        let at = millis(outcome.at);
+        let _write = self.writes.lock().await;
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO kn_solution_stats (solution_id, attempts, successes, total_recover_ms, last_used) VALUES (?, 1, ?, ?, ?)
+             ON CONFLICT(solution_id) DO UPDATE SET attempts = attempts + 1, successes = successes + excluded.successes,
+                 total_recover_ms = total_recover_ms + excluded.total_recover_ms, last_used = MAX(last_used, excluded.last_used)",
+        )
+        .bind(&outcome.solution_id)
+        .bind(success)
+        .bind(recover_ms)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // The solves edge carries this solution's record on this problem: weight is its
+        // success rate there, data holds the counts.
+        sqlx::query(
+            "INSERT INTO kn_edges (src, dst, relation, weight, data, updated_at)
+             VALUES (?1, ?2, 'solves', ?3, json_object('attempts', 1, 'successes', ?3), ?4)
+             ON CONFLICT(src, dst, relation) DO UPDATE SET
+                 data = json_object('attempts', COALESCE(json_extract(data, '$.attempts'), 0) + 1,
+                                    'successes', COALESCE(json_extract(data, '$.successes'), 0) + ?3),
+                 weight = CAST(COALESCE(json_extract(data, '$.successes'), 0) + ?3 AS REAL)
+                          / (COALESCE(json_extract(data, '$.attempts'), 0) + 1),
+                 updated_at = ?4",
+        )
+        .bind(&outcome.solution_id)
+        .bind(&outcome.problem_id)
+        .bind(success)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        drop(_write);
+        self.solution_stats(&outcome.solution_id)
+            .await?
+            .ok_or_else(|| KnowledgeError::NotFound { id: outcome.solution_id.clone() })
+    }
+
+    async fn solution_stats(&self, solution_id: &str) -> KnowledgeResult<Option<SolutionStats>> {
+        let row = sqlx::query("SELECT attempts, successes, total_recover_ms, last_used FROM kn_solution_stats WHERE solution_id = ?")
+            .bind(solution_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(row.map(|row| {
+            let attempts: i64 = row.get("attempts");
+            let successes: i64 = row.get("successes");
+            let total: i64 = row.get("total_recover_ms");
+            SolutionStats {
+                attempts: attempts as u64,
+                successes: successes as u64,
+                failures: (attempts - successes) as u64,
+                mean_recover_ms: (successes > 0).then(|| total as f64 / successes as f64),
+                last_used: Some(from_millis(row.get("last_used"))),
+            }
+        }))
+    }
+
+    async fn count_nodes(&self) -> KnowledgeResult<Vec<(NodeKind, u64)>> {
+        let rows = sqlx::query("SELECT kind, COUNT(*) AS n FROM kn_nodes GROUP BY kind ORDER BY kind")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| Ok((NodeKind::from_str(row.get::<&str, _>("kind"))?, row.get::<i64, _>("n") as u64)))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqliteKnowledgeStore {
+    async fn append(&self, entry: AuditEntry) -> KnowledgeResult<i64> {
+        let done = sqlx::query("INSERT INTO audit_log (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)")
+            .bind(millis(entry.at))
+            .bind(&entry.actor)
+            .bind(&entry.action)
+            .bind(&entry.subject)
+            .bind(entry.detail.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.last_insert_rowid())
+    }
+
+    async fn recent(&self, limit: usize) -> KnowledgeResult<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?")
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let detail: &str = row.get("detail");
+                Ok(AuditEntry {
+                    seq: row.get("seq"),
+                    at: from_millis(row.get("at")),
+                    actor: row.get("actor"),
+                    action: row.get("action"),
+                    subject: row.get("subject"),
+                    detail: serde_json::from_str(detail).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect()
+    }
+}
