@@ -367,9 +367,12 @@ mod tests {
         let mut library = PatternLibrary::shipped().unwrap();
         assert_eq!(library.load_dir(&dir).unwrap(), 1);
         assert_eq!(library.get("stale-cache").unwrap().version, 2);
-        std::fs::write(dir.join("b.toml"), SHIPPED[0].1).unwrap();
+        // A changed pattern that keeps its version is refused, and nothing of the dir is taken.
+        let changed = SHIPPED[0].1.replace("Database connection pool exhausted", "Pool exhausted");
+        std::fs::write(dir.join("b.toml"), changed).unwrap();
         let err = library.load_dir(&dir).unwrap_err().to_string();
         assert!(err.contains("version 1 exists already"), "{err}");
+        assert_eq!(library.get("db-pool-exhaustion").unwrap().title, "Database connection pool exhausted");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
