@@ -1,0 +1,244 @@
+//! The Diagnostic agent: explains a problem and ranks the fixes to try.
+//!
+//! For each `problem.detected` it gathers three kinds of evidence:
+//! 1. **Patterns**: shipped and user failure patterns that fit the symptom and its evidence.
+//! 2. **Knowledge**: past problems whose signature embeds close to this one, and how each
+//!    solution tried on them fared (the `solves` edges carry attempts and successes).
+//! 3. **Registry**: the service's capabilities (which fixes it supports) and its dependencies.
+//!
+//! Each hypothesis gets a confidence and its evidence. Candidate fixes are ordered by the
+//! safety ladder:
+//! - **proven** fixes first (similar past problems say they work), best expected success first;
+//! - then **untried** fixes of plausible hypotheses, least invasive first, because without
+//!   history the cheapest fix to try is the one that can do the least harm;
+//! - fixes that **failed** on similar problems last.
+//!
+//! The expected success of a fix is the posterior mean of a Beta(1, 1) prior updated with its
+//! similarity-weighted record on similar problems.
+
+use std::collections::HashMap;
+
+use aiops_knowledge::{Direction, NodeKind, Relation, SimilarityQuery};
+use aiops_model::{
+    event_type, CandidateAction, Diagnosis, Envelope, Hypothesis, HypothesisSource, Problem, RiskLevel,
+};
+use aiops_registry::ServiceQuery;
+use async_trait::async_trait;
+use chrono::Utc;
+
+use crate::agent::payload;
+use crate::{solution_id, Agent, AgentContext, AgentResult, DiagnosticConfig};
+
+const NAME: &str = "diagnostic";
+/// A hypothesis is plausible when its confidence is at least this share of the best one's.
+const PLAUSIBLE_SHARE: f64 = 0.5;
+/// Similarity-weighted attempts needed before a record counts as evidence.
+const MIN_EVIDENCE: f64 = 0.5;
+const PROVEN: f64 = 0.6;
+const FAILING: f64 = 0.4;
+/// Verification used for a fix known only from history, with no pattern saying otherwise.
+const DEFAULT_VERIFY_MS: u64 = 5000;
+const DEFAULT_VERIFY_OK: u32 = 3;
+
+/// The Diagnostic agent.
+#[derive(Debug)]
+pub struct Diagnostic {
+    config: DiagnosticConfig,
+}
+
+impl Diagnostic {
+    /// A Diagnostic agent.
+    pub fn new(config: DiagnosticConfig) -> Self {
+        Self { config }
+    }
+
+    /// Builds the diagnosis of `problem` (without publishing it).
+    ///
+    /// # Errors
+    /// When the knowledge graph, registry or embedder fails.
+    pub async fn diagnose(&self, ctx: &AgentContext, problem: &Problem) -> AgentResult<Diagnosis> {
+        let instances = ctx
+            .registry
+            .instances(&ServiceQuery { name: Some(problem.service.clone()), ..ServiceQuery::default() })
+            .await?;
+        let mut capabilities: Vec<String> =
+            instances.iter().flat_map(|i| i.registration.capabilities.iter().cloned()).collect();
+        capabilities.sort();
+        capabilities.dedup();
+
+        let mut hypotheses = Vec::new();
+        let mut candidates: HashMap<String, CandidateAction> = HashMap::new();
+        let mut plausibility: HashMap<String, f64> = HashMap::new();
+
+        for matched in ctx.patterns.match_problem(problem, &capabilities) {
+            let pattern = &matched.pattern;
+            hypotheses.push(Hypothesis {
+                title: pattern.title.clone(),
+                root_cause: pattern.root_cause.clone(),
+                confidence: matched.confidence,
+                evidence: matched.evidence.clone(),
+                source: HypothesisSource::Pattern { pattern_id: pattern.id.clone(), version: pattern.version },
+            });
+            for step in &pattern.remediation {
+                let params = serde_json::to_value(&step.params).unwrap_or_default();
+                let id = solution_id(&step.tool, &params);
+                let rollback = step
+                    .rollback_tool
+                    .as_ref()
+                    .map(|tool| (tool.clone(), serde_json::to_value(&step.rollback_params).unwrap_or_default()));
+                candidates.entry(id.clone()).or_insert_with(|| CandidateAction {
+                    solution_id: id.clone(),
+                    tool: step.tool.clone(),
+                    params,
+                    risk: step.risk,
+                    hypothesis: pattern.title.clone(),
+                    pattern_id: Some(pattern.id.clone()),
+                    learned_attempts: 0,
+                    learned_successes: 0,
+                    expected_success: 0.5,
+                    verify_within_ms: pattern.verification.within_ms,
+                    verify_consecutive_ok: pattern.verification.consecutive_ok,
+                    rollback,
+                    rationale: String::new(),
+                });
+                let best = plausibility.entry(id).or_insert(0.0);
+                *best = best.max(matched.confidence);
+            }
+        }
+
+        // Similar past problems: searched before this problem is stored, so it never finds itself.
+        let embedding = ctx.embedder.embed(&[problem.signature()]).await?.remove(0);
+        let similar = ctx
+            .knowledge
+            .similar(&SimilarityQuery {
+                embedding,
+                kind: Some(NodeKind::Problem),
+                k: self.config.similar_k,
+                min_score: self.config.similar_min_score,
+            })
+            .await?;
+        let mut history: HashMap<String, (f64, f64)> = HashMap::new();
+        let mut similar_problems = Vec::new();
+        for hit in &similar {
+            if hit.node.id == problem.id {
+                continue;
+            }
+            similar_problems.push((hit.node.id.clone(), hit.score));
+            let weight = f64::from(hit.score);
+            for (edge, solution) in ctx.knowledge.neighbors(&hit.node.id, Some(Relation::Solves), Direction::Incoming).await? {
+                let attempts = edge.data["attempts"].as_f64().unwrap_or(0.0);
+                let successes = edge.data["successes"].as_f64().unwrap_or(0.0);
+                let record = history.entry(solution.id.clone()).or_default();
+                record.0 += weight * attempts;
+                record.1 += weight * successes;
+                if successes > 0.0 {
+                    hypotheses.push(Hypothesis {
+                        title: format!("recurrence of {}", hit.node.name),
+                        root_cause: format!("the same fault as past problem {} ({})", hit.node.id, hit.node.name),
+                        confidence: (weight * successes / attempts.max(1.0)).min(0.95),
+                        evidence: vec![format!(
+                            "signature {:.0}% similar; {} healed it {} of {} times",
+                            weight * 100.0,
+                            solution.name,
+                            successes,
+                            attempts
+                        )],
+                        source: HypothesisSource::Knowledge { problem_id: hit.node.id.clone(), similarity: hit.score },
+                    });
+                }
+                if !candidates.contains_key(&solution.id) {
+                    // A fix known only from history: take what the solution node recorded.
+                    let tool = solution.data["tool"].as_str().unwrap_or_default().to_owned();
+                    let Some(spec) = ctx.tools.get(&tool).map(|t| t.spec().clone()) else { continue };
+                    candidates.insert(
+                        solution.id.clone(),
+                        CandidateAction {
+                            solution_id: solution.id.clone(),
+                            tool,
+                            params: solution.data["params"].clone(),
+                            risk: spec.risk,
+                            hypothesis: format!("recurrence of {}", hit.node.name),
+                            pattern_id: None,
+                            learned_attempts: 0,
+                            learned_successes: 0,
+                            expected_success: 0.5,
+                            verify_within_ms: DEFAULT_VERIFY_MS,
+                            verify_consecutive_ok: DEFAULT_VERIFY_OK,
+                            rollback: None,
+                            rationale: String::new(),
+                        },
+                    );
+                    plausibility.insert(solution.id.clone(), weight);
+                }
+            }
+        }
+        hypotheses.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+
+        let top = plausibility.values().copied().fold(0.0, f64::max);
+        let mut ranked: Vec<(u8, f64, RiskLevel, f64, CandidateAction)> = candidates
+            .into_values()
+            .map(|mut candidate| {
+                let (attempts, successes) = history.get(&candidate.solution_id).copied().unwrap_or_default();
+                candidate.learned_attempts = attempts.round() as u32;
+                candidate.learned_successes = successes.round() as u32;
+                candidate.expected_success = (successes + 1.0) / (attempts + 2.0);
+                let confidence = plausibility.get(&candidate.solution_id).copied().unwrap_or(0.0);
+                let plausible = confidence >= top * PLAUSIBLE_SHARE;
+                let (tier, rationale) = if attempts >= MIN_EVIDENCE && candidate.expected_success >= PROVEN {
+                    (0, format!("proven on similar problems: {successes:.1} of {attempts:.1} weighted attempts healed"))
+                } else if attempts >= MIN_EVIDENCE && candidate.expected_success < FAILING {
+                    (3, format!("failed on similar problems: {successes:.1} of {attempts:.1} weighted attempts healed"))
+                } else if plausible {
+                    (1, format!("untried here; {} risk, hypothesis confidence {confidence:.2}", candidate.risk.as_str()))
+                } else {
+                    (2, format!("untried; weak hypothesis (confidence {confidence:.2})"))
+                };
+                candidate.rationale = rationale;
+                (tier, candidate.expected_success, candidate.risk, confidence, candidate)
+            })
+            .collect();
+        ranked.sort_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| match a.0 {
+                0 => b.1.total_cmp(&a.1),
+                _ => a.2.cmp(&b.2).then_with(|| b.3.total_cmp(&a.3)),
+            })
+            .then_with(|| a.4.solution_id.cmp(&b.4.solution_id))
+        });
+
+        Ok(Diagnosis {
+            id: aiops_model::new_id(),
+            problem: problem.clone(),
+            hypotheses,
+            candidates: ranked.into_iter().map(|r| r.4).collect(),
+            similar_problems,
+            diagnosed_at: Utc::now(),
+        })
+    }
+}
+
+#[async_trait]
+impl Agent for Diagnostic {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn control_types(&self) -> Vec<String> {
+        vec![event_type::PROBLEM_DETECTED.into()]
+    }
+
+    async fn handle(&self, ctx: &AgentContext, event: &Envelope) -> AgentResult<()> {
+        let problem: Problem = payload(event)?;
+        let diagnosis = self.diagnose(ctx, &problem).await?;
+        let top = diagnosis.hypotheses.first();
+        tracing::info!(
+            problem = %problem.id,
+            service = %problem.service,
+            hypothesis = top.map_or("none", |h| h.title.as_str()),
+            confidence = top.map_or(0.0, |h| h.confidence),
+            candidates = diagnosis.candidates.len(),
+            "Problem diagnosed."
+        );
+        ctx.emit(NAME, event_type::DIAGNOSIS_COMPLETED, &problem.service, problem.severity.into(), &diagnosis).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,328 @@
+//! The Healing agent: runs fixes safely, verifies them, rolls back, escalates.
+//!
+//! For each `diagnosis.completed` it walks the ranked candidates:
+//! - a tool missing from the catalog, or riskier than `max_auto_risk`, is skipped (the latter
+//!   needs a human's approval, which the escalation asks for);
+//! - at most `max_actions_per_service` actions per service per window, and at most
+//!   `max_attempts_per_problem` candidates per problem, so healing never loops;
+//! - after a tool runs, the service must pass `verify_consecutive_ok` health probes in a row
+//!   within `verify_within_ms`; if it does not, the action's rollback (if any) runs and the
+//!   next candidate is tried;
+//! - a verified fix publishes `problem.resolved`; running out of candidates publishes
+//!   `problem.escalated` with every reason.
+//!
+//! Every run and rollback is written to the audit log before the outcome is published.
+//! Handling is idempotent: a problem already resolved or escalated is not healed again.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aiops_construction::{RunMode, ToolTarget};
+use aiops_events::ReadQuery;
+use aiops_knowledge::AuditEntry;
+use aiops_model::{
+    event_type, ActionOutcome, ActionStarted, CandidateAction, Diagnosis, Envelope, Escalation, Problem,
+    ProblemResolved, Severity,
+};
+use aiops_registry::{ServiceInstance, ServiceQuery};
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio::time::Instant;
+
+use crate::agent::payload;
+use crate::{Agent, AgentContext, AgentResult, HealingConfig};
+
+const NAME: &str = "healing";
+/// Problem ids remembered as handled; older ones are checked against the control stream.
+const REMEMBERED_PROBLEMS: usize = 1024;
+/// How far back the control stream is searched for an earlier end of a problem.
+const HISTORY_LOOKBACK: usize = 2000;
+
+/// The Healing agent.
+#[derive(Debug)]
+pub struct Healing {
+    config: HealingConfig,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    handled: HashSet<String>,
+    handled_order: VecDeque<String>,
+    actions: HashMap<String, VecDeque<Instant>>,
+}
+
+impl Healing {
+    /// A Healing agent with the given safety limits.
+    pub fn new(config: HealingConfig) -> Self {
+        Self { config, state: Mutex::new(State::default()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks a problem handled; false when it already was.
+    fn claim(&self, problem_id: &str) -> bool {
+        let mut state = self.lock();
+        if !state.handled.insert(problem_id.to_owned()) {
+            return false;
+        }
+        state.handled_order.push_back(problem_id.to_owned());
+        while state.handled_order.len() > REMEMBERED_PROBLEMS {
+            if let Some(old) = state.handled_order.pop_front() {
+                state.handled.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Takes one action slot for `service`; false when its budget is spent.
+    fn take_action_slot(&self, service: &str) -> bool {
+        let window = Duration::from_secs(self.config.window_secs);
+        let now = Instant::now();
+        let mut state = self.lock();
+        let actions = state.actions.entry(service.to_owned()).or_default();
+        while actions.front().is_some_and(|at| now.duration_since(*at) > window) {
+            actions.pop_front();
+        }
+        if actions.len() >= self.config.max_actions_per_service as usize {
+            return false;
+        }
+        actions.push_back(now);
+        true
+    }
+
+    async fn already_ended(&self, ctx: &AgentContext, problem_id: &str) -> AgentResult<bool> {
+        let query = ReadQuery {
+            types: vec![event_type::PROBLEM_RESOLVED.into(), event_type::PROBLEM_ESCALATED.into()],
+            newest_first: true,
+            limit: HISTORY_LOOKBACK,
+            ..ReadQuery::default()
+        };
+        let ended = ctx.bus.read(&ctx.streams.control, &query).await?;
+        Ok(ended.iter().any(|stored| stored.event.data["problem_id"] == problem_id))
+    }
+
+    /// Probes the instance's health URL until enough probes in a row pass, or the deadline.
+    async fn verify(&self, ctx: &AgentContext, instance: &ServiceInstance, candidate: &CandidateAction) -> (bool, String) {
+        let Some(url) = instance.registration.health_url.as_deref() else {
+            return (false, "the instance has no health_url to verify with".into());
+        };
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(candidate.verify_within_ms);
+        let interval = Duration::from_millis(self.config.probe_interval_ms);
+        let need = candidate.verify_consecutive_ok.max(1);
+        let mut streak = 0;
+        let mut last_failure = String::from("no probe answered");
+        while Instant::now() < deadline {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let probe = ctx.http.get(url).timeout(remaining.min(Duration::from_secs(2))).send().await;
+            match probe {
+                Ok(response) if response.status().is_success() => {
+                    streak += 1;
+                    if streak >= need {
+                        let took = started.elapsed().as_millis();
+                        return (true, format!("{need} health probes in a row passed within {took}ms"));
+                    }
+                }
+                Ok(response) => {
+                    streak = 0;
+                    last_failure = format!("GET {url} returned {}", response.status().as_u16());
+                }
+                Err(err) => {
+                    streak = 0;
+                    last_failure = format!("GET {url} failed: {err}");
+                }
+            }
+            tokio::time::sleep(interval.min(deadline.saturating_duration_since(Instant::now()))).await;
+        }
+        (false, format!("not healthy within {}ms; last probe: {last_failure}", candidate.verify_within_ms))
+    }
+
+    async fn audit(&self, ctx: &AgentContext, action: &str, subject: &str, detail: serde_json::Value) -> AgentResult<()> {
+        ctx.audit
+            .append(AuditEntry { seq: 0, at: Utc::now(), actor: NAME.into(), action: action.into(), subject: subject.into(), detail })
+            .await?;
+        Ok(())
+    }
+
+    async fn escalate(&self, ctx: &AgentContext, problem: &Problem, reason: String) -> AgentResult<()> {
+        tracing::warn!(problem = %problem.id, service = %problem.service, reason = %reason, "Escalating to a human.");
+        metrics::counter!("aiops_healing_escalations_total").increment(1);
+        self.audit(ctx, "heal.escalated", &problem.service, serde_json::json!({ "problem_id": problem.id, "reason": reason }))
+            .await?;
+        let escalation = Escalation { problem_id: problem.id.clone(), service: problem.service.clone(), reason };
+        ctx.emit(NAME, event_type::PROBLEM_ESCALATED, &problem.service, Some(Severity::Critical), escalation).await?;
+        Ok(())
+    }
+
+    /// Runs one candidate and verifies it; returns the outcome (not yet published).
+    async fn attempt(
+        &self,
+        ctx: &AgentContext,
+        problem: &Problem,
+        instance: &ServiceInstance,
+        candidate: &CandidateAction,
+        attempt: u32,
+    ) -> AgentResult<ActionOutcome> {
+        let reg = &instance.registration;
+        let target = ToolTarget {
+            service: reg.name.clone(),
+            instance_id: reg.instance_id.clone(),
+            address: reg.address.clone(),
+            capabilities: reg.capabilities.clone(),
+        };
+        let action_id = aiops_model::new_id();
+        let started_event = ActionStarted {
+            action_id: action_id.clone(),
+            problem_id: problem.id.clone(),
+            service: problem.service.clone(),
+            tool: candidate.tool.clone(),
+            params: candidate.params.clone(),
+            attempt,
+        };
+        ctx.emit(NAME, event_type::ACTION_STARTED, &problem.service, None, &started_event).await?;
+        let mode = if self.config.dry_run { RunMode::DryRun } else { RunMode::Execute };
+        let started = Instant::now();
+        let tool = ctx.tools.get(&candidate.tool);
+        let run = match &tool {
+            Some(tool) => tool.run(&target, &candidate.params, mode).await.map_err(|err| err.to_string()),
+            None => Err(format!("tool {} is not in the catalog", candidate.tool)),
+        };
+        let (executed, run_message) = match &run {
+            Ok(output) if output.success => (true, format!("{} succeeded", output.resolved)),
+            Ok(output) => (false, format!("{} failed: {}", output.resolved, output.output.chars().take(200).collect::<String>())),
+            Err(err) => (false, err.clone()),
+        };
+        self.audit(
+            ctx,
+            "tool.run",
+            &problem.service,
+            serde_json::json!({
+                "action_id": action_id, "problem_id": problem.id, "tool": candidate.tool,
+                "params": candidate.params, "mode": format!("{mode:?}"), "executed": executed, "message": run_message,
+            }),
+        )
+        .await?;
+        let (verified, verify_message) = if executed && mode == RunMode::Execute {
+            self.verify(ctx, instance, candidate).await
+        } else if mode == RunMode::DryRun {
+            (false, "dry run: nothing changed, nothing to verify".to_owned())
+        } else {
+            (false, "not verified: the tool did not run".to_owned())
+        };
+        let mut rolled_back = false;
+        let mut message = format!("{run_message}; {verify_message}");
+        if !verified && executed && mode == RunMode::Execute {
+            let rollback = candidate.rollback.clone().or_else(|| {
+                tool.as_ref().and_then(|t| t.spec().rollback_call(&target, &candidate.params).ok().flatten())
+            });
+            if let Some((rollback_tool, rollback_params)) = rollback {
+                let result = match ctx.tools.get(&rollback_tool) {
+                    Some(tool) => tool.run(&target, &rollback_params, RunMode::Execute).await.map_err(|e| e.to_string()),
+                    None => Err(format!("rollback tool {rollback_tool} is not in the catalog")),
+                };
+                rolled_back = matches!(&result, Ok(output) if output.success);
+                message.push_str(&format!("; rollback {rollback_tool}: {}", if rolled_back { "done" } else { "failed" }));
+                self.audit(
+                    ctx,
+                    "tool.rollback",
+                    &problem.service,
+                    serde_json::json!({ "action_id": action_id, "tool": rollback_tool, "params": rollback_params, "done": rolled_back }),
+                )
+                .await?;
+            }
+        }
+        Ok(ActionOutcome {
+            action_id,
+            problem: problem.clone(),
+            solution_id: candidate.solution_id.clone(),
+            tool: candidate.tool.clone(),
+            params: candidate.params.clone(),
+            pattern_id: candidate.pattern_id.clone(),
+            attempt,
+            executed,
+            verified,
+            rolled_back,
+            duration_ms: started.elapsed().as_millis() as u64,
+            message,
+        })
+    }
+}
+
+#[async_trait]
+impl Agent for Healing {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn control_types(&self) -> Vec<String> {
+        vec![event_type::DIAGNOSIS_COMPLETED.into()]
+    }
+
+    async fn handle(&self, ctx: &AgentContext, event: &Envelope) -> AgentResult<()> {
+        let diagnosis: Diagnosis = payload(event)?;
+        let problem = &diagnosis.problem;
+        if self.already_ended(ctx, &problem.id).await? || !self.claim(&problem.id) {
+            tracing::debug!(problem = %problem.id, "Problem already handled; skipping.");
+            return Ok(());
+        }
+        let instances = ctx
+            .registry
+            .instances(&ServiceQuery { name: Some(problem.service.clone()), ..ServiceQuery::default() })
+            .await?;
+        let Some(instance) = instances.first() else {
+            return self.escalate(ctx, problem, format!("service {} is not registered, so no tool can reach it", problem.service)).await;
+        };
+        let mut notes = Vec::new();
+        let mut attempt = 0;
+        for candidate in &diagnosis.candidates {
+            if attempt >= self.config.max_attempts_per_problem {
+                notes.push(format!("stopped after {attempt} attempts (max_attempts_per_problem)"));
+                break;
+            }
+            if ctx.tools.get(&candidate.tool).is_none() {
+                notes.push(format!("{}: tool not in the catalog", candidate.tool));
+                continue;
+            }
+            if candidate.risk > self.config.max_auto_risk {
+                notes.push(format!("{}: {} risk needs a human's approval", candidate.tool, candidate.risk.as_str()));
+                continue;
+            }
+            if !self.take_action_slot(&problem.service) {
+                notes.push(format!(
+                    "action budget spent: {} actions on {} in {}s",
+                    self.config.max_actions_per_service, problem.service, self.config.window_secs
+                ));
+                break;
+            }
+            attempt += 1;
+            tracing::info!(problem = %problem.id, tool = %candidate.tool, attempt, rationale = %candidate.rationale, "Running remediation.");
+            let outcome = self.attempt(ctx, problem, instance, candidate, attempt).await?;
+            metrics::counter!("aiops_healing_actions_total", "tool" => outcome.tool.clone(), "verified" => outcome.verified.to_string()).increment(1);
+            let verified = outcome.verified;
+            let summary = format!("{}: {}", outcome.tool, outcome.message);
+            ctx.emit(NAME, event_type::ACTION_COMPLETED, &problem.service, None, &outcome).await?;
+            if verified {
+                let recovered = Utc::now() - problem.first_seen;
+                let resolved = ProblemResolved {
+                    problem_id: problem.id.clone(),
+                    service: problem.service.clone(),
+                    action_id: outcome.action_id.clone(),
+                    tool: outcome.tool.clone(),
+                    time_to_recover_ms: recovered.num_milliseconds().max(0) as u64,
+                };
+                tracing::info!(problem = %problem.id, tool = %resolved.tool, "Problem healed and verified.");
+                ctx.emit(NAME, event_type::PROBLEM_RESOLVED, &problem.service, Some(Severity::Info), resolved).await?;
+                return Ok(());
+            }
+            notes.push(summary);
+        }
+        if diagnosis.candidates.is_empty() {
+            notes.push("no known fix for this problem".into());
+        }
+        self.escalate(ctx, problem, notes.join(" | ")).await
+    }
+}

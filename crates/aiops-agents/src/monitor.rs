@@ -1,0 +1,254 @@
+//! The Monitor: turns what services report into problems.
+//!
+//! Consumes `http.request` and `service.error` from the telemetry stream, feeds requests to
+//! the detectors (error ratio, latency p95) and keeps each service's recent error messages as
+//! evidence. Every tick it runs the registry's due health checks, publishes each status change
+//! as `service.health_changed`, and turns a critical instance into a problem (`service_down`
+//! when its heartbeat stopped, `health_check_failing` otherwise).
+//!
+//! At most one problem per service is open at a time: further symptoms of a service with an
+//! open problem are the same incident. A problem closes on `problem.resolved` (the detectors'
+//! windows for the service start afresh) or `problem.escalated` (the service is then left
+//! quiet for a while, so a human is not paged in a loop), or after `STALE_PROBLEM` without
+//! either.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use aiops_model::{
+    event_type, Envelope, Escalation, HealthChange, HealthStatus, Problem, ProblemKind, ProblemResolved,
+    RequestRecord, ServiceError, Severity,
+};
+use aiops_patterns::{Detector, ErrorRatioDetector, Finding, LatencyDetector, Observation};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::agent::payload;
+use crate::{Agent, AgentContext, AgentResult, MonitorConfig};
+
+const NAME: &str = "monitor";
+/// Error messages kept per service.
+const MAX_RECENT_ERRORS: usize = 200;
+/// How far back error messages count as evidence.
+const EVIDENCE_WINDOW: chrono::Duration = chrono::Duration::seconds(60);
+/// Distinct error messages quoted as evidence.
+const MAX_EVIDENCE_LINES: usize = 5;
+/// An open problem nobody resolved or escalated stops blocking new ones after this.
+const STALE_PROBLEM: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The Monitor agent.
+#[derive(Debug)]
+pub struct Monitor {
+    config: MonitorConfig,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    detectors: Vec<Box<dyn Detector>>,
+    recent_errors: HashMap<String, VecDeque<(DateTime<Utc>, String)>>,
+    open: HashMap<String, OpenProblem>,
+    quiet_until: HashMap<String, DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+struct OpenProblem {
+    id: String,
+    opened: DateTime<Utc>,
+}
+
+impl Monitor {
+    /// A Monitor with its detectors set up from `config`.
+    pub fn new(config: MonitorConfig) -> Self {
+        let detectors: Vec<Box<dyn Detector>> = vec![
+            Box::new(ErrorRatioDetector::new(config.window.clone(), config.error_ratio_threshold)),
+            Box::new(LatencyDetector::new(config.window.clone(), config.latency_p95_ms)),
+        ];
+        Self {
+            config,
+            state: Mutex::new(State {
+                detectors,
+                recent_errors: HashMap::new(),
+                open: HashMap::new(),
+                quiet_until: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every mutation of the state is a single map operation, so it stays consistent even
+        // if a holder panicked.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Opens a problem for `finding` unless the service has one open or is quiet.
+    fn open_problem(&self, finding: Finding, extra_evidence: Vec<String>, now: DateTime<Utc>) -> Option<Problem> {
+        let mut state = self.lock();
+        if let Some(open) = state.open.get(&finding.service) {
+            if now - open.opened < STALE_PROBLEM {
+                return None;
+            }
+        }
+        if state.quiet_until.get(&finding.service).is_some_and(|until| now < *until) {
+            return None;
+        }
+        let mut evidence = extra_evidence;
+        evidence.extend(summarize_errors(state.recent_errors.get(&finding.service), now));
+        let problem = Problem {
+            id: aiops_model::new_id(),
+            service: finding.service.clone(),
+            kind: finding.kind,
+            severity: finding.severity,
+            summary: finding.summary,
+            detected_at: now,
+            first_seen: finding.first_seen,
+            evidence,
+            metrics: finding.metrics,
+        };
+        state.open.insert(finding.service, OpenProblem { id: problem.id.clone(), opened: now });
+        Some(problem)
+    }
+
+    async fn publish_problem(&self, ctx: &AgentContext, problem: Problem) -> AgentResult<()> {
+        tracing::warn!(service = %problem.service, kind = problem.kind.as_str(), problem = %problem.id, summary = %problem.summary, "Problem detected.");
+        metrics::counter!("aiops_monitor_problems_total", "kind" => problem.kind.as_str()).increment(1);
+        let (service, severity) = (problem.service.clone(), problem.severity);
+        ctx.emit(NAME, event_type::PROBLEM_DETECTED, &service, Some(severity), problem).await?;
+        Ok(())
+    }
+
+    fn close(&self, service: &str, problem_id: &str, quiet_for: Option<Duration>) {
+        let mut state = self.lock();
+        if state.open.get(service).is_some_and(|open| open.id == problem_id) {
+            state.open.remove(service);
+        }
+        for detector in &mut state.detectors {
+            detector.reset(service);
+        }
+        state.recent_errors.remove(service);
+        if let Some(quiet) = quiet_for {
+            let until = Utc::now() + chrono::Duration::from_std(quiet).unwrap_or_default();
+            state.quiet_until.insert(service.to_owned(), until);
+        }
+    }
+}
+
+/// Distinct recent error messages of a service, most frequent first, with their counts.
+fn summarize_errors(errors: Option<&VecDeque<(DateTime<Utc>, String)>>, now: DateTime<Utc>) -> Vec<String> {
+    let Some(errors) = errors else { return Vec::new() };
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (at, message) in errors.iter().filter(|(at, _)| now - *at <= EVIDENCE_WINDOW) {
+        let _ = at;
+        *counts.entry(message.as_str()).or_default() += 1;
+    }
+    let mut lines: Vec<(&str, usize)> = counts.into_iter().collect();
+    lines.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    lines
+        .into_iter()
+        .take(MAX_EVIDENCE_LINES)
+        .map(|(message, count)| format!("{message} (seen {count} times)"))
+        .collect()
+}
+
+fn service_of(event: &Envelope) -> String {
+    event
+        .subject
+        .clone()
+        .unwrap_or_else(|| event.source.split('/').next().unwrap_or(&event.source).to_owned())
+}
+
+#[async_trait]
+impl Agent for Monitor {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn telemetry_types(&self) -> Vec<String> {
+        vec![event_type::HTTP_REQUEST.into(), event_type::SERVICE_ERROR.into()]
+    }
+
+    fn control_types(&self) -> Vec<String> {
+        vec![event_type::PROBLEM_RESOLVED.into(), event_type::PROBLEM_ESCALATED.into()]
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(self.config.tick_ms))
+    }
+
+    async fn handle(&self, ctx: &AgentContext, event: &Envelope) -> AgentResult<()> {
+        match event.event_type.as_str() {
+            event_type::HTTP_REQUEST => {
+                let record: RequestRecord = payload(event)?;
+                let observation = Observation::Request { service: service_of(event), at: event.time, record };
+                let findings: Vec<Finding> = {
+                    let mut state = self.lock();
+                    state.detectors.iter_mut().filter_map(|d| d.observe(&observation)).collect()
+                };
+                for finding in findings {
+                    if let Some(problem) = self.open_problem(finding, Vec::new(), Utc::now()) {
+                        self.publish_problem(ctx, problem).await?;
+                    }
+                }
+            }
+            event_type::SERVICE_ERROR => {
+                let error: ServiceError = payload(event)?;
+                let mut state = self.lock();
+                let errors = state.recent_errors.entry(service_of(event)).or_default();
+                errors.push_back((event.time, format!("{}: {}", error.kind, error.message)));
+                while errors.len() > MAX_RECENT_ERRORS {
+                    errors.pop_front();
+                }
+            }
+            event_type::PROBLEM_RESOLVED => {
+                let resolved: ProblemResolved = payload(event)?;
+                self.close(&resolved.service, &resolved.problem_id, None);
+            }
+            event_type::PROBLEM_ESCALATED => {
+                let escalation: Escalation = payload(event)?;
+                let quiet = Duration::from_millis(self.config.escalation_quiet_ms);
+                self.close(&escalation.service, &escalation.problem_id, Some(quiet));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn tick(&self, ctx: &AgentContext) -> AgentResult<()> {
+        let changes = ctx.health.run_due(ctx.registry.as_ref()).await?;
+        for change in changes {
+            let severity = match change.to {
+                HealthStatus::Passing => Severity::Info,
+                HealthStatus::Warning => Severity::Warning,
+                HealthStatus::Critical => Severity::Error,
+            };
+            ctx.emit(NAME, event_type::SERVICE_HEALTH_CHANGED, &change.service, Some(severity), &change).await?;
+            if change.to == HealthStatus::Critical {
+                if let Some(problem) = self.health_problem(&change) {
+                    self.publish_problem(ctx, problem).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Monitor {
+    fn health_problem(&self, change: &HealthChange) -> Option<Problem> {
+        let now = Utc::now();
+        let (kind, summary) = if change.heartbeat_lost {
+            (ProblemKind::ServiceDown, format!("{} instance {} stopped sending heartbeats", change.service, change.instance_id))
+        } else {
+            (ProblemKind::HealthCheckFailing, format!("{} instance {} fails its health check", change.service, change.instance_id))
+        };
+        let finding = Finding {
+            service: change.service.clone(),
+            kind,
+            severity: Severity::Critical,
+            summary,
+            metrics: BTreeMap::new(),
+            first_seen: now,
+        };
+        self.open_problem(finding, vec![change.reason.clone()], now)
+    }
+}

@@ -1,0 +1,249 @@
+//! The bookmark manager that AI-Ops Core watches and heals.
+//!
+//! A small JSON API over SQLite (sqlx, WAL): create, search, tag and delete bookmarks, with
+//! list results cached in memory. When an AI-Ops core URL is configured, the service
+//! registers itself through `aiops-client`, records every request, reports every 5xx cause
+//! as a `service.error`, and emits `bookmark.created` / `bookmark.deleted`.
+//!
+//! It also carries what the core needs to heal it: admin endpoints that remediation tools
+//! call (`/admin/db/reset-pool`, `/admin/cache/clear`) and real, injectable faults
+//! (`/admin/faults`): a connection leak that exhausts the pool, and slow handlers.
+//!
+//! # Layout
+//! - [`serve`] runs the service on a bound listener until a shutdown future resolves;
+//!   [`router`] builds the axum `Router` for in-process tests.
+//! - [`ServeArgs`] and [`run_cli`] are the command line, shared by the `bookmarks` binary and
+//!   `aiops bookmarks serve`.
+//! - `api` (public API, health), `admin` (admin endpoints, faults), `db` (schema, queries,
+//!   pool), `cache`, `extract` (JSON error bodies for rejections), `error`.
+//!
+//! # HTTP API
+//! | route | answer |
+//! |---|---|
+//! | `POST /api/bookmarks` `{url, title?, tags?}` | 201 bookmark; 422 on invalid input or unknown fields |
+//! | `GET /api/bookmarks?q=&tag=&limit=` | 200 `{"bookmarks": [...]}` newest first (limit 1..=500, default 50) |
+//! | `GET /api/bookmarks/{id}` | 200 bookmark; 404 |
+//! | `PUT /api/bookmarks/{id}/tags` `{tags}` | 200 bookmark; 404 |
+//! | `DELETE /api/bookmarks/{id}` | 204; 404 |
+//! | `GET /health` | 200 `{"status":"ok"}`; 503 `{"status":"unavailable","error":...}` |
+//! | `POST /admin/db/reset-pool` | 200 `{"released": n, "pool_size": m}` |
+//! | `POST /admin/cache/clear` | 200 `{"cleared": n}` |
+//! | `GET /admin/faults` | 200 `{"active": [...], "slow_delay_ms", "leaked_connections", "pool_size"}` |
+//! | `POST /admin/faults` `{"fault", "delay_ms"?}` | 200, same body as `GET` |
+//!
+//! A bookmark is `{"id", "url", "title", "tags", "created_at"}`. Errors are
+//! `{"error": {"code", "message"}}`. Admin routes need `Authorization: Bearer <token>` when
+//! an admin token is configured (401 otherwise).
+
+mod admin;
+mod api;
+mod cache;
+mod cli;
+mod db;
+mod error;
+mod extract;
+mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aiops_client::{AiopsClient, ClientConfig};
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post, put};
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use cli::{run_cli, ServeArgs};
+pub use db::Bookmark;
+pub use error::{BookmarksError, BookmarksResult};
+pub use state::AppState;
+
+/// Largest request body accepted, in bytes.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// Capabilities the service registers with: what remediation tools can ask of it.
+pub const CAPABILITIES: [&str; 3] = ["db.reset_pool", "cache.clear", "faults.inject"];
+
+/// Heartbeat TTL the service registers with, in seconds.
+pub const TTL_SECS: u64 = 3;
+
+/// Settings of the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookmarksConfig {
+    /// SQLite database file; created, with its folder, if missing.
+    pub db_path: PathBuf,
+    /// Name to register with the AI-Ops core. Default: `bookmarks`.
+    pub service_name: String,
+    /// Base URL of the AI-Ops core; no events are sent when `None`.
+    pub aiops_url: Option<String>,
+    /// Most database connections open at once. Default: 4.
+    pub pool_size: u32,
+    /// How long a request waits for a free connection before failing with 503, in ms.
+    /// Also bounds `SELECT 1` in `/health`. Default: 250.
+    pub acquire_timeout_ms: u64,
+    /// Bearer token required by the admin endpoints; they are open when `None`.
+    pub admin_token: Option<String>,
+}
+
+impl BookmarksConfig {
+    /// Defaults for everything but the database file.
+    pub fn new(db_path: impl Into<PathBuf>) -> Self {
+        Self {
+            db_path: db_path.into(),
+            service_name: "bookmarks".to_owned(),
+            aiops_url: None,
+            pool_size: 4,
+            acquire_timeout_ms: 250,
+            admin_token: None,
+        }
+    }
+}
+
+/// The service's routes over `state`, with the request-tracking layer when `state` has an
+/// AI-Ops client.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/bookmarks", post(api::create).get(api::list))
+        .route(
+            "/api/bookmarks/{id}",
+            get(api::get_one).delete(api::delete_one),
+        )
+        .route("/api/bookmarks/{id}/tags", put(api::set_tags))
+        .route_layer(from_fn_with_state(state.clone(), admin::slow_fault));
+    let admin = Router::new()
+        .route("/admin/db/reset-pool", post(admin::reset_pool))
+        .route("/admin/cache/clear", post(admin::clear_cache))
+        .route(
+            "/admin/faults",
+            get(admin::get_faults).post(admin::set_fault),
+        )
+        .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
+    let app = Router::new()
+        .route("/health", get(api::health))
+        .merge(api)
+        .merge(admin)
+        .fallback(api::no_route)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .with_state(state.clone());
+    // Added last so it wraps every route, slow fault included; inside the router so that it
+    // sees the matched route template.
+    match state.aiops() {
+        Some(client) => app.layer(aiops_client::track_requests(client.clone())),
+        None => app,
+    }
+}
+
+/// Serves the service on `listener` until `shutdown` resolves, then finishes in-flight
+/// requests, ships buffered events, deregisters and closes the database.
+///
+/// # Errors
+/// When the database cannot be opened, the AI-Ops client cannot start (bad URL), or serving
+/// fails on I/O.
+pub async fn serve(
+    config: BookmarksConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> BookmarksResult<()> {
+    let state = prepare(&config, &listener).await?;
+    serve_state(state, listener, shutdown).await
+}
+
+/// Opens the database, then starts the AI-Ops client, so that an instance that cannot open
+/// its database never registers.
+async fn prepare(config: &BookmarksConfig, listener: &TcpListener) -> BookmarksResult<AppState> {
+    let local_addr = listener.local_addr().map_err(|source| BookmarksError::Io {
+        context: "reading the listener's address".to_owned(),
+        source,
+    })?;
+    let db = db::Database::open(
+        &config.db_path,
+        config.pool_size,
+        Duration::from_millis(config.acquire_timeout_ms),
+    )
+    .await?;
+    let aiops = match &config.aiops_url {
+        Some(url) => Some(
+            AiopsClient::start(client_config(config, url, local_addr))
+                .map_err(BookmarksError::Aiops)?,
+        ),
+        None => None,
+    };
+    Ok(AppState::from_parts(db, config, aiops))
+}
+
+async fn serve_state(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> BookmarksResult<()> {
+    let served = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    if let Some(client) = state.aiops() {
+        client.clone().shutdown().await;
+    }
+    state.close().await;
+    served.map_err(|source| BookmarksError::Io {
+        context: "serving http".to_owned(),
+        source,
+    })
+}
+
+/// How the service presents itself to the AI-Ops core.
+///
+/// The instance id is derived from the listen address, so that a restarted instance takes
+/// over its registration instead of leaving a dead one behind. An unspecified listen address
+/// (`0.0.0.0`) is advertised as loopback, which is right when the core runs on the same host.
+fn client_config(
+    config: &BookmarksConfig,
+    aiops_url: &str,
+    local_addr: SocketAddr,
+) -> ClientConfig {
+    let mut advertised = local_addr;
+    if advertised.ip().is_unspecified() {
+        advertised.set_ip(match advertised {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let host_part: String = advertised
+        .ip()
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let mut client = ClientConfig::new(
+        aiops_url,
+        config.service_name.as_str(),
+        format!("http://{advertised}"),
+    );
+    client.instance_id = format!("{}-{host_part}-{}", config.service_name, advertised.port());
+    client.capabilities = CAPABILITIES.iter().map(|&c| c.to_owned()).collect();
+    client.dependencies = vec!["sqlite".to_owned()];
+    client.health_path = "/health".to_owned();
+    client.ttl_secs = TTL_SECS;
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_config_advertises_loopback_and_a_stable_instance_id() {
+        let mut config = BookmarksConfig::new("x.db");
+        config.service_name = "bookmarks".into();
+        let client = client_config(&config, "http://core:7400", "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(client.address, "http://127.0.0.1:8080");
+        assert_eq!(client.instance_id, "bookmarks-127-0-0-1-8080");
+        assert_eq!(client.health_url(), "http://127.0.0.1:8080/health");
+        assert_eq!(
+            client.capabilities,
+            ["db.reset_pool", "cache.clear", "faults.inject"]
+        );
+        assert_eq!(client.ttl_secs, 3);
+    }
+}
