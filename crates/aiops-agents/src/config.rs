@@ -49,7 +49,7 @@ impl Default for MonitorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiagnosticConfig {
-    /// Past problems at least this similar (cosine) inform the diagnosis. Default: 0.8.
+    /// Past problems at least this similar (cosine) inform the diagnosis. Default: 0.7.
     pub similar_min_score: f32,
     /// Most similar past problems looked at. Default: 5.
     pub similar_k: usize,
@@ -57,7 +57,7 @@ pub struct DiagnosticConfig {
 
 impl Default for DiagnosticConfig {
     fn default() -> Self {
-        Self { similar_min_score: 0.8, similar_k: 5 }
+        Self { similar_min_score: 0.7, similar_k: 5 }
     }
 }
 

@@ -50,6 +50,9 @@ struct State {
     recent_errors: HashMap<String, VecDeque<(DateTime<Utc>, String)>>,
     open: HashMap<String, OpenProblem>,
     quiet_until: HashMap<String, DateTime<Utc>>,
+    /// Observations older than this (event time) belong to a closed incident: services flush
+    /// their buffers late, and counting those stragglers would reopen a healed problem.
+    closed_at: HashMap<String, DateTime<Utc>>,
 }
 
 #[derive(Debug)]
@@ -72,6 +75,7 @@ impl Monitor {
                 recent_errors: HashMap::new(),
                 open: HashMap::new(),
                 quiet_until: HashMap::new(),
+                closed_at: HashMap::new(),
             }),
         }
     }
@@ -118,8 +122,9 @@ impl Monitor {
         Ok(())
     }
 
-    fn close(&self, service: &str, problem_id: &str, quiet_for: Option<Duration>) {
+    fn close(&self, service: &str, problem_id: &str, closed_at: DateTime<Utc>, quiet_for: Option<Duration>) {
         let mut state = self.lock();
+        state.closed_at.insert(service.to_owned(), closed_at);
         if state.open.get(service).is_some_and(|open| open.id == problem_id) {
             state.open.remove(service);
         }
@@ -138,8 +143,7 @@ impl Monitor {
 fn summarize_errors(errors: Option<&VecDeque<(DateTime<Utc>, String)>>, now: DateTime<Utc>) -> Vec<String> {
     let Some(errors) = errors else { return Vec::new() };
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for (at, message) in errors.iter().filter(|(at, _)| now - *at <= EVIDENCE_WINDOW) {
-        let _ = at;
+    for (_, message) in errors.iter().filter(|(at, _)| now - *at <= EVIDENCE_WINDOW) {
         *counts.entry(message.as_str()).or_default() += 1;
     }
     let mut lines: Vec<(&str, usize)> = counts.into_iter().collect();
@@ -180,9 +184,13 @@ impl Agent for Monitor {
         match event.event_type.as_str() {
             event_type::HTTP_REQUEST => {
                 let record: RequestRecord = payload(event)?;
-                let observation = Observation::Request { service: service_of(event), at: event.time, record };
+                let service = service_of(event);
                 let findings: Vec<Finding> = {
                     let mut state = self.lock();
+                    if state.closed_at.get(&service).is_some_and(|closed| event.time < *closed) {
+                        return Ok(());
+                    }
+                    let observation = Observation::Request { service, at: event.time, record };
                     state.detectors.iter_mut().filter_map(|d| d.observe(&observation)).collect()
                 };
                 for finding in findings {
@@ -194,6 +202,9 @@ impl Agent for Monitor {
             event_type::SERVICE_ERROR => {
                 let error: ServiceError = payload(event)?;
                 let mut state = self.lock();
+                if state.closed_at.get(&service_of(event)).is_some_and(|closed| event.time < *closed) {
+                    return Ok(());
+                }
                 let errors = state.recent_errors.entry(service_of(event)).or_default();
                 errors.push_back((event.time, format!("{}: {}", error.kind, error.message)));
                 while errors.len() > MAX_RECENT_ERRORS {
@@ -202,12 +213,12 @@ impl Agent for Monitor {
             }
             event_type::PROBLEM_RESOLVED => {
                 let resolved: ProblemResolved = payload(event)?;
-                self.close(&resolved.service, &resolved.problem_id, None);
+                self.close(&resolved.service, &resolved.problem_id, event.time, None);
             }
             event_type::PROBLEM_ESCALATED => {
                 let escalation: Escalation = payload(event)?;
                 let quiet = Duration::from_millis(self.config.escalation_quiet_ms);
-                self.close(&escalation.service, &escalation.problem_id, Some(quiet));
+                self.close(&escalation.service, &escalation.problem_id, event.time, Some(quiet));
             }
             _ => {}
         }

@@ -1,0 +1,223 @@
+//! Builds everything from the config, runs it, and shuts it down in order.
+//!
+//! Shutdown order: stop accepting HTTP requests (in-flight ones finish, so every `202` was
+//! already durable), then stop the agents (each finishes its current event; unacknowledged
+//! events stay pending in the mesh for the next start), then close the mesh.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use aiops_agents::{standard_agents, AgentContext, Coordinator, Streams};
+use aiops_construction::{Secrets, ToolCatalog};
+use aiops_events::EventBus;
+use aiops_knowledge::Knowledge;
+use aiops_patterns::PatternLibrary;
+use aiops_registry::{HealthChecker, Registry, SqliteRegistry};
+use aiops_server::{ApiLimits, ApiState, ApiToken};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{AppError, AppResult, Config};
+
+/// Longest wait for agents to finish their current event at shutdown.
+const AGENT_STOP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running core.
+#[derive(Debug)]
+pub struct App {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    coordinator: JoinHandle<()>,
+    bus: Arc<dyn EventBus>,
+    streams: Streams,
+    knowledge: Knowledge,
+    registry: Arc<dyn Registry>,
+}
+
+/// The process-wide Prometheus recorder; installed once, shared by every `App` in the process.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+        })
+        .clone()
+}
+
+fn read_tokens(config: &Config) -> AppResult<Vec<ApiToken>> {
+    config
+        .server
+        .tokens
+        .iter()
+        .map(|token| {
+            let secret = match (&token.value_env, &token.value_file) {
+                (Some(var), _) => std::env::var(var).map_err(|_| AppError::Config {
+                    origin: "server.tokens".into(),
+                    problems: format!("token {}: environment variable {var} is not set", token.name),
+                })?,
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map_err(|source| AppError::Io { context: format!("reading token file {}", path.display()), source })?
+                    .trim_end()
+                    .to_owned(),
+                (None, None) => unreachable!("Config::problems requires one of value_env and value_file"),
+            };
+            if secret.len() < 16 {
+                return Err(AppError::Config {
+                    origin: "server.tokens".into(),
+                    problems: format!("token {}: the value must be at least 16 characters", token.name),
+                });
+            }
+            Ok(ApiToken { name: token.name.clone(), secret, scopes: token.scopes.clone() })
+        })
+        .collect()
+}
+
+impl App {
+    /// Starts the core on the configured listen address.
+    ///
+    /// # Errors
+    /// When the address cannot be bound or a backend cannot be opened.
+    pub async fn start(config: Config) -> AppResult<Self> {
+        let listener = TcpListener::bind(&config.server.listen)
+            .await
+            .map_err(|source| AppError::Io { context: format!("binding {}", config.server.listen), source })?;
+        Self::start_on(config, listener).await
+    }
+
+    /// Starts the core on an already bound listener (tests bind port 0).
+    ///
+    /// # Errors
+    /// When a backend cannot be opened or the config is inconsistent.
+    pub async fn start_on(config: Config, listener: TcpListener) -> AppResult<Self> {
+        let problems = config.problems();
+        if !problems.is_empty() {
+            return Err(AppError::Config { origin: "start".into(), problems: problems.join("\n") });
+        }
+        let data_dir = &config.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| AppError::Io { context: format!("creating data directory {}", data_dir.display()), source })?;
+        let bus = config.events.build(data_dir).await?;
+        let knowledge = config.knowledge.build(data_dir).await?;
+        let registry: Arc<dyn Registry> = Arc::new(SqliteRegistry::open(&config.knowledge.sqlite_path(data_dir)).await?);
+        let embedder = config.ai.embedder.build()?;
+        let mut patterns = PatternLibrary::shipped()?;
+        if let Some(dir) = &config.patterns.dir {
+            let n_files = patterns.load_dir(dir)?;
+            tracing::info!(dir = %dir.display(), files = n_files, "Loaded user patterns.");
+        }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|err| AppError::Io { context: "building the HTTP client".into(), source: std::io::Error::other(err) })?;
+        let mut secrets = Secrets::new();
+        if let Some(var) = &config.tools.admin_token_env {
+            match std::env::var(var) {
+                Ok(value) => secrets.insert("admin_token", value),
+                Err(_) => tracing::warn!(variable = %var, "tools.admin_token_env names an unset variable; admin calls go without a token."),
+            }
+        }
+        let tools = ToolCatalog::new(http.clone(), secrets).with_shipped_tools()?;
+        if let Some(dir) = &config.tools.dir {
+            let specs = tools.load_dir(dir)?;
+            tracing::info!(dir = %dir.display(), tools = specs.len(), "Loaded user tools.");
+        }
+        let streams = Streams::default();
+        let ctx = AgentContext {
+            bus: bus.clone(),
+            streams: streams.clone(),
+            knowledge: knowledge.store.clone(),
+            audit: knowledge.audit.clone(),
+            registry: registry.clone(),
+            health: Arc::new(HealthChecker::new(config.registry.clone(), http.clone())),
+            embedder,
+            tools: tools.clone(),
+            patterns: Arc::new(patterns),
+            http,
+            instance: format!("aiops-{}", std::process::id()),
+        };
+        let shutdown = CancellationToken::new();
+        let coordinator = tokio::spawn(Coordinator::new(ctx, standard_agents(&config.agents)).run(shutdown.clone()));
+
+        let metrics = metrics_handle();
+        let state = ApiState {
+            bus: bus.clone(),
+            streams: streams.clone(),
+            knowledge: knowledge.store.clone(),
+            audit: knowledge.audit.clone(),
+            registry: registry.clone(),
+            tools,
+            tokens: Arc::new(read_tokens(&config)?),
+            render_metrics: Arc::new(move || metrics.render()),
+            limits: ApiLimits { max_body_bytes: config.server.max_body_bytes, max_batch: config.server.max_batch, ..ApiLimits::default() },
+        };
+        let addr = listener
+            .local_addr()
+            .map_err(|source| AppError::Io { context: "reading the bound address".into(), source })?;
+        let server_shutdown = shutdown.clone();
+        let server = tokio::spawn(aiops_server::serve(listener, aiops_server::router(state), async move {
+            server_shutdown.cancelled().await;
+        }));
+        tracing::info!(%addr, data_dir = %data_dir.display(), "AI-Ops core started.");
+        Ok(Self { addr, shutdown, server, coordinator, bus, streams, knowledge, registry })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL of the API.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The event mesh.
+    pub fn bus(&self) -> Arc<dyn EventBus> {
+        self.bus.clone()
+    }
+
+    /// Stream names.
+    pub fn streams(&self) -> &Streams {
+        &self.streams
+    }
+
+    /// The knowledge backends.
+    pub fn knowledge(&self) -> &Knowledge {
+        &self.knowledge
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> Arc<dyn Registry> {
+        self.registry.clone()
+    }
+
+    /// A token that is cancelled when shutdown begins.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops the server, then the agents, then closes the mesh.
+    ///
+    /// # Errors
+    /// When the mesh cannot be closed cleanly (nothing acknowledged is lost either way).
+    pub async fn shutdown(self) -> AppResult<()> {
+        self.shutdown.cancel();
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "The HTTP server stopped with an error."),
+            Err(err) => tracing::warn!(error = %err, "The HTTP server task failed."),
+        }
+        if tokio::time::timeout(AGENT_STOP_DEADLINE, self.coordinator).await.is_err() {
+            tracing::warn!("Agents did not stop in time; their unacknowledged events stay pending.");
+        }
+        self.bus.close().await?;
+        tracing::info!("AI-Ops core stopped.");
+        Ok(())
+    }
+}

@@ -1,0 +1,327 @@
+//! `aiops demo`: the whole loop on a real bookmark manager, twice.
+//!
+//! Starts the core in this process on embedded defaults (in a temporary directory) and the
+//! bookmark manager as a separate process (this same binary, `aiops bookmarks serve`), drives
+//! steady traffic at it, then injects a real fault (its database pool leaks every connection)
+//! and prints the loop as it happens on the control stream: detected, diagnosed, each action
+//! and its verification, healed, learned. The same fault is injected again to show the second
+//! heal chosen from knowledge. Everything is cleaned up at the end, also on Ctrl-C.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiops_app::{App, Config};
+use aiops_events::{ReadQuery, StoredEvent};
+use aiops_model::{event_type, ActionOutcome, Diagnosis, HealthStatus, Problem};
+use aiops_registry::ServiceQuery;
+use anyhow::{anyhow, bail, Context};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const SERVICE: &str = "bookmarks";
+const FAULT: &str = "db_pool_exhausted";
+const SCENARIO_TIMEOUT: Duration = Duration::from_secs(60);
+const TRAFFIC_INTERVAL: Duration = Duration::from_millis(20);
+/// Good traffic before each fault, so the detectors' windows hold a healthy baseline.
+const BASELINE: Duration = Duration::from_millis(2500);
+
+/// What one injected fault led to.
+#[derive(Debug, Clone, Serialize)]
+struct Scenario {
+    fault: &'static str,
+    occurrence: u32,
+    detected_ms: Option<i64>,
+    diagnosed_ms: Option<i64>,
+    healed_ms: Option<i64>,
+    action: Option<String>,
+    verified: bool,
+    attempts: Vec<Value>,
+    hypothesis: Option<String>,
+    confidence: Option<f64>,
+    escalated: Option<String>,
+}
+
+pub(crate) async fn run(json: bool, occurrences: u32) -> anyhow::Result<bool> {
+    if occurrences == 0 {
+        bail!("--occurrences must be at least 1");
+    }
+    let workdir = tempfile::Builder::new().prefix("aiops-demo-").tempdir().context("creating a temporary directory")?;
+    // Dropping the demo future on Ctrl-C kills the bookmark manager (kill_on_drop) and the
+    // temporary directory is removed below either way.
+    let result = tokio::select! {
+        result = run_in(workdir.path(), json, occurrences) => result,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: stopping the bookmark manager and removing {}", workdir.path().display());
+            Ok(false)
+        }
+    };
+    drop(workdir);
+    result
+}
+
+fn say(line: impl AsRef<str>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{}", line.as_ref());
+    let _ = stdout.flush();
+}
+
+async fn run_in(workdir: &Path, json: bool, occurrences: u32) -> anyhow::Result<bool> {
+    let mut config = Config { data_dir: workdir.join("core"), ..Config::default() };
+    config.server.listen = "127.0.0.1:0".into();
+    config.registry.interval_ms = 500;
+    config.agents.monitor.window.window_ms = 5000;
+    let app = App::start(config).await.context("starting the core")?;
+
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["bookmarks", "serve", "--listen", "127.0.0.1:0", "--aiops-url", &app.url(), "--db"])
+        .arg(workdir.join("bookmarks.db"))
+        .env("AIOPS_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the bookmark manager")?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("the bookmark manager has no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .context("the bookmark manager did not start within 20s")??
+        .ok_or_else(|| anyhow!("the bookmark manager exited before listening"))?;
+    let base = first
+        .strip_prefix("listening on ")
+        .ok_or_else(|| anyhow!("unexpected first line from the bookmark manager: {first:?}"))?
+        .trim()
+        .to_owned();
+    say(format!("AI-Ops core      {}  (data in {})", app.url(), workdir.display()));
+    say(format!("bookmark manager {base}  (pid {})", child.id().unwrap_or_default()));
+
+    let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;
+    wait_until_passing(&app, Duration::from_secs(20)).await?;
+    say("bookmark manager registered and healthy; driving ~50 requests/s");
+
+    let running = Arc::new(AtomicBool::new(true));
+    let stats = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let traffic = tokio::spawn(drive_traffic(http.clone(), base.clone(), running.clone(), stats.clone()));
+
+    let mut scenarios = Vec::new();
+    for occurrence in 1..=occurrences {
+        tokio::time::sleep(BASELINE).await;
+        wait_until_passing(&app, Duration::from_secs(30)).await?;
+        let mark = app.bus().last_offset(&app.streams().control).await?;
+        let fault_at = Utc::now();
+        say(format!("\n── occurrence {occurrence}: inject {FAULT} (the database pool leaks every connection) at {}", fault_at.format("%H:%M:%S%.3f")));
+        let response = http.post(format!("{base}/admin/faults")).json(&json!({ "fault": FAULT })).send().await?;
+        if !response.status().is_success() {
+            bail!("injecting the fault failed: {}", response.status());
+        }
+        let scenario = watch(&app, mark, fault_at, occurrence).await?;
+        let healed = scenario.verified;
+        scenarios.push(scenario);
+        if !healed {
+            break;
+        }
+    }
+    running.store(false, Ordering::SeqCst);
+    let _ = traffic.await;
+
+    say("\n── summary");
+    say(format!("{:<11} {:>9} {:>10} {:>8}  {:<15} {}", "occurrence", "detected", "diagnosed", "healed", "fixed by", "tries"));
+    for s in &scenarios {
+        let ms = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"));
+        say(format!(
+            "{:<11} {:>9} {:>10} {:>8}  {:<15} {}",
+            s.occurrence,
+            ms(s.detected_ms),
+            ms(s.diagnosed_ms),
+            ms(s.healed_ms),
+            s.action.as_deref().unwrap_or("-"),
+            s.attempts.len()
+        ));
+    }
+    let (ok, failed) = (stats.0.load(Ordering::Relaxed), stats.1.load(Ordering::Relaxed));
+    say(format!("traffic: {ok} requests answered, {failed} failed during the faults"));
+    let all_healed = scenarios.len() == occurrences as usize && scenarios.iter().all(|s| s.verified);
+    let faster = match (scenarios.first().and_then(|s| s.healed_ms), scenarios.get(1).and_then(|s| s.healed_ms)) {
+        (Some(first), Some(second)) => Some(second < first),
+        _ => None,
+    };
+    if let Some(faster) = faster {
+        say(format!("second heal faster than the first: {}", if faster { "yes" } else { "no" }));
+    }
+
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    app.shutdown().await?;
+    if json {
+        say(serde_json::to_string(&json!({ "scenarios": scenarios, "second_faster": faster, "healed_all": all_healed }))?);
+    }
+    Ok(all_healed)
+}
+
+async fn wait_until_passing(app: &App, within: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let instances = app
+            .registry()
+            .instances(&ServiceQuery { name: Some(SERVICE.into()), ..ServiceQuery::default() })
+            .await?;
+        if instances.iter().any(|i| i.status == HealthStatus::Passing) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("the bookmark manager did not become healthy within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Requests in flight at most; during a fault each one waits for the pool's timeout, so
+/// they must overlap to keep the rate steady.
+const MAX_IN_FLIGHT: u32 = 64;
+
+async fn drive_traffic(http: reqwest::Client, base: String, running: Arc<AtomicBool>, stats: Arc<(AtomicU64, AtomicU64)>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT as usize));
+    let mut n: u64 = 0;
+    let mut ticker = tokio::time::interval(TRAFFIC_INTERVAL);
+    while running.load(Ordering::SeqCst) {
+        ticker.tick().await;
+        let Ok(permit) = permits.clone().acquire_owned().await else { break };
+        n += 1;
+        // Mostly searches with fresh terms (so the cache cannot answer them), some writes.
+        let request = if n % 5 == 0 {
+            http.post(format!("{base}/api/bookmarks"))
+                .json(&json!({ "url": format!("https://example.org/{n}"), "title": format!("page {n}"), "tags": ["demo"] }))
+        } else {
+            http.get(format!("{base}/api/bookmarks?q=page%20{}", n % 97))
+        };
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let ok = matches!(request.send().await, Ok(r) if r.status().is_success());
+            if ok { &stats.0 } else { &stats.1 }.fetch_add(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    // Wait for the requests still in flight.
+    let _ = permits.acquire_many(MAX_IN_FLIGHT).await;
+}
+
+fn since(fault_at: DateTime<Utc>, event: &StoredEvent) -> i64 {
+    (event.event.time - fault_at).num_milliseconds()
+}
+
+/// Follows the control stream from `mark` until the problem caused by the fault is healed,
+/// escalated, or the timeout passes; prints each step.
+async fn watch(app: &App, mark: u64, fault_at: DateTime<Utc>, occurrence: u32) -> anyhow::Result<Scenario> {
+    let mut scenario = Scenario {
+        fault: FAULT,
+        occurrence,
+        detected_ms: None,
+        diagnosed_ms: None,
+        healed_ms: None,
+        action: None,
+        verified: false,
+        attempts: Vec::new(),
+        hypothesis: None,
+        confidence: None,
+        escalated: None,
+    };
+    let mut cursor = mark;
+    let mut problem_id: Option<String> = None;
+    let mut learned_pending = false;
+    let deadline = tokio::time::Instant::now() + SCENARIO_TIMEOUT;
+    let bus = app.bus();
+    loop {
+        if tokio::time::Instant::now() >= deadline {
+            say(format!("  gave up after {}s without an outcome", SCENARIO_TIMEOUT.as_secs()));
+            return Ok(scenario);
+        }
+        let events = bus.read(&app.streams().control, &ReadQuery { after: cursor, limit: 500, ..ReadQuery::default() }).await?;
+        if events.is_empty() {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            continue;
+        }
+        for stored in &events {
+            cursor = stored.offset;
+            let data = &stored.event.data;
+            let t = since(fault_at, stored);
+            match stored.event.event_type.as_str() {
+                event_type::PROBLEM_DETECTED if problem_id.is_none() && stored.event.subject.as_deref() == Some(SERVICE) => {
+                    let problem: Problem = stored.event.payload()?;
+                    say(format!("  {t:>6} ms  detected   {}", problem.summary));
+                    for line in &problem.evidence {
+                        say(format!("                         evidence: {line}"));
+                    }
+                    problem_id = Some(problem.id);
+                    scenario.detected_ms = Some(t);
+                }
+                event_type::DIAGNOSIS_COMPLETED if data["problem"]["id"].as_str() == problem_id.as_deref() => {
+                    let diagnosis: Diagnosis = stored.event.payload()?;
+                    scenario.diagnosed_ms = Some(t);
+                    if let Some(top) = diagnosis.hypotheses.first() {
+                        say(format!("  {t:>6} ms  diagnosed  {} (confidence {:.2}): {}", top.title, top.confidence, top.root_cause));
+                        scenario.hypothesis = Some(top.title.clone());
+                        scenario.confidence = Some(top.confidence);
+                    }
+                    for other in diagnosis.hypotheses.iter().skip(1) {
+                        say(format!("                         also: {} (confidence {:.2})", other.title, other.confidence));
+                    }
+                    if !diagnosis.similar_problems.is_empty() {
+                        let similar: Vec<String> =
+                            diagnosis.similar_problems.iter().map(|(id, score)| format!("{id} ({:.0}% similar)", score * 100.0)).collect();
+                        say(format!("                         knowledge: similar past problems {}", similar.join(", ")));
+                    }
+                    for (idx, candidate) in diagnosis.candidates.iter().enumerate() {
+                        say(format!("                         plan {}: {} ({} risk) — {}", idx + 1, candidate.tool, candidate.risk.as_str(), candidate.rationale));
+                    }
+                }
+                event_type::ACTION_STARTED if data["problem_id"].as_str() == problem_id.as_deref() => {
+                    say(format!("  {t:>6} ms  action {}   run {}", data["attempt"], data["tool"].as_str().unwrap_or("?")));
+                }
+                event_type::ACTION_COMPLETED if data["problem"]["id"].as_str() == problem_id.as_deref() => {
+                    let outcome: ActionOutcome = stored.event.payload()?;
+                    let verdict = if outcome.verified { "verified" } else { "NOT verified" };
+                    say(format!("  {t:>6} ms  action {}   {} {verdict}: {}", outcome.attempt, outcome.tool, outcome.message));
+                    scenario.attempts.push(json!({
+                        "tool": outcome.tool, "verified": outcome.verified, "duration_ms": outcome.duration_ms,
+                    }));
+                    if outcome.verified {
+                        scenario.action = Some(outcome.tool.clone());
+                    }
+                }
+                event_type::PROBLEM_RESOLVED if data["problem_id"].as_str() == problem_id.as_deref() => {
+                    say(format!("  {t:>6} ms  healed     by {}; time to recover {} ms", data["tool"].as_str().unwrap_or("?"), data["time_to_recover_ms"]));
+                    scenario.healed_ms = Some(t);
+                    scenario.verified = true;
+                    learned_pending = true;
+                }
+                event_type::PROBLEM_ESCALATED if data["problem_id"].as_str() == problem_id.as_deref() => {
+                    let reason = data["reason"].as_str().unwrap_or("?").to_owned();
+                    say(format!("  {t:>6} ms  ESCALATED  {reason}"));
+                    scenario.escalated = Some(reason);
+                    return Ok(scenario);
+                }
+                event_type::KNOWLEDGE_UPDATED if data["problem_id"].as_str() == problem_id.as_deref() => {
+                    let stats = &data["stats"];
+                    say(format!(
+                        "  {t:>6} ms  learned    {}: healed {} of {} tries",
+                        data["solution_id"].as_str().unwrap_or("?"),
+                        stats["successes"],
+                        stats["attempts"]
+                    ));
+                    if learned_pending && data["verified"] == true {
+                        return Ok(scenario);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}

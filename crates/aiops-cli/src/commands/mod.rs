@@ -1,0 +1,6 @@
+//! One module per command. Each returns `Ok(true)` for success, `Ok(false)` for a clean
+//! failure it already explained, `Err` for an error to print.
+
+pub(crate) mod config;
+pub(crate) mod demo;
+pub(crate) mod serve;

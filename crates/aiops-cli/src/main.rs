@@ -1,0 +1,114 @@
+//! The `aiops` command. Parses argv and hands off to `commands`; the only crate that knows argv.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// AI-Ops Core: watches services, detects and diagnoses problems, heals them safely, and
+/// learns from every outcome.
+#[derive(Debug, Parser)]
+#[command(name = "aiops", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the core: HTTP API, event mesh, knowledge graph and all agents.
+    Serve {
+        /// Config file (TOML). Without it, the embedded defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Overrides `data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Overrides `server.listen`.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Shows the whole loop on a real bookmark manager: injects a fault twice and heals it,
+    /// faster the second time.
+    Demo {
+        /// Print one JSON object with the scenarios as the last line of stdout.
+        #[arg(long)]
+        json: bool,
+        /// Faults to inject, one after the other.
+        #[arg(long, default_value_t = 2)]
+        occurrences: u32,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// The bookmark manager the demo heals, as its own process.
+    Bookmarks {
+        #[command(subcommand)]
+        command: BookmarksCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Prints the complete default configuration.
+    Default,
+    /// Loads a config file with the environment overrides and reports every problem.
+    Check {
+        /// Config file (TOML).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BookmarksCommand {
+    /// Runs the bookmark manager.
+    Serve(bookmarks::ServeArgs),
+}
+
+fn init_logs(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIOPS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config, data_dir, listen } => {
+                init_logs("info");
+                commands::serve::run(config, data_dir, listen).await
+            }
+            Command::Demo { json, occurrences } => {
+                init_logs("error");
+                commands::demo::run(json, occurrences).await
+            }
+            Command::Config { command: ConfigCommand::Default } => commands::config::print_default(),
+            Command::Config { command: ConfigCommand::Check { config } } => commands::config::check(config),
+            Command::Bookmarks { command: BookmarksCommand::Serve(args) } => {
+                init_logs("info");
+                bookmarks::run_cli(args).await.map(|()| true)
+            }
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

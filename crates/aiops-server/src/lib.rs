@@ -1,0 +1,47 @@
+//! The HTTP API: a thin layer over the parts.
+//!
+//! [`router`] builds the axum `Router` from an [`ApiState`] (trait objects only, so it is
+//! tested with `oneshot` and no socket); [`serve`] runs it on a bound listener until a
+//! shutdown future resolves, letting in-flight requests finish.
+//!
+//! This crate is the only one that knows HTTP status codes and JSON error shapes: every
+//! error becomes `{"error": {"code", "message"}}` in `error.rs`.
+//!
+//! | route | scope | what |
+//! |---|---|---|
+//! | `GET /healthz` | none | liveness |
+//! | `GET /readyz` | none | readiness: the mesh and the knowledge store answer |
+//! | `GET /metrics` | none | Prometheus text |
+//! | `POST /v1/events` | ingest | one CloudEvents envelope → 202 |
+//! | `POST /v1/events/batch` | ingest | a JSON array of envelopes (all or nothing) → 202 |
+//! | `GET /v1/events` | read | stored events: `stream`, `type`, `subject`, `after`, `limit`, `order` |
+//! | `GET /v1/problems`, `GET /v1/problems/{id}` | read | problems with their status; one with its whole story |
+//! | `GET /v1/diagnoses`, `GET /v1/actions` | read | latest diagnoses; latest action outcomes |
+//! | `GET /v1/services`, `POST /v1/services` | read / ingest | lookup (`name`, `tag`, `capability`, `healthy`); register |
+//! | `PUT /v1/services/{id}/heartbeat`, `DELETE /v1/services/{id}` | ingest | heartbeat; deregister |
+//! | `GET /v1/knowledge/nodes/{id}` | read | a node with its edges and statistics |
+//! | `GET /v1/audit` | read | the audit log, newest first |
+//! | `GET /v1/tools`, `POST /v1/tools` | read / admin | the tool catalog; propose a tool (TOML spec) |
+
+mod auth;
+mod error;
+mod extract;
+mod routes;
+mod state;
+
+pub use auth::{ApiToken, Scope};
+pub use error::ApiError;
+pub use routes::router;
+pub use state::{ApiLimits, ApiState};
+
+/// Serves `router` on `listener` until `shutdown` resolves; in-flight requests finish first.
+///
+/// # Errors
+/// When accepting connections fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

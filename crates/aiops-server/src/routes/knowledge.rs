@@ -1,0 +1,80 @@
+//! Knowledge nodes, the audit log and the tool catalog.
+
+use aiops_events::EventBusExt;
+use aiops_knowledge::Direction;
+use aiops_model::{event_type, Envelope};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{authorize, Scope};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::{ApiError, ApiState};
+
+pub(crate) async fn node(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state.tokens, &headers, Scope::Read)?;
+    let mut node = state.knowledge.get_node(&id).await?.ok_or_else(|| ApiError::NotFound(format!("node {id} not found")))?;
+    node.embedding = None;
+    let outgoing = state.knowledge.neighbors(&id, None, Direction::Outgoing).await?;
+    let incoming = state.knowledge.neighbors(&id, None, Direction::Incoming).await?;
+    let edge = |(edge, other): &(aiops_knowledge::Edge, aiops_knowledge::Node)| {
+        json!({ "from": edge.from, "to": edge.to, "relation": edge.relation, "weight": edge.weight, "data": edge.data, "other": other.name })
+    };
+    let stats = state.knowledge.solution_stats(&id).await?;
+    Ok(Json(json!({
+        "node": node,
+        "outgoing": outgoing.iter().map(edge).collect::<Vec<_>>(),
+        "incoming": incoming.iter().map(edge).collect::<Vec<_>>(),
+        "stats": stats,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditQuery {
+    limit: Option<usize>,
+}
+
+pub(crate) async fn audit(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state.tokens, &headers, Scope::Read)?;
+    let entries = state.audit.recent(q.limit.unwrap_or(100).min(state.limits.max_page)).await?;
+    Ok(Json(json!({ "entries": entries })))
+}
+
+pub(crate) async fn tools(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state.tokens, &headers, Scope::Read)?;
+    Ok(Json(json!({ "tools": state.tools.specs() })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Proposal {
+    spec: String,
+    origin: Option<String>,
+}
+
+/// Proposes a tool; the Builder agent validates and registers it (or rejects it) and says so
+/// on the control stream.
+pub(crate) async fn propose_tool(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    ApiJson(proposal): ApiJson<Proposal>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let who = authorize(&state.tokens, &headers, Scope::Admin)?;
+    let data = json!({ "spec": proposal.spec, "origin": proposal.origin.unwrap_or_else(|| format!("api:{who}")) });
+    let event = Envelope::new(format!("api/{who}"), event_type::TOOL_PROPOSED, data);
+    let id = event.id.clone();
+    event.validate().map_err(|err| ApiError::Invalid(err.to_string()))?;
+    state.bus.publish_one(&state.streams.control, event).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "proposal": id }))))
+}

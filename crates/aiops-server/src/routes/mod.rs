@@ -1,0 +1,61 @@
+//! The router: every route, its limits, and request metrics.
+
+mod events;
+mod health;
+mod knowledge;
+mod problems;
+mod services;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::Router;
+
+use crate::{ApiError, ApiState};
+
+/// The whole API.
+pub fn router(state: ApiState) -> Router {
+    let max_body = state.limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/v1/events", post(events::ingest_one).get(events::query))
+        .route("/v1/events/batch", post(events::ingest_batch))
+        .route("/v1/problems", get(problems::list))
+        .route("/v1/problems/{id}", get(problems::show))
+        .route("/v1/diagnoses", get(problems::diagnoses))
+        .route("/v1/actions", get(problems::actions))
+        .route("/v1/services", get(services::list).post(services::register))
+        .route("/v1/services/{id}", axum::routing::delete(services::deregister))
+        .route("/v1/services/{id}/heartbeat", put(services::heartbeat))
+        .route("/v1/knowledge/nodes/{id}", get(knowledge::node))
+        .route("/v1/audit", get(knowledge::audit))
+        .route("/v1/tools", get(knowledge::tools).post(knowledge::propose_tool))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(count_requests))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::NotFound(format!("no route for {} {}", request.method(), request.uri().path()))
+}
+
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    metrics::counter!(
+        "aiops_http_requests_total",
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
+}
