@@ -77,7 +77,8 @@ impl Agent for Builder {
             }
             Err(err) => {
                 tracing::warn!(origin = %proposal.origin, error = %err, "Tool rejected.");
-                let data = serde_json::json!({ "origin": proposal.origin, "reason": err.to_string(), "proposal": event.id });
+                let data =
+                    serde_json::json!({ "origin": proposal.origin, "reason": err.to_string(), "proposal": event.id });
                 ctx.emit(NAME, event_type::TOOL_REJECTED, &proposal.origin, Some(Severity::Warning), data).await?;
             }
         }

@@ -93,7 +93,13 @@ async fn report_failure(ctx: &AgentContext, agent: &str, reason: &str) {
     }
 }
 
-async fn consume(agent: Arc<dyn Agent>, ctx: AgentContext, stream: StreamName, types: Vec<String>, shutdown: CancellationToken) {
+async fn consume(
+    agent: Arc<dyn Agent>,
+    ctx: AgentContext,
+    stream: StreamName,
+    types: Vec<String>,
+    shutdown: CancellationToken,
+) {
     let sub = Subscription {
         stream,
         group: agent.name().to_owned(),

@@ -19,9 +19,7 @@
 use std::collections::HashMap;
 
 use aiops_knowledge::{Direction, NodeKind, Relation, SimilarityQuery};
-use aiops_model::{
-    event_type, CandidateAction, Diagnosis, Envelope, Hypothesis, HypothesisSource, Problem, RiskLevel,
-};
+use aiops_model::{event_type, CandidateAction, Diagnosis, Envelope, Hypothesis, HypothesisSource, Problem, RiskLevel};
 use aiops_registry::ServiceQuery;
 use async_trait::async_trait;
 use chrono::Utc;
@@ -125,7 +123,9 @@ impl Diagnostic {
             }
             similar_problems.push((hit.node.id.clone(), hit.score));
             let weight = f64::from(hit.score);
-            for (edge, solution) in ctx.knowledge.neighbors(&hit.node.id, Some(Relation::Solves), Direction::Incoming).await? {
+            for (edge, solution) in
+                ctx.knowledge.neighbors(&hit.node.id, Some(Relation::Solves), Direction::Incoming).await?
+            {
                 let attempts = edge.data["attempts"].as_f64().unwrap_or(0.0);
                 let successes = edge.data["successes"].as_f64().unwrap_or(0.0);
                 let record = history.entry(solution.id.clone()).or_default();
@@ -189,7 +189,13 @@ impl Diagnostic {
                 } else if attempts >= MIN_EVIDENCE && candidate.expected_success < FAILING {
                     (3, format!("failed on similar problems: {successes:.1} of {attempts:.1} weighted attempts healed"))
                 } else if plausible {
-                    (1, format!("untried here; {} risk, hypothesis confidence {confidence:.2}", candidate.risk.as_str()))
+                    (
+                        1,
+                        format!(
+                            "untried here; {} risk, hypothesis confidence {confidence:.2}",
+                            candidate.risk.as_str()
+                        ),
+                    )
                 } else {
                     (2, format!("untried; weak hypothesis (confidence {confidence:.2})"))
                 };
@@ -198,11 +204,12 @@ impl Diagnostic {
             })
             .collect();
         ranked.sort_by(|a, b| {
-            a.0.cmp(&b.0).then_with(|| match a.0 {
-                0 => b.1.total_cmp(&a.1),
-                _ => a.2.cmp(&b.2).then_with(|| b.3.total_cmp(&a.3)),
-            })
-            .then_with(|| a.4.solution_id.cmp(&b.4.solution_id))
+            a.0.cmp(&b.0)
+                .then_with(|| match a.0 {
+                    0 => b.1.total_cmp(&a.1),
+                    _ => a.2.cmp(&b.2).then_with(|| b.3.total_cmp(&a.3)),
+                })
+                .then_with(|| a.4.solution_id.cmp(&b.4.solution_id))
         });
 
         Ok(Diagnosis {

@@ -106,7 +106,12 @@ impl Healing {
     }
 
     /// Probes the instance's health URL until enough probes in a row pass, or the deadline.
-    async fn verify(&self, ctx: &AgentContext, instance: &ServiceInstance, candidate: &CandidateAction) -> (bool, String) {
+    async fn verify(
+        &self,
+        ctx: &AgentContext,
+        instance: &ServiceInstance,
+        candidate: &CandidateAction,
+    ) -> (bool, String) {
         let Some(url) = instance.registration.health_url.as_deref() else {
             return (false, "the instance has no health_url to verify with".into());
         };
@@ -141,9 +146,22 @@ impl Healing {
         (false, format!("not healthy within {}ms; last probe: {last_failure}", candidate.verify_within_ms))
     }
 
-    async fn audit(&self, ctx: &AgentContext, action: &str, subject: &str, detail: serde_json::Value) -> AgentResult<()> {
+    async fn audit(
+        &self,
+        ctx: &AgentContext,
+        action: &str,
+        subject: &str,
+        detail: serde_json::Value,
+    ) -> AgentResult<()> {
         ctx.audit
-            .append(AuditEntry { seq: 0, at: Utc::now(), actor: NAME.into(), action: action.into(), subject: subject.into(), detail })
+            .append(AuditEntry {
+                seq: 0,
+                at: Utc::now(),
+                actor: NAME.into(),
+                action: action.into(),
+                subject: subject.into(),
+                detail,
+            })
             .await?;
         Ok(())
     }
@@ -151,8 +169,13 @@ impl Healing {
     async fn escalate(&self, ctx: &AgentContext, problem: &Problem, reason: String) -> AgentResult<()> {
         tracing::warn!(problem = %problem.id, service = %problem.service, reason = %reason, "Escalating to a human.");
         metrics::counter!("aiops_healing_escalations_total").increment(1);
-        self.audit(ctx, "heal.escalated", &problem.service, serde_json::json!({ "problem_id": problem.id, "reason": reason }))
-            .await?;
+        self.audit(
+            ctx,
+            "heal.escalated",
+            &problem.service,
+            serde_json::json!({ "problem_id": problem.id, "reason": reason }),
+        )
+        .await?;
         let escalation = Escalation { problem_id: problem.id.clone(), service: problem.service.clone(), reason };
         ctx.emit(NAME, event_type::PROBLEM_ESCALATED, &problem.service, Some(Severity::Critical), escalation).await?;
         Ok(())
@@ -193,7 +216,9 @@ impl Healing {
         };
         let (executed, run_message) = match &run {
             Ok(output) if output.success => (true, format!("{} succeeded", output.resolved)),
-            Ok(output) => (false, format!("{} failed: {}", output.resolved, output.output.chars().take(200).collect::<String>())),
+            Ok(output) => {
+                (false, format!("{} failed: {}", output.resolved, output.output.chars().take(200).collect::<String>()))
+            }
             Err(err) => (false, err.clone()),
         };
         self.audit(
@@ -221,11 +246,14 @@ impl Healing {
             });
             if let Some((rollback_tool, rollback_params)) = rollback {
                 let result = match ctx.tools.get(&rollback_tool) {
-                    Some(tool) => tool.run(&target, &rollback_params, RunMode::Execute).await.map_err(|e| e.to_string()),
+                    Some(tool) => {
+                        tool.run(&target, &rollback_params, RunMode::Execute).await.map_err(|e| e.to_string())
+                    }
                     None => Err(format!("rollback tool {rollback_tool} is not in the catalog")),
                 };
                 rolled_back = matches!(&result, Ok(output) if output.success);
-                message.push_str(&format!("; rollback {rollback_tool}: {}", if rolled_back { "done" } else { "failed" }));
+                message
+                    .push_str(&format!("; rollback {rollback_tool}: {}", if rolled_back { "done" } else { "failed" }));
                 self.audit(
                     ctx,
                     "tool.rollback",
@@ -274,7 +302,13 @@ impl Agent for Healing {
             .instances(&ServiceQuery { name: Some(problem.service.clone()), ..ServiceQuery::default() })
             .await?;
         let Some(instance) = instances.first() else {
-            return self.escalate(ctx, problem, format!("service {} is not registered, so no tool can reach it", problem.service)).await;
+            return self
+                .escalate(
+                    ctx,
+                    problem,
+                    format!("service {} is not registered, so no tool can reach it", problem.service),
+                )
+                .await;
         };
         let mut notes = Vec::new();
         let mut attempt = 0;

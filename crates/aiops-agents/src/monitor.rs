@@ -17,8 +17,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aiops_model::{
-    event_type, Envelope, Escalation, HealthChange, HealthStatus, Problem, ProblemKind, ProblemResolved,
-    RequestRecord, ServiceError, Severity,
+    event_type, Envelope, Escalation, HealthChange, HealthStatus, Problem, ProblemKind, ProblemResolved, RequestRecord,
+    ServiceError, Severity,
 };
 use aiops_patterns::{Detector, ErrorRatioDetector, Finding, LatencyDetector, Observation};
 use async_trait::async_trait;
@@ -156,10 +156,7 @@ fn summarize_errors(errors: Option<&VecDeque<(DateTime<Utc>, String)>>, now: Dat
 }
 
 fn service_of(event: &Envelope) -> String {
-    event
-        .subject
-        .clone()
-        .unwrap_or_else(|| event.source.split('/').next().unwrap_or(&event.source).to_owned())
+    event.subject.clone().unwrap_or_else(|| event.source.split('/').next().unwrap_or(&event.source).to_owned())
 }
 
 #[async_trait]
@@ -248,9 +245,15 @@ impl Monitor {
     fn health_problem(&self, change: &HealthChange) -> Option<Problem> {
         let now = Utc::now();
         let (kind, summary) = if change.heartbeat_lost {
-            (ProblemKind::ServiceDown, format!("{} instance {} stopped sending heartbeats", change.service, change.instance_id))
+            (
+                ProblemKind::ServiceDown,
+                format!("{} instance {} stopped sending heartbeats", change.service, change.instance_id),
+            )
         } else {
-            (ProblemKind::HealthCheckFailing, format!("{} instance {} fails its health check", change.service, change.instance_id))
+            (
+                ProblemKind::HealthCheckFailing,
+                format!("{} instance {} fails its health check", change.service, change.instance_id),
+            )
         };
         let finding = Finding {
             service: change.service.clone(),

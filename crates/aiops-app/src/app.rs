@@ -62,7 +62,10 @@ fn read_tokens(config: &Config) -> AppResult<Vec<ApiToken>> {
                     problems: format!("token {}: environment variable {var} is not set", token.name),
                 })?,
                 (None, Some(path)) => std::fs::read_to_string(path)
-                    .map_err(|source| AppError::Io { context: format!("reading token file {}", path.display()), source })?
+                    .map_err(|source| AppError::Io {
+                        context: format!("reading token file {}", path.display()),
+                        source,
+                    })?
                     .trim_end()
                     .to_owned(),
                 (None, None) => unreachable!("Config::problems requires one of value_env and value_file"),
@@ -100,26 +103,31 @@ impl App {
             return Err(AppError::Config { origin: "start".into(), problems: problems.join("\n") });
         }
         let data_dir = &config.data_dir;
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| AppError::Io { context: format!("creating data directory {}", data_dir.display()), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| AppError::Io {
+            context: format!("creating data directory {}", data_dir.display()),
+            source,
+        })?;
         let bus = config.events.build(data_dir).await?;
         let knowledge = config.knowledge.build(data_dir).await?;
-        let registry: Arc<dyn Registry> = Arc::new(SqliteRegistry::open(&config.knowledge.sqlite_path(data_dir)).await?);
+        let registry: Arc<dyn Registry> =
+            Arc::new(SqliteRegistry::open(&config.knowledge.sqlite_path(data_dir)).await?);
         let embedder = config.ai.embedder.build()?;
         let mut patterns = PatternLibrary::shipped()?;
         if let Some(dir) = &config.patterns.dir {
             let n_files = patterns.load_dir(dir)?;
             tracing::info!(dir = %dir.display(), files = n_files, "Loaded user patterns.");
         }
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(|err| AppError::Io { context: "building the HTTP client".into(), source: std::io::Error::other(err) })?;
+        let http = reqwest::Client::builder().no_proxy().build().map_err(|err| AppError::Io {
+            context: "building the HTTP client".into(),
+            source: std::io::Error::other(err),
+        })?;
         let mut secrets = Secrets::new();
         if let Some(var) = &config.tools.admin_token_env {
             match std::env::var(var) {
                 Ok(value) => secrets.insert("admin_token", value),
-                Err(_) => tracing::warn!(variable = %var, "tools.admin_token_env names an unset variable; admin calls go without a token."),
+                Err(_) => {
+                    tracing::warn!(variable = %var, "tools.admin_token_env names an unset variable; admin calls go without a token.")
+                }
             }
         }
         let tools = ToolCatalog::new(http.clone(), secrets).with_shipped_tools()?;
@@ -154,7 +162,11 @@ impl App {
             tools,
             tokens: Arc::new(read_tokens(&config)?),
             render_metrics: Arc::new(move || metrics.render()),
-            limits: ApiLimits { max_body_bytes: config.server.max_body_bytes, max_batch: config.server.max_batch, ..ApiLimits::default() },
+            limits: ApiLimits {
+                max_body_bytes: config.server.max_body_bytes,
+                max_batch: config.server.max_batch,
+                ..ApiLimits::default()
+            },
         };
         let addr = listener
             .local_addr()

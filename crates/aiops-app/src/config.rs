@@ -127,8 +127,10 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|source| AppError::Io { context: format!("reading {}", path.display()), source })?;
-                let table: toml::Table = toml::from_str(&text)
-                    .map_err(|err| AppError::Config { origin: path.display().to_string(), problems: err.to_string() })?;
+                let table: toml::Table = toml::from_str(&text).map_err(|err| AppError::Config {
+                    origin: path.display().to_string(),
+                    problems: err.to_string(),
+                })?;
                 (table, path.display().to_string())
             }
             None => (toml::Table::new(), "defaults".to_owned()),
@@ -140,7 +142,8 @@ impl Config {
             if path.iter().any(String::is_empty) {
                 return Err(AppError::Config { origin: key, problems: "empty key segment".into() });
             }
-            set_path(&mut table, &path, parse_scalar(&value)).map_err(|problem| AppError::Config { origin: key.clone(), problems: problem })?;
+            set_path(&mut table, &path, parse_scalar(&value))
+                .map_err(|problem| AppError::Config { origin: key.clone(), problems: problem })?;
             overridden.push(key);
         }
         let origin = if overridden.is_empty() { origin } else { format!("{origin} + {}", overridden.join(", ")) };

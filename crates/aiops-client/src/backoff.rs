@@ -17,11 +17,7 @@ impl Backoff {
     pub(crate) fn new(min: Duration, max: Duration) -> Self {
         let min = min.max(Duration::from_millis(1));
         let max = max.max(min);
-        Self {
-            min,
-            max,
-            next: min,
-        }
+        Self { min, max, next: min }
     }
 
     /// The delay to wait before the next attempt; each call doubles the following one.

@@ -126,19 +126,9 @@ impl AiopsClient {
             registered: AtomicBool::new(false),
         });
         let cancel = CancellationToken::new();
-        let core = Core {
-            shared: Arc::clone(&shared),
-            http,
-            endpoints,
-        };
+        let core = Core { shared: Arc::clone(&shared), http, endpoints };
         let task = runtime.spawn(core.run(cancel.clone()));
-        Ok(Self {
-            handle: Arc::new(Handle {
-                shared,
-                cancel,
-                task: Mutex::new(Some(task)),
-            }),
-        })
+        Ok(Self { handle: Arc::new(Handle { shared, cancel, task: Mutex::new(Some(task)) }) })
     }
 
     /// Records one handled HTTP request as an `http.request` event.
@@ -170,8 +160,7 @@ impl AiopsClient {
     /// the service name as `subject`.
     pub fn envelope(&self, event_type: &str, data: serde_json::Value) -> Envelope {
         let shared = &self.handle.shared;
-        Envelope::new(shared.source.as_str(), event_type, data)
-            .with_subject(shared.config.service.as_str())
+        Envelope::new(shared.source.as_str(), event_type, data).with_subject(shared.config.service.as_str())
     }
 
     /// How many events were dropped since start because the buffer was full.
@@ -211,9 +200,7 @@ impl AiopsClient {
         let Some(mut task) = task else {
             return;
         };
-        let limit = self.handle.shared.config.shutdown_timeout()
-            + DEREGISTER_TIMEOUT
-            + Duration::from_millis(500);
+        let limit = self.handle.shared.config.shutdown_timeout() + DEREGISTER_TIMEOUT + Duration::from_millis(500);
         match tokio::time::timeout(limit, &mut task).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => warn!(error = %err, "The aiops client task failed."),
@@ -224,12 +211,7 @@ impl AiopsClient {
         }
     }
 
-    fn emit_serialized<T: serde::Serialize>(
-        &self,
-        event_type: &str,
-        payload: &T,
-        severity: Option<Severity>,
-    ) {
+    fn emit_serialized<T: serde::Serialize>(&self, event_type: &str, payload: &T, severity: Option<Severity>) {
         match serde_json::to_value(payload) {
             Ok(data) => {
                 let envelope = self.envelope(event_type, data);
@@ -317,13 +299,8 @@ impl Shared {
         // The batch was the front of the buffer when it was copied. Since then only overflow
         // drops can have removed events, all from the front, so whatever of the batch is left
         // is still exactly the front.
-        let dropped_since =
-            usize::try_from(buffer.dropped_total - batch.dropped_before).unwrap_or(usize::MAX);
-        let still_buffered = batch
-            .events
-            .len()
-            .saturating_sub(dropped_since)
-            .min(buffer.events.len());
+        let dropped_since = usize::try_from(buffer.dropped_total - batch.dropped_before).unwrap_or(usize::MAX);
+        let still_buffered = batch.events.len().saturating_sub(dropped_since).min(buffer.events.len());
         buffer.events.drain(..still_buffered);
         !buffer.events.is_empty()
     }
@@ -338,12 +315,7 @@ struct PendingBatch {
 
 impl PendingBatch {
     fn body(&self) -> String {
-        let len = self
-            .events
-            .iter()
-            .map(|event| event.len() + 1)
-            .sum::<usize>()
-            + 2;
+        let len = self.events.iter().map(|event| event.len() + 1).sum::<usize>() + 2;
         let mut body = String::with_capacity(len);
         body.push('[');
         for (idx, event) in self.events.iter().enumerate() {
@@ -365,25 +337,17 @@ struct Endpoints {
 
 impl Endpoints {
     fn new(core_url: &str) -> Result<Self, ClientError> {
-        let invalid = || ClientError::InvalidCoreUrl {
-            url: core_url.to_owned(),
-        };
+        let invalid = || ClientError::InvalidCoreUrl { url: core_url.to_owned() };
         let base = Url::parse(core_url).map_err(|_| invalid())?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(invalid());
         }
         let join = |segments: &[&str]| -> Result<Url, ClientError> {
             let mut url = base.clone();
-            url.path_segments_mut()
-                .map_err(|()| invalid())?
-                .pop_if_empty()
-                .extend(segments);
+            url.path_segments_mut().map_err(|()| invalid())?.pop_if_empty().extend(segments);
             Ok(url)
         };
-        Ok(Self {
-            services: join(&["v1", "services"])?,
-            batch: join(&["v1", "events", "batch"])?,
-        })
+        Ok(Self { services: join(&["v1", "services"])?, batch: join(&["v1", "events", "batch"])? })
     }
 
     /// `/v1/services/{instance_id}` plus `extra` segments, with the id percent-encoded.
@@ -481,12 +445,8 @@ impl Core {
                 }
                 Err(Retry(reason)) => {
                     failures += 1;
-                    let what = if registered {
-                        "Heartbeat"
-                    } else {
-                        "Registration"
-                    };
-                    if failures == 1 || failures % WARN_EVERY_N_FAILURES == 0 {
+                    let what = if registered { "Heartbeat" } else { "Registration" };
+                    if failures == 1 || failures.is_multiple_of(WARN_EVERY_N_FAILURES) {
                         warn!(instance = %config.instance_id, failures, error = %reason, "{what} to the AI-Ops core failed; will retry.");
                     } else {
                         debug!(instance = %config.instance_id, failures, error = %reason, "{what} to the AI-Ops core failed; will retry.");
@@ -536,15 +496,8 @@ impl Core {
     }
 
     async fn heartbeat(&self) -> Result<Heartbeat, Retry> {
-        let url = self
-            .endpoints
-            .instance(&self.shared.config.instance_id, &["heartbeat"]);
-        let response = self
-            .http
-            .put(url)
-            .send()
-            .await
-            .map_err(|err| Retry(error_chain(&err)))?;
+        let url = self.endpoints.instance(&self.shared.config.instance_id, &["heartbeat"]);
+        let response = self.http.put(url).send().await.map_err(|err| Retry(error_chain(&err)))?;
         match response.status() {
             status if status.is_success() => Ok(Heartbeat::Alive),
             StatusCode::NOT_FOUND => Ok(Heartbeat::Unknown),
@@ -555,13 +508,7 @@ impl Core {
     async fn deregister(&self) {
         let instance_id = &self.shared.config.instance_id;
         let url = self.endpoints.instance(instance_id, &[]);
-        match self
-            .http
-            .delete(url)
-            .timeout(DEREGISTER_TIMEOUT)
-            .send()
-            .await
-        {
+        match self.http.delete(url).timeout(DEREGISTER_TIMEOUT).send().await {
             Ok(response) if response.status().is_success() => {
                 info!(instance = %instance_id, "Deregistered from the AI-Ops core.");
             }
@@ -612,7 +559,7 @@ impl Core {
                 Err(Retry(reason)) => {
                     failures += 1;
                     let buffered = lock(&self.shared.buffer).events.len();
-                    if failures == 1 || failures % WARN_EVERY_N_FAILURES == 0 {
+                    if failures == 1 || failures.is_multiple_of(WARN_EVERY_N_FAILURES) {
                         warn!(failures, buffered, error = %reason, "Shipping events to the AI-Ops core failed; keeping them buffered.");
                     } else {
                         debug!(failures, buffered, error = %reason, "Shipping events to the AI-Ops core failed; keeping them buffered.");
@@ -637,10 +584,7 @@ impl Core {
         .await;
         let left = lock(&self.shared.buffer).events.len();
         if drained.is_err() && left > 0 {
-            warn!(
-                lost = left,
-                "Shutting down with events the AI-Ops core has not accepted; they are lost."
-            );
+            warn!(lost = left, "Shutting down with events the AI-Ops core has not accepted; they are lost.");
         }
     }
 
@@ -656,9 +600,7 @@ impl Core {
                     "Event buffer full; dropped the oldest events."
                 );
             }
-            if batch.events.is_empty()
-                || (full_batches_only && batch.events.len() < self.shared.config.batch_limit())
-            {
+            if batch.events.is_empty() || (full_batches_only && batch.events.len() < self.shared.config.batch_limit()) {
                 return Ok(());
             }
             if !self.send_batch(&batch).await? {
@@ -683,9 +625,7 @@ impl Core {
             return Ok(self.shared.remove_batch(batch));
         }
         let body = body_text(response).await;
-        if status.is_server_error()
-            || status == StatusCode::REQUEST_TIMEOUT
-            || status == StatusCode::TOO_MANY_REQUESTS
+        if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::TOO_MANY_REQUESTS
         {
             return Err(Retry(format!("{status}: {body}")));
         }

@@ -49,11 +49,7 @@ pub struct ClientConfig {
 impl ClientConfig {
     /// A config with the defaults for everything but the core's URL, the service's name and
     /// the address at which the core reaches this instance.
-    pub fn new(
-        core_url: impl Into<String>,
-        service: impl Into<String>,
-        address: impl Into<String>,
-    ) -> Self {
+    pub fn new(core_url: impl Into<String>, service: impl Into<String>, address: impl Into<String>) -> Self {
         let service = service.into();
         Self {
             core_url: core_url.into(),

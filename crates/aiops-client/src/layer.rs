@@ -42,10 +42,7 @@ impl<S> Layer<S> for TrackRequestsLayer {
     type Service = TrackRequests<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TrackRequests {
-            inner,
-            client: self.client.clone(),
-        }
+        TrackRequests { inner, client: self.client.clone() }
     }
 }
 
@@ -74,15 +71,12 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let started = Instant::now();
         let method = request.method().as_str().to_owned();
-        let route = request.extensions().get::<MatchedPath>().map_or_else(
-            || UNMATCHED_ROUTE.to_owned(),
-            |path| path.as_str().to_owned(),
-        );
-        let trace_id = request
-            .headers()
-            .get("traceparent")
-            .and_then(|value| value.to_str().ok())
-            .and_then(parse_traceparent);
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(|| UNMATCHED_ROUTE.to_owned(), |path| path.as_str().to_owned());
+        let trace_id =
+            request.headers().get("traceparent").and_then(|value| value.to_str().ok()).and_then(parse_traceparent);
         let client = self.client.clone();
         let response = self.inner.call(request);
         Box::pin(async move {
@@ -112,10 +106,7 @@ where
 /// the trace id is all zeros, as the Trace Context spec says to treat it.
 pub fn parse_traceparent(value: &str) -> Option<String> {
     fn is_hex(text: &str, len: usize) -> bool {
-        text.len() == len
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     }
     let mut parts = value.trim().split('-');
     let version = parts.next()?;
@@ -158,9 +149,6 @@ mod tests {
         ] {
             assert_eq!(parse_traceparent(bad), None, "{bad:?}");
         }
-        assert!(
-            parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x")
-                .is_some()
-        );
+        assert!(parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x").is_some());
     }
 }

@@ -17,23 +17,11 @@ use crate::tools::build_tool;
 
 /// The tool specs shipped with the binary: file name and text.
 pub(crate) const SHIPPED_TOOLS: &[(&str, &str)] = &[
-    (
-        "clear_cache.toml",
-        include_str!("../tools/clear_cache.toml"),
-    ),
-    (
-        "clear_faults.toml",
-        include_str!("../tools/clear_faults.toml"),
-    ),
+    ("clear_cache.toml", include_str!("../tools/clear_cache.toml")),
+    ("clear_faults.toml", include_str!("../tools/clear_faults.toml")),
     ("noop_probe.toml", include_str!("../tools/noop_probe.toml")),
-    (
-        "reset_db_pool.toml",
-        include_str!("../tools/reset_db_pool.toml"),
-    ),
-    (
-        "sqlite_integrity_check.toml",
-        include_str!("../tools/sqlite_integrity_check.toml"),
-    ),
+    ("reset_db_pool.toml", include_str!("../tools/reset_db_pool.toml")),
+    ("sqlite_integrity_check.toml", include_str!("../tools/sqlite_integrity_check.toml")),
 ];
 
 /// Parses the specs shipped with the binary (from `crates/aiops-construction/tools/`).
@@ -41,10 +29,7 @@ pub(crate) const SHIPPED_TOOLS: &[(&str, &str)] = &[
 /// # Errors
 /// [`ConstructionError::InvalidSpec`] if a shipped file is broken, which a test rules out.
 pub fn shipped_specs() -> ConstructionResult<Vec<ToolSpec>> {
-    SHIPPED_TOOLS
-        .iter()
-        .map(|(file, text)| parse_spec(text, &format!("shipped tools/{file}")))
-        .collect()
+    SHIPPED_TOOLS.iter().map(|(file, text)| parse_spec(text, &format!("shipped tools/{file}"))).collect()
 }
 
 /// Registered tools by name, then by version.
@@ -67,13 +52,7 @@ struct Inner {
 impl ToolCatalog {
     /// An empty catalog. HTTP tools share `http`; `secrets` are what their headers may use.
     pub fn new(http: reqwest::Client, secrets: Secrets) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                http,
-                secrets,
-                tools: RwLock::new(BTreeMap::new()),
-            }),
-        }
+        Self { inner: Arc::new(Inner { http, secrets, tools: RwLock::new(BTreeMap::new()) }) }
     }
 
     /// This catalog with the [`shipped_specs`] registered.
@@ -100,11 +79,7 @@ impl ToolCatalog {
         let name = spec.name.clone();
         let version = spec.version;
         let tool = build_tool(spec, &self.inner.http, &self.inner.secrets)?;
-        let mut tools = self
-            .inner
-            .tools
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut tools = self.inner.tools.write().unwrap_or_else(PoisonError::into_inner);
         let versions = tools.entry(name.clone()).or_default();
         if let Some(existing) = versions.get(&version) {
             if existing.spec() == tool.spec() {
@@ -113,11 +88,7 @@ impl ToolCatalog {
         }
         if let Some((&registered, _)) = versions.last_key_value() {
             if version <= registered {
-                return Err(ConstructionError::VersionConflict {
-                    name,
-                    registered,
-                    offered: version,
-                });
+                return Err(ConstructionError::VersionConflict { name, registered, offered: version });
             }
         }
         versions.insert(version, tool);
@@ -127,55 +98,26 @@ impl ToolCatalog {
 
     /// The highest registered version of the tool `name`.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
-        let tools = self
-            .inner
-            .tools
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        tools
-            .get(name)
-            .and_then(|versions| versions.last_key_value())
-            .map(|(_, tool)| Arc::clone(tool))
+        let tools = self.inner.tools.read().unwrap_or_else(PoisonError::into_inner);
+        tools.get(name).and_then(|versions| versions.last_key_value()).map(|(_, tool)| Arc::clone(tool))
     }
 
     /// A specific registered version of the tool `name`.
     pub fn get_version(&self, name: &str, version: u32) -> Option<Arc<dyn Tool>> {
-        let tools = self
-            .inner
-            .tools
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        tools
-            .get(name)
-            .and_then(|versions| versions.get(&version))
-            .map(Arc::clone)
+        let tools = self.inner.tools.read().unwrap_or_else(PoisonError::into_inner);
+        tools.get(name).and_then(|versions| versions.get(&version)).map(Arc::clone)
     }
 
     /// The registered versions of the tool `name`, ascending (empty when unknown).
     pub fn versions(&self, name: &str) -> Vec<u32> {
-        let tools = self
-            .inner
-            .tools
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        tools
-            .get(name)
-            .map(|versions| versions.keys().copied().collect())
-            .unwrap_or_default()
+        let tools = self.inner.tools.read().unwrap_or_else(PoisonError::into_inner);
+        tools.get(name).map(|versions| versions.keys().copied().collect()).unwrap_or_default()
     }
 
     /// The spec of the highest version of every tool, sorted by name.
     pub fn specs(&self) -> Vec<ToolSpec> {
-        let tools = self
-            .inner
-            .tools
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        tools
-            .values()
-            .filter_map(|versions| versions.last_key_value())
-            .map(|(_, tool)| tool.spec().clone())
-            .collect()
+        let tools = self.inner.tools.read().unwrap_or_else(PoisonError::into_inner);
+        tools.values().filter_map(|versions| versions.last_key_value()).map(|(_, tool)| tool.spec().clone()).collect()
     }
 
     /// Parses every `*.toml` file in `dir` and registers the specs (by name, then version).

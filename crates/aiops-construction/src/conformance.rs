@@ -39,10 +39,7 @@ pub struct Fixture {
 
 impl std::fmt::Debug for Fixture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fixture")
-            .field("tool", &self.tool)
-            .field("target", &self.target)
-            .finish_non_exhaustive()
+        f.debug_struct("Fixture").field("tool", &self.tool).field("target", &self.target).finish_non_exhaustive()
     }
 }
 
@@ -80,12 +77,8 @@ pub async fn params_are_checked_before_anything_runs(fixture: &Fixture) {
 
 /// A target that does not advertise the spec's capability is refused, and nothing runs.
 pub async fn target_must_advertise_the_capability(fixture: &Fixture) {
-    let capability = fixture
-        .tool
-        .spec()
-        .capability
-        .clone()
-        .unwrap_or_else(|| panic!("a fixture's spec must name a capability"));
+    let capability =
+        fixture.tool.spec().capability.clone().unwrap_or_else(|| panic!("a fixture's spec must name a capability"));
     let mut target = fixture.target.clone();
     target.capabilities.retain(|cap| *cap != capability);
     for mode in [RunMode::Execute, RunMode::DryRun] {
@@ -131,23 +124,14 @@ pub async fn run_longer_than_timeout_is_a_timeout(fixture: &Fixture) {
         return;
     };
     let timeout_ms = slow.spec().timeout_ms;
-    assert!(
-        timeout_ms <= 500,
-        "the slow tool's timeout_ms must be at most 500"
-    );
+    assert!(timeout_ms <= 500, "the slow tool's timeout_ms must be at most 500");
     let start = std::time::Instant::now();
-    let res = slow
-        .run(&fixture.target, &fixture.valid_params, RunMode::Execute)
-        .await;
+    let res = slow.run(&fixture.target, &fixture.valid_params, RunMode::Execute).await;
     assert!(
         matches!(&res, Err(ConstructionError::Timeout { after_ms, .. }) if *after_ms == timeout_ms),
         "expected Timeout, got {res:?}"
     );
-    assert!(
-        start.elapsed() < std::time::Duration::from_millis(timeout_ms + 2_000),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < std::time::Duration::from_millis(timeout_ms + 2_000), "took {:?}", start.elapsed());
 }
 
 /// Stamps out one `#[tokio::test]` per conformance check; `$fixture` is an expression

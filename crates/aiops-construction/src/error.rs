@@ -40,9 +40,7 @@ pub enum ConstructionError {
         reason: String,
     },
     /// The target service does not advertise the capability the tool needs; nothing was run.
-    #[error(
-        "tool {tool} needs capability {capability}, which service {service} does not advertise"
-    )]
+    #[error("tool {tool} needs capability {capability}, which service {service} does not advertise")]
     MissingCapability {
         /// Tool that was called.
         tool: String,

@@ -38,8 +38,8 @@ pub use error::{ConstructionError, ConstructionResult};
 pub use output::OUTPUT_LIMIT_BYTES;
 pub use secrets::{Secrets, REDACTED};
 pub use spec::{
-    parse_spec, BuiltinSpec, CommandSpec, HttpMethod, HttpSpec, ParamPattern, ParamSpec,
-    RollbackSpec, ToolKind, ToolSpec, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS,
+    parse_spec, BuiltinSpec, CommandSpec, HttpMethod, HttpSpec, ParamPattern, ParamSpec, RollbackSpec, ToolKind,
+    ToolSpec, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS,
 };
 pub use tool::{RunMode, Tool, ToolOutput, ToolTarget};
 pub use tools::build_tool;

@@ -20,10 +20,7 @@ pub(crate) struct Captured {
 }
 
 /// Reads `reader` to its end, keeping at most `keep` bytes.
-pub(crate) async fn read_capped<R: AsyncRead + Unpin>(
-    reader: Option<R>,
-    keep: usize,
-) -> std::io::Result<Captured> {
+pub(crate) async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, keep: usize) -> std::io::Result<Captured> {
     let mut captured = Captured::default();
     let Some(mut reader) = reader else {
         return Ok(captured);
@@ -73,14 +70,7 @@ pub(crate) fn combine_streams(stdout: &Captured, stderr: &Captured) -> String {
         return cap_text(&stdout.bytes, Some(stdout.total), OUTPUT_LIMIT_BYTES);
     }
     if stdout.total == 0 {
-        return format!(
-            "[stderr]\n{}",
-            cap_text(
-                &stderr.bytes,
-                Some(stderr.total),
-                OUTPUT_LIMIT_BYTES - MARKER.len()
-            )
-        );
+        return format!("[stderr]\n{}", cap_text(&stderr.bytes, Some(stderr.total), OUTPUT_LIMIT_BYTES - MARKER.len()));
     }
     let room = OUTPUT_LIMIT_BYTES - MARKER.len();
     // Stderr is sure of up to half; whatever stdout leaves unused goes to stderr too.

@@ -50,13 +50,9 @@ impl ParamPattern {
                 if value.is_empty() || value.len() > MAX_WORD_BYTES {
                     return Err(format!("must be 1 to {MAX_WORD_BYTES} bytes"));
                 }
-                if let Some(bad) = value
-                    .chars()
-                    .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+                if let Some(bad) = value.chars().find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
                 {
-                    return Err(format!(
-                        "may only hold letters, digits, `_`, `.` and `-`, not {bad:?}"
-                    ));
+                    return Err(format!("may only hold letters, digits, `_`, `.` and `-`, not {bad:?}"));
                 }
                 if value.starts_with('-') {
                     return Err("cannot start with `-`".to_owned());
@@ -71,10 +67,7 @@ impl ParamPattern {
                 if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
                     return Err("must be a whole number".to_owned());
                 }
-                value
-                    .parse::<i64>()
-                    .map(drop)
-                    .map_err(|_| "is out of range for a 64-bit integer".to_owned())
+                value.parse::<i64>().map(drop).map_err(|_| "is out of range for a 64-bit integer".to_owned())
             }
             Self::Path => {
                 if value.is_empty() || value.len() > MAX_TEXT_BYTES {
@@ -107,21 +100,15 @@ impl ParamPattern {
 /// Checks `params` against `spec`: unknown names, missing required ones, values not
 /// matching their pattern. `null` counts as no parameters.
 pub(crate) fn resolve(spec: &ToolSpec, params: &Value) -> ConstructionResult<ParamValues> {
-    let invalid = |reason: String| ConstructionError::InvalidParams {
-        tool: spec.name.clone(),
-        reason,
-    };
+    let invalid = |reason: String| ConstructionError::InvalidParams { tool: spec.name.clone(), reason };
     let empty = serde_json::Map::new();
     let given = match params {
         Value::Null => &empty,
         Value::Object(map) => map,
         _ => return Err(invalid("params must be a JSON object".to_owned())),
     };
-    let mut unknown: Vec<&str> = given
-        .keys()
-        .map(String::as_str)
-        .filter(|name| !spec.params.iter().any(|param| param.name == *name))
-        .collect();
+    let mut unknown: Vec<&str> =
+        given.keys().map(String::as_str).filter(|name| !spec.params.iter().any(|param| param.name == *name)).collect();
     if !unknown.is_empty() {
         unknown.sort_unstable();
         return Err(invalid(format!("unknown param `{}`", unknown.join("`, `"))));
@@ -137,33 +124,18 @@ pub(crate) fn resolve(spec: &ToolSpec, params: &Value) -> ConstructionResult<Par
         let text = match value {
             Value::String(text) => text.clone(),
             Value::Number(number) => number.to_string(),
-            _ => {
-                return Err(invalid(format!(
-                    "param `{}` must be a string or a number",
-                    param.name
-                )))
-            }
+            _ => return Err(invalid(format!("param `{}` must be a string or a number", param.name))),
         };
         param.pattern.check(&text).map_err(|reason| {
-            invalid(format!(
-                "param `{}` does not match pattern {}: it {reason}",
-                param.name,
-                param.pattern.as_str()
-            ))
+            invalid(format!("param `{}` does not match pattern {}: it {reason}", param.name, param.pattern.as_str()))
         })?;
         // An integer goes into a JSON body as a number even when it was given as a string.
         let json = match (param.pattern, text.parse::<i64>()) {
             (ParamPattern::Integer, Ok(number)) => Value::from(number),
             _ => value.clone(),
         };
-        values.insert(
-            param.name.clone(),
-            ParamValue {
-                text,
-                json,
-                keeps_slashes: param.pattern == ParamPattern::Path,
-            },
-        );
+        values
+            .insert(param.name.clone(), ParamValue { text, json, keeps_slashes: param.pattern == ParamPattern::Path });
     }
     Ok(ParamValues { values })
 }

@@ -52,12 +52,8 @@ impl Secrets {
     /// [`REDACTED`].
     pub fn redact(&self, text: &str) -> String {
         // Longest first, so a secret that contains another one is scrubbed whole.
-        let mut values: Vec<&str> = self
-            .values
-            .values()
-            .map(String::as_str)
-            .filter(|value| !value.is_empty())
-            .collect();
+        let mut values: Vec<&str> =
+            self.values.values().map(String::as_str).filter(|value| !value.is_empty()).collect();
         values.sort_by_key(|value| std::cmp::Reverse(value.len()));
         let mut text = text.to_owned();
         for value in values {
@@ -77,12 +73,7 @@ impl From<HashMap<String, String>> for Secrets {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Secrets {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self {
-            values: iter
-                .into_iter()
-                .map(|(name, value)| (name.into(), value.into()))
-                .collect(),
-        }
+        Self { values: iter.into_iter().map(|(name, value)| (name.into(), value.into())).collect() }
     }
 }
 

@@ -37,14 +37,12 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 pub const MAX_TIMEOUT_MS: u64 = 300_000;
 
 /// Programs that run their `-c` argument as a shell command line.
-const SHELLS: &[&str] = &[
-    "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "fish", "csh", "tcsh", "su",
-    "runuser",
-];
+const SHELLS: &[&str] =
+    &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "fish", "csh", "tcsh", "su", "runuser"];
 /// Programs that run the rest of their argv as another program.
 const WRAPPERS: &[&str] = &[
-    "env", "sudo", "doas", "nice", "nohup", "setsid", "stdbuf", "timeout", "busybox", "ionice",
-    "chrt", "taskset", "command", "exec", "xargs",
+    "env", "sudo", "doas", "nice", "nohup", "setsid", "stdbuf", "timeout", "busybox", "ionice", "chrt", "taskset",
+    "command", "exec", "xargs",
 ];
 
 /// The definition of one remediation tool.
@@ -246,12 +244,11 @@ pub fn parse_spec(text: &str, origin: &str) -> ConstructionResult<ToolSpec> {
         line: toml_error_line(text, &err),
         reason: err.message().trim_end().to_owned(),
     })?;
-    spec.check()
-        .map_err(|issue| ConstructionError::InvalidSpec {
-            origin: origin.to_owned(),
-            line: issue.locator.line_in(text),
-            reason: issue.reason,
-        })?;
+    spec.check().map_err(|issue| ConstructionError::InvalidSpec {
+        origin: origin.to_owned(),
+        line: issue.locator.line_in(text),
+        reason: issue.reason,
+    })?;
     Ok(spec)
 }
 
@@ -261,10 +258,7 @@ fn toml_error_line(text: &str, err: &toml::de::Error) -> Option<usize> {
     let span = err.span()?;
     let start = span.start.min(text.len());
     let span_line = line_of_offset(text, start);
-    let unknown_key = err
-        .message()
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split('`').next());
+    let unknown_key = err.message().strip_prefix("unknown field `").and_then(|rest| rest.split('`').next());
     if let Some(key) = unknown_key {
         let end = span.end.clamp(start, text.len());
         let region = text.get(start..end).unwrap_or_default();
@@ -276,19 +270,13 @@ fn toml_error_line(text: &str, err: &toml::de::Error) -> Option<usize> {
 }
 
 fn line_of_offset(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset]
-        .iter()
-        .filter(|&&byte| byte == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..offset].iter().filter(|&&byte| byte == b'\n').count() + 1
 }
 
 /// Whether `line` assigns `key` (`key = ...`, `"key" = ...` or `key.sub = ...`).
 fn line_has_key(line: &str, key: &str) -> bool {
     let line = line.trim_start();
-    let rest = line
-        .strip_prefix(key)
-        .or_else(|| line.strip_prefix(&format!("\"{key}\"")));
+    let rest = line.strip_prefix(key).or_else(|| line.strip_prefix(&format!("\"{key}\"")));
     rest.is_some_and(|rest| {
         let rest = rest.trim_start();
         rest.starts_with('=') || rest.starts_with('.')
@@ -323,10 +311,7 @@ impl Locator {
 }
 
 fn issue(locator: Locator, reason: impl Into<String>) -> Issue {
-    Issue {
-        reason: reason.into(),
-        locator,
-    }
+    Issue { reason: reason.into(), locator }
 }
 
 /// Where a template string sits in a spec, for the rules on which placeholders it may hold.
@@ -348,12 +333,11 @@ impl ToolSpec {
     /// [`ConstructionError::InvalidSpec`] with `origin` = `tool NAME` and no line. Use
     /// [`parse_spec`] to get lines.
     pub fn validate(&self) -> ConstructionResult<()> {
-        self.check()
-            .map_err(|issue| ConstructionError::InvalidSpec {
-                origin: format!("tool {}", self.name),
-                line: None,
-                reason: issue.reason,
-            })
+        self.check().map_err(|issue| ConstructionError::InvalidSpec {
+            origin: format!("tool {}", self.name),
+            line: None,
+            reason: issue.reason,
+        })
     }
 
     /// Checks a call's parameters without running anything: unknown names, missing
@@ -393,21 +377,12 @@ impl ToolSpec {
     ///
     /// # Errors
     /// [`ConstructionError::InvalidParams`] when `params` do not fit this spec.
-    pub fn rollback_call(
-        &self,
-        target: &ToolTarget,
-        params: &Value,
-    ) -> ConstructionResult<Option<(String, Value)>> {
+    pub fn rollback_call(&self, target: &ToolTarget, params: &Value) -> ConstructionResult<Option<(String, Value)>> {
         let Some(rollback) = &self.rollback else {
             return Ok(None);
         };
         let values = crate::params::resolve(self, params)?;
-        let ctx = template::Context {
-            tool: &self.name,
-            params: &values,
-            target,
-            secrets: None,
-        };
+        let ctx = template::Context { tool: &self.name, params: &values, target, secrets: None };
         let params = template::render_json(&Value::Object(rollback.params.clone()), &ctx)?;
         Ok(Some((rollback.tool.clone(), params)))
     }
@@ -416,35 +391,26 @@ impl ToolSpec {
         if !template::is_param_name(&self.name) {
             return Err(issue(
                 Locator::Key("name"),
-                format!(
-                    "name `{}` must be 1 to 64 lowercase letters, digits or `_`",
-                    self.name
-                ),
+                format!("name `{}` must be 1 to 64 lowercase letters, digits or `_`", self.name),
             ));
         }
         if self.version == 0 {
             return Err(issue(Locator::Key("version"), "version must be at least 1"));
         }
         if self.description.trim().is_empty() {
-            return Err(issue(
-                Locator::Key("description"),
-                "description must not be empty",
-            ));
+            return Err(issue(Locator::Key("description"), "description must not be empty"));
         }
         if !(1..=MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
             return Err(issue(
                 Locator::Key("timeout_ms"),
-                format!(
-                    "timeout_ms must be between 1 and {MAX_TIMEOUT_MS}, not {}",
-                    self.timeout_ms
-                ),
+                format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}, not {}", self.timeout_ms),
             ));
         }
         if let Some(capability) = &self.capability {
             let valid = (1..=128).contains(&capability.len())
-                && capability.chars().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
-                });
+                && capability
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
             if !valid {
                 return Err(issue(
                     Locator::Key("capability"),
@@ -461,26 +427,18 @@ impl ToolSpec {
             if !template::is_param_name(&param.name) {
                 return Err(issue(
                     locator(),
-                    format!(
-                        "param name `{}` must be 1 to 64 lowercase letters, digits or `_`",
-                        param.name
-                    ),
+                    format!("param name `{}` must be 1 to 64 lowercase letters, digits or `_`", param.name),
                 ));
             }
             if !declared.insert(param.name.as_str()) {
-                return Err(issue(
-                    locator(),
-                    format!("param `{}` is declared twice", param.name),
-                ));
+                return Err(issue(locator(), format!("param `{}` is declared twice", param.name)));
             }
         }
 
         let mut used = BTreeSet::new();
         let mut check_template = |text: &str, slot: Slot| -> Result<(), Issue> {
             let here = || Locator::Text(text.to_owned());
-            for placeholder in
-                template::placeholders(text).map_err(|reason| issue(here(), reason))?
-            {
+            for placeholder in template::placeholders(text).map_err(|reason| issue(here(), reason))? {
                 match placeholder {
                     Placeholder::Param(name) => {
                         if !declared.contains(name) {
@@ -525,11 +483,7 @@ impl ToolSpec {
                 if !BUILTIN_NAMES.contains(&builtin.name.as_str()) {
                     return Err(issue(
                         Locator::Text(format!("\"{}\"", builtin.name)),
-                        format!(
-                            "unknown builtin `{}`; known: {}",
-                            builtin.name,
-                            BUILTIN_NAMES.join(", ")
-                        ),
+                        format!("unknown builtin `{}`; known: {}", builtin.name, BUILTIN_NAMES.join(", ")),
                     ));
                 }
             }
@@ -552,10 +506,7 @@ impl ToolSpec {
             if let Some(unused) = self.params.iter().find(|param| !used.contains(&param.name)) {
                 return Err(issue(
                     Locator::Text(format!("\"{}\"", unused.name)),
-                    format!(
-                        "param `{}` is declared but never used as `{{{}}}`",
-                        unused.name, unused.name
-                    ),
+                    format!("param `{}` is declared but never used as `{{{}}}`", unused.name, unused.name),
                 ));
             }
         }
@@ -563,18 +514,11 @@ impl ToolSpec {
     }
 }
 
-fn for_each_string(
-    value: &Value,
-    visit: &mut dyn FnMut(&str) -> Result<(), Issue>,
-) -> Result<(), Issue> {
+fn for_each_string(value: &Value, visit: &mut dyn FnMut(&str) -> Result<(), Issue>) -> Result<(), Issue> {
     match value {
         Value::String(text) => visit(text),
-        Value::Array(items) => items
-            .iter()
-            .try_for_each(|item| for_each_string(item, visit)),
-        Value::Object(map) => map
-            .values()
-            .try_for_each(|item| for_each_string(item, visit)),
+        Value::Array(items) => items.iter().try_for_each(|item| for_each_string(item, visit)),
+        Value::Object(map) => map.values().try_for_each(|item| for_each_string(item, visit)),
         _ => Ok(()),
     }
 }
@@ -586,9 +530,7 @@ fn basename(program: &str) -> &str {
 /// Whether `arg` is `-c` or a cluster of short options holding `c` (`-ec`, `-lc`).
 fn is_dash_c(arg: &str) -> bool {
     arg.strip_prefix('-').is_some_and(|flags| {
-        !flags.starts_with('-')
-            && flags.contains('c')
-            && flags.chars().all(|c| c.is_ascii_alphabetic())
+        !flags.starts_with('-') && flags.contains('c') && flags.chars().all(|c| c.is_ascii_alphabetic())
     })
 }
 
@@ -601,10 +543,7 @@ fn check_argv(argv: &[String]) -> Result<(), Issue> {
         return Err(issue(here(), "argv[0] must name a program"));
     }
     if template::placeholders(program).is_ok_and(|found| !found.is_empty()) {
-        return Err(issue(
-            here(),
-            "argv[0] must name a fixed program, not hold a placeholder",
-        ));
+        return Err(issue(here(), "argv[0] must name a fixed program, not hold a placeholder"));
     }
     if argv.iter().any(|arg| arg.contains('\0')) {
         return Err(issue(here(), "argv elements cannot hold NUL bytes"));
@@ -631,10 +570,8 @@ fn check_argv(argv: &[String]) -> Result<(), Issue> {
                  tools run argv, never a shell string",
             ));
         }
-        let wrapper_arg = idx > 0
-            && (arg.starts_with('-')
-                || arg.contains('=')
-                || arg.starts_with(|c: char| c.is_ascii_digit()));
+        let wrapper_arg =
+            idx > 0 && (arg.starts_with('-') || arg.contains('=') || arg.starts_with(|c: char| c.is_ascii_digit()));
         if !(WRAPPERS.contains(&name) || wrapper_arg) {
             break;
         }
@@ -646,21 +583,11 @@ fn check_http(http: &HttpSpec) -> Result<(), Issue> {
     if !http.path.starts_with('/') {
         return Err(issue(
             Locator::Key("path"),
-            format!(
-                "path `{}` must start with `/` (it is relative to the target's address)",
-                http.path
-            ),
+            format!("path `{}` must start with `/` (it is relative to the target's address)", http.path),
         ));
     }
-    if http
-        .path
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(issue(
-            Locator::Key("path"),
-            "path cannot hold whitespace or control characters",
-        ));
+    if http.path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(issue(Locator::Key("path"), "path cannot hold whitespace or control characters"));
     }
     if http.method == HttpMethod::Get && http.body.is_some() {
         return Err(issue(Locator::Key("body"), "a GET request carries no body"));
@@ -669,37 +596,22 @@ fn check_http(http: &HttpSpec) -> Result<(), Issue> {
     for (name, value) in &http.headers {
         let here = || Locator::Text(name.clone());
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(issue(
-                here(),
-                format!("`{name}` is not a valid header name"),
-            ));
+            return Err(issue(here(), format!("`{name}` is not a valid header name")));
         }
         if !seen.insert(name.to_ascii_lowercase()) {
             return Err(issue(here(), format!("header `{name}` is set twice")));
         }
         if http.bearer_secret.is_some() && name.eq_ignore_ascii_case("authorization") {
-            return Err(issue(
-                here(),
-                "header `Authorization` conflicts with `bearer_secret`",
-            ));
+            return Err(issue(here(), "header `Authorization` conflicts with `bearer_secret`"));
         }
         if value.chars().any(char::is_control) {
-            return Err(issue(
-                here(),
-                format!("header `{name}` cannot hold control characters"),
-            ));
+            return Err(issue(here(), format!("header `{name}` cannot hold control characters")));
         }
     }
     if let Some(secret) = &http.bearer_secret {
-        let valid = (1..=64).contains(&secret.len())
-            && secret
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid = (1..=64).contains(&secret.len()) && secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(issue(
-                Locator::Key("bearer_secret"),
-                "bearer_secret must be 1 to 64 letters, digits or `_`",
-            ));
+            return Err(issue(Locator::Key("bearer_secret"), "bearer_secret must be 1 to 64 letters, digits or `_`"));
         }
     }
     Ok(())

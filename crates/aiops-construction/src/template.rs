@@ -44,10 +44,7 @@ fn is_token_char(c: char) -> bool {
 
 /// Whether `name` is a valid parameter name: `[a-z0-9_]{1,64}`.
 pub(crate) fn is_param_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    (1..=64).contains(&name.len()) && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn is_secret_name(name: &str) -> bool {
@@ -99,9 +96,7 @@ fn classify(token: &str) -> Result<Placeholder<'_>, String> {
         return if is_secret_name(name) {
             Ok(Placeholder::Secret(name))
         } else {
-            Err(format!(
-                "placeholder `{{{token}}}`: a secret name is 1 to 64 letters, digits or `_`"
-            ))
+            Err(format!("placeholder `{{{token}}}`: a secret name is 1 to 64 letters, digits or `_`"))
         };
     }
     if is_param_name(token) {
@@ -144,20 +139,13 @@ pub(crate) struct Context<'a> {
 
 impl Context<'_> {
     fn invalid_params(&self, reason: String) -> ConstructionError {
-        ConstructionError::InvalidParams {
-            tool: self.tool.to_owned(),
-            reason,
-        }
+        ConstructionError::InvalidParams { tool: self.tool.to_owned(), reason }
     }
 
     fn spec_bug(&self, reason: String) -> ConstructionError {
         // Specs are validated before a tool is built, so this is reached only by a spec that
         // skipped validation.
-        ConstructionError::InvalidSpec {
-            origin: format!("tool {}", self.tool),
-            line: None,
-            reason,
-        }
+        ConstructionError::InvalidSpec { origin: format!("tool {}", self.tool), line: None, reason }
     }
 }
 
@@ -185,9 +173,7 @@ pub(crate) fn render(text: &str, ctx: &Context<'_>, escape: Escape) -> Construct
             }
             Piece::Placeholder(Placeholder::Secret(name)) => {
                 let Some(secrets) = ctx.secrets else {
-                    return Err(ctx.spec_bug(format!(
-                        "`{{secret:{name}}}` may only appear in header values"
-                    )));
+                    return Err(ctx.spec_bug(format!("`{{secret:{name}}}` may only appear in header values")));
                 };
                 let Some(value) = secrets.get(name) else {
                     return Err(ConstructionError::MissingSecret {
@@ -206,25 +192,16 @@ pub(crate) fn render(text: &str, ctx: &Context<'_>, escape: Escape) -> Construct
 /// A JSON body with placeholders substituted in its string values (keys are literal). A
 /// string that is exactly one parameter placeholder becomes that parameter's JSON value
 /// (so an `integer` parameter stays a number), or `null` when the parameter is absent.
-pub(crate) fn render_json(
-    value: &serde_json::Value,
-    ctx: &Context<'_>,
-) -> ConstructionResult<serde_json::Value> {
+pub(crate) fn render_json(value: &serde_json::Value, ctx: &Context<'_>) -> ConstructionResult<serde_json::Value> {
     use serde_json::Value;
     Ok(match value {
         Value::String(text) => match sole_param(text) {
-            Some(name) => ctx
-                .params
-                .get(name)
-                .map_or(Value::Null, |param| param.json.clone()),
+            Some(name) => ctx.params.get(name).map_or(Value::Null, |param| param.json.clone()),
             None => Value::String(render(text, ctx, Escape::Raw)?),
         },
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|item| render_json(item, ctx))
-                .collect::<ConstructionResult<_>>()?,
-        ),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|item| render_json(item, ctx)).collect::<ConstructionResult<_>>()?)
+        }
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(key, item)| Ok((key.clone(), render_json(item, ctx)?)))
@@ -234,29 +211,19 @@ pub(crate) fn render_json(
     })
 }
 
-fn push_escaped(
-    out: &mut String,
-    value: &str,
-    escape: Escape,
-    keep_slashes: bool,
-) -> Result<(), String> {
+fn push_escaped(out: &mut String, value: &str, escape: Escape, keep_slashes: bool) -> Result<(), String> {
     match escape {
         Escape::Raw => out.push_str(value),
         Escape::UrlPath => {
             // URL parsers resolve `.` and `..` segments (even percent-encoded ones), which
             // would let a value climb out of the spec's path.
             let dot_segment = |segment: &str| segment == "." || segment == "..";
-            let dotted = if keep_slashes {
-                value.split('/').any(dot_segment)
-            } else {
-                dot_segment(value)
-            };
+            let dotted = if keep_slashes { value.split('/').any(dot_segment) } else { dot_segment(value) };
             if dotted {
                 return Err("cannot be `.` or `..` in a URL path".to_owned());
             }
             for byte in value.bytes() {
-                let unreserved =
-                    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~');
+                let unreserved = byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~');
                 if unreserved || (keep_slashes && byte == b'/') {
                     out.push(char::from(byte));
                 } else {

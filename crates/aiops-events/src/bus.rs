@@ -27,15 +27,11 @@ impl StreamName {
         let ok = !name.is_empty()
             && name.len() <= 64
             && !name.starts_with('.')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
         if ok {
             Ok(Self(name))
         } else {
-            Err(EventsError::Invalid(format!(
-                "stream name {name:?} must be 1-64 characters of [a-z0-9_.-]"
-            )))
+            Err(EventsError::Invalid(format!("stream name {name:?} must be 1-64 characters of [a-z0-9_.-]")))
         }
     }
 
@@ -98,11 +94,7 @@ pub struct Subscription {
 impl Subscription {
     /// Whether this subscription wants events of `event_type`.
     pub fn wants(&self, event_type: &str) -> bool {
-        self.types.is_empty()
-            || self
-                .types
-                .iter()
-                .any(|pattern| aiops_model::event_type::matches(pattern, event_type))
+        self.types.is_empty() || self.types.iter().any(|pattern| aiops_model::event_type::matches(pattern, event_type))
     }
 }
 
@@ -203,10 +195,7 @@ pub trait EventBusExt: EventBus {
     /// Publishes one event and returns its offset.
     async fn publish_one(&self, stream: &StreamName, event: Envelope) -> EventsResult<Offset> {
         let offsets = self.publish(stream, vec![event]).await?;
-        offsets
-            .first()
-            .copied()
-            .ok_or_else(|| EventsError::Invalid("publish of one event returned no offset".into()))
+        offsets.first().copied().ok_or_else(|| EventsError::Invalid("publish of one event returned no offset".into()))
     }
 }
 

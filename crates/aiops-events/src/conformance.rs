@@ -155,12 +155,9 @@ pub async fn every_group_sees_every_event(harness: &dyn Harness) {
 pub async fn group_filter_skips_other_types(harness: &dyn Harness) {
     let stream = unique_stream("filter");
     let bus = harness.open().await;
-    bus.publish(
-        &stream,
-        vec![event("problem.detected", 1), event("http.request", 2), event("problem.resolved", 3)],
-    )
-    .await
-    .unwrap();
+    bus.publish(&stream, vec![event("problem.detected", 1), event("http.request", 2), event("problem.resolved", 3)])
+        .await
+        .unwrap();
     let mut s = sub(&stream, "g", "c");
     s.types = vec!["problem.*".into()];
     let got = bus.receive(&s, 10, WAIT).await.unwrap();
@@ -199,10 +196,7 @@ pub async fn read_replays_with_filters(harness: &dyn Harness) {
         .await
         .unwrap();
     assert_eq!(odd.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![2, 4]);
-    let newest = bus
-        .read(&stream, &ReadQuery { newest_first: true, limit: 2, ..ReadQuery::default() })
-        .await
-        .unwrap();
+    let newest = bus.read(&stream, &ReadQuery { newest_first: true, limit: 2, ..ReadQuery::default() }).await.unwrap();
     assert_eq!(newest.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![6, 5]);
     assert!(bus.read(&unique_stream("missing"), &ReadQuery::default()).await.unwrap().is_empty());
 }

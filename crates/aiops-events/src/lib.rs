@@ -18,10 +18,7 @@ mod error;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use bus::{
-    Delivery, EventBus, EventBusExt, Offset, ReadQuery, StartFrom, StoredEvent, StreamName,
-    Subscription,
-};
+pub use bus::{Delivery, EventBus, EventBusExt, Offset, ReadQuery, StartFrom, StoredEvent, StreamName, Subscription};
 pub use config::{EmbeddedConfig, EventsConfig};
 pub use embedded::EmbeddedEventBus;
 pub use error::{EventsError, EventsResult};

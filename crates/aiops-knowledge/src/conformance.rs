@@ -46,11 +46,10 @@ pub async fn invalid_node_writes_nothing(harness: &dyn Harness) {
     let store = harness.open().await;
     let id = uid("bad");
     let err = store.upsert_node(problem(&id, Some(vec![1.0; DIMENSIONS + 1]))).await.unwrap_err();
-    assert!(matches!(err, KnowledgeError::DimensionMismatch { expected: DIMENSIONS, actual } if actual == DIMENSIONS + 1));
-    let err = store
-        .upsert_node(Node::new(&id, NodeKind::Solution, "x", json!({"not_tool": 1})))
-        .await
-        .unwrap_err();
+    assert!(
+        matches!(err, KnowledgeError::DimensionMismatch { expected: DIMENSIONS, actual } if actual == DIMENSIONS + 1)
+    );
+    let err = store.upsert_node(Node::new(&id, NodeKind::Solution, "x", json!({"not_tool": 1}))).await.unwrap_err();
     assert!(err.to_string().contains("data.tool"), "{err}");
     assert!(store.get_node(&id).await.unwrap().is_none());
 }
@@ -110,10 +109,7 @@ pub async fn similarity_is_ranked_filtered_and_bounded(harness: &dyn Harness) {
     let ids: Vec<&str> = hits.iter().map(|h| h.node.id.as_str()).filter(|id| id.starts_with(&tag)).collect();
     assert_eq!(ids, vec![format!("{tag}-exact"), format!("{tag}-near")]);
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
-    let one = store
-        .similar(&SimilarityQuery { embedding: unit(5), kind: None, k: 1, min_score: 0.0 })
-        .await
-        .unwrap();
+    let one = store.similar(&SimilarityQuery { embedding: unit(5), kind: None, k: 1, min_score: 0.0 }).await.unwrap();
     assert_eq!(one.len(), 1);
     let err = store
         .similar(&SimilarityQuery { embedding: vec![1.0; 3], kind: None, k: 1, min_score: 0.0 })

@@ -27,7 +27,9 @@ pub enum KnowledgeError {
     #[error("invalid input: {0}")]
     Invalid(String),
     /// The stored schema is newer than this binary understands.
-    #[error("the database schema of `{component}` is version {found}, this binary knows up to {supported}: upgrade aiops")]
+    #[error(
+        "the database schema of `{component}` is version {found}, this binary knows up to {supported}: upgrade aiops"
+    )]
     SchemaTooNew {
         /// Which set of tables.
         component: String,

@@ -20,6 +20,8 @@ pub mod conformance;
 
 pub use config::{Knowledge, KnowledgeConfig, SqliteConfig};
 pub use error::{BoxError, KnowledgeError, KnowledgeResult};
-pub use model::{AuditEntry, Direction, Edge, Node, NodeKind, Outcome, Relation, ScoredNode, SimilarityQuery, SolutionStats};
+pub use model::{
+    AuditEntry, Direction, Edge, Node, NodeKind, Outcome, Relation, ScoredNode, SimilarityQuery, SolutionStats,
+};
 pub use sqlite::{apply_migrations, open_sqlite_pool, SqliteKnowledgeStore};
 pub use store::{AuditLog, KnowledgeStore};

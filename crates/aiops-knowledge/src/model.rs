@@ -198,11 +198,10 @@ impl Node {
             return Err(KnowledgeError::Invalid(format!("node {} data must be a JSON object", self.id)));
         };
         for (key, json_type) in self.kind.required_keys() {
-            let ok = match (object.get(*key), json_type) {
-                (Some(serde_json::Value::String(_)), JsonType::String) => true,
-                (Some(serde_json::Value::Number(_)), JsonType::Number) => true,
-                _ => false,
-            };
+            let ok = matches!(
+                (object.get(*key), json_type),
+                (Some(serde_json::Value::String(_)), JsonType::String) | (Some(serde_json::Value::Number(_)), JsonType::Number)
+            );
             if !ok {
                 return Err(KnowledgeError::Invalid(format!(
                     "{} node {} needs data.{key} as a {}",

@@ -4,7 +4,9 @@ use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::{AuditEntry, Direction, Edge, KnowledgeResult, Node, Outcome, Relation, ScoredNode, SimilarityQuery, SolutionStats};
+use crate::{
+    AuditEntry, Direction, Edge, KnowledgeResult, Node, Outcome, Relation, ScoredNode, SimilarityQuery, SolutionStats,
+};
 
 /// The knowledge graph.
 ///
@@ -40,7 +42,12 @@ pub trait KnowledgeStore: Send + Sync + fmt::Debug + 'static {
     /// Removes an edge; false when it did not exist.
     async fn unlink(&self, from: &str, to: &str, relation: Relation) -> KnowledgeResult<bool>;
     /// Edges of a node with the node at their other end.
-    async fn neighbors(&self, id: &str, relation: Option<Relation>, direction: Direction) -> KnowledgeResult<Vec<(Edge, Node)>>;
+    async fn neighbors(
+        &self,
+        id: &str,
+        relation: Option<Relation>,
+        direction: Direction,
+    ) -> KnowledgeResult<Vec<(Edge, Node)>>;
     /// Top-k nodes by cosine similarity.
     async fn similar(&self, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>>;
     /// Records that a solution was tried on a problem; returns the solution's new statistics.

@@ -136,9 +136,7 @@ impl Envelope {
         }
         let type_ok = self.event_type.split('.').all(|segment| {
             !segment.is_empty()
-                && segment
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+                && segment.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
         });
         if !type_ok {
             return Err(EnvelopeError::BadType(self.event_type.clone()));
@@ -181,8 +179,7 @@ mod tests {
         let again: Envelope = serde_json::from_str(&serde_json::to_string(&envelope).unwrap()).unwrap();
         assert_eq!(again, envelope);
 
-        let err = serde_json::from_str::<Envelope>(r#"{"id":"e","source":"s","type":"a","sujbect":"x"}"#)
-            .unwrap_err();
+        let err = serde_json::from_str::<Envelope>(r#"{"id":"e","source":"s","type":"a","sujbect":"x"}"#).unwrap_err();
         assert!(err.to_string().contains("sujbect"), "{err}");
     }
 

@@ -215,7 +215,10 @@ fn line_of_offset(text: &str, offset: usize) -> usize {
 
 fn line_of_key(text: &str, key: &str) -> usize {
     text.lines()
-        .position(|line| line.trim_start().starts_with(key) && line[line.find(key).unwrap_or(0) + key.len()..].trim_start().starts_with('='))
+        .position(|line| {
+            line.trim_start().starts_with(key)
+                && line[line.find(key).unwrap_or(0) + key.len()..].trim_start().starts_with('=')
+        })
         .map_or(0, |idx| idx + 1)
 }
 
@@ -293,7 +296,8 @@ impl PatternLibrary {
 
     /// Patterns that explain `problem`, most confident first.
     pub fn match_problem(&self, problem: &Problem, capabilities: &[String]) -> Vec<PatternMatch> {
-        let mut matches: Vec<PatternMatch> = self.patterns.values().filter_map(|p| p.score(problem, capabilities)).collect();
+        let mut matches: Vec<PatternMatch> =
+            self.patterns.values().filter_map(|p| p.score(problem, capabilities)).collect();
         matches.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| a.pattern.id.cmp(&b.pattern.id)));
         matches
     }
@@ -332,7 +336,8 @@ mod tests {
     fn evidence_ranks_the_specific_pattern_first() {
         let library = PatternLibrary::shipped().unwrap();
         let caps = vec!["cache.clear".to_owned(), "db.reset_pool".to_owned()];
-        let p = problem(ProblemKind::HttpErrorRatio, &["database: pool timed out while waiting for an open connection"]);
+        let p =
+            problem(ProblemKind::HttpErrorRatio, &["database: pool timed out while waiting for an open connection"]);
         let matches = library.match_problem(&p, &caps);
         let ids: Vec<&str> = matches.iter().map(|m| m.pattern.id.as_str()).collect();
         assert_eq!(ids, vec!["db-pool-exhaustion", "stale-cache"]);

@@ -142,7 +142,10 @@ impl HealthChecker {
         if let (Some(ttl), Some(last)) = (reg.ttl_secs, instance.last_heartbeat) {
             let silent_ms = (Utc::now() - last).num_milliseconds();
             if silent_ms > (ttl * 1000) as i64 {
-                return Verdict::HeartbeatLost(format!("no heartbeat for {:.1}s (ttl {ttl}s)", silent_ms as f64 / 1000.0));
+                return Verdict::HeartbeatLost(format!(
+                    "no heartbeat for {:.1}s (ttl {ttl}s)",
+                    silent_ms as f64 / 1000.0
+                ));
             }
         }
         let Some(url) = &reg.health_url else { return Verdict::Good };
@@ -150,10 +153,11 @@ impl HealthChecker {
         match request.send().await {
             Ok(response) if response.status().is_success() => Verdict::Good,
             Ok(response) => Verdict::Bad(format!("GET {url} returned {}", response.status().as_u16())),
-            Err(err) if err.is_timeout() => Verdict::Bad(format!("GET {url} timed out after {}ms", self.config.timeout_ms)),
+            Err(err) if err.is_timeout() => {
+                Verdict::Bad(format!("GET {url} timed out after {}ms", self.config.timeout_ms))
+            }
             Err(err) if err.is_connect() => Verdict::Bad(format!("GET {url}: connection refused")),
             Err(err) => Verdict::Bad(format!("GET {url} failed: {err}")),
         }
     }
 }
-

@@ -72,9 +72,13 @@ impl ServiceRegistration {
                 return Err(RegistryError::Invalid(format!("ttl_secs must be within 1..=86400, got {ttl}")));
             }
         }
-        for (field, list) in [("tags", &self.tags), ("capabilities", &self.capabilities), ("dependencies", &self.dependencies)] {
+        for (field, list) in
+            [("tags", &self.tags), ("capabilities", &self.capabilities), ("dependencies", &self.dependencies)]
+        {
             if list.len() > 64 || list.iter().any(|v| v.is_empty() || v.len() > 128) {
-                return Err(RegistryError::Invalid(format!("{field} must hold at most 64 entries of 1-128 characters")));
+                return Err(RegistryError::Invalid(format!(
+                    "{field} must hold at most 64 entries of 1-128 characters"
+                )));
             }
         }
         Ok(())

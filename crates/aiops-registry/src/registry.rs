@@ -31,5 +31,10 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     /// Instances matching a query, ordered by name then instance id.
     async fn instances(&self, query: &ServiceQuery) -> RegistryResult<Vec<ServiceInstance>>;
     /// Sets an instance's status; returns the change if it changed.
-    async fn set_status(&self, instance_id: &str, status: HealthStatus, reason: &str) -> RegistryResult<Option<HealthChange>>;
+    async fn set_status(
+        &self,
+        instance_id: &str,
+        status: HealthStatus,
+        reason: &str,
+    ) -> RegistryResult<Option<HealthChange>>;
 }

@@ -34,7 +34,11 @@ pub struct ApiToken {
 
 impl std::fmt::Debug for ApiToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiToken").field("name", &self.name).field("secret", &"[redacted]").field("scopes", &self.scopes).finish()
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("secret", &"[redacted]")
+            .field("scopes", &self.scopes)
+            .finish()
     }
 }
 

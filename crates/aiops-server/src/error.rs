@@ -91,7 +91,9 @@ impl From<aiops_knowledge::KnowledgeError> for ApiError {
             K::NotFound { .. } => Self::NotFound(err.to_string()),
             K::DimensionMismatch { .. } | K::Invalid(_) => Self::Invalid(err.to_string()),
             K::Unavailable { .. } => Self::Unavailable("the knowledge store".into()),
-            K::SchemaTooNew { .. } | K::Backend { .. } => Self::Internal(format!("{err}: {:?}", std::error::Error::source(&err))),
+            K::SchemaTooNew { .. } | K::Backend { .. } => {
+                Self::Internal(format!("{err}: {:?}", std::error::Error::source(&err)))
+            }
         }
     }
 }

@@ -24,7 +24,9 @@ pub type TestkitResult<T> = Result<T, TestkitError>;
 #[derive(thiserror::Error)]
 pub enum TestkitError {
     /// A binary is not installed. Run [`INSTALL_COMMAND`].
-    #[error("{binary} not found in {looked_in}; install the test dependencies with `bash scripts/install-test-deps.sh`")]
+    #[error(
+        "{binary} not found in {looked_in}; install the test dependencies with `bash scripts/install-test-deps.sh`"
+    )]
     MissingBinary {
         /// The program's name, for example `redis-server`.
         binary: String,
@@ -92,9 +94,6 @@ impl fmt::Debug for TestkitError {
 impl TestkitError {
     /// Wraps an I/O error with what was being done.
     pub(crate) fn io(action: impl Into<String>, source: std::io::Error) -> Self {
-        Self::Io {
-            action: action.into(),
-            source,
-        }
+        Self::Io { action: action.into(), source }
     }
 }

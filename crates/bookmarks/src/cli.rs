@@ -35,12 +35,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub acquire_timeout_ms: u64,
     /// Bearer token required by the admin endpoints; they are open without it.
-    #[arg(
-        long,
-        env = "BOOKMARKS_ADMIN_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
+    #[arg(long, env = "BOOKMARKS_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub admin_token: Option<String>,
 }
 
@@ -65,12 +60,8 @@ impl ServeArgs {
 /// When binding, opening the database, starting the AI-Ops client or serving fails.
 pub async fn run_cli(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.to_config();
-    let listener = TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let local_addr = listener
-        .local_addr()
-        .context("reading the listen address")?;
+    let listener = TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let local_addr = listener.local_addr().context("reading the listen address")?;
     let state = crate::prepare(&config, &listener)
         .await
         .with_context(|| format!("starting with database {}", config.db_path.display()))?;
@@ -80,9 +71,7 @@ pub async fn run_cli(args: ServeArgs) -> anyhow::Result<()> {
         stdout.flush().context("flushing stdout")?;
     }
     tracing::info!(addr = %local_addr, db = %config.db_path.display(), aiops = ?config.aiops_url, "Bookmarks is serving.");
-    crate::serve_state(state, listener, shutdown_signal())
-        .await
-        .context("serving")?;
+    crate::serve_state(state, listener, shutdown_signal()).await.context("serving")?;
     tracing::info!("Bookmarks stopped.");
     Ok(())
 }

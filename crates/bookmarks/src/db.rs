@@ -13,8 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite};
 
@@ -89,21 +88,12 @@ pub(crate) struct Database {
 
 impl Database {
     /// Opens (creating if needed) the database file, switches it to WAL and creates the tables.
-    pub(crate) async fn open(
-        path: &Path,
-        pool_size: u32,
-        acquire_timeout: Duration,
-    ) -> BookmarksResult<Self> {
-        if let Some(parent) = path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-        {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|source| BookmarksError::Io {
-                    context: format!("creating the database folder {}", parent.display()),
-                    source,
-                })?;
+    pub(crate) async fn open(path: &Path, pool_size: u32, acquire_timeout: Duration) -> BookmarksResult<Self> {
+        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(parent).await.map_err(|source| BookmarksError::Io {
+                context: format!("creating the database folder {}", parent.display()),
+                source,
+            })?;
         }
         let connect_options = SqliteConnectOptions::new()
             .filename(path)
@@ -113,9 +103,7 @@ impl Database {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let pool_size = pool_size.max(1);
-        let pool = pool_options(pool_size, acquire_timeout)
-            .connect_with(connect_options.clone())
-            .await?;
+        let pool = pool_options(pool_size, acquire_timeout).connect_with(connect_options.clone()).await?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
         Ok(Self {
             connect_options,
@@ -128,10 +116,7 @@ impl Database {
 
     /// The current pool.
     pub(crate) fn pool(&self) -> SqlitePool {
-        self.pool
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.pool.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// How many connections the pool may open.
@@ -149,18 +134,10 @@ impl Database {
     pub(crate) async fn ping(&self) -> Result<(), String> {
         let pool = self.pool();
         let mut conn = pool.acquire().await.map_err(|err| err.to_string())?;
-        match tokio::time::timeout(
-            self.acquire_timeout,
-            sqlx::query("SELECT 1").execute(&mut *conn),
-        )
-        .await
-        {
+        match tokio::time::timeout(self.acquire_timeout, sqlx::query("SELECT 1").execute(&mut *conn)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(err)) => Err(err.to_string()),
-            Err(_) => Err(format!(
-                "SELECT 1 took longer than {} ms",
-                self.acquire_timeout.as_millis()
-            )),
+            Err(_) => Err(format!("SELECT 1 took longer than {} ms", self.acquire_timeout.as_millis())),
         }
     }
 
@@ -189,21 +166,14 @@ impl Database {
     /// Returns how many leaked connections were released.
     pub(crate) async fn reset_pool(&self) -> usize {
         // Lazy: the new pool opens connections on first use, so swapping cannot fail.
-        let fresh = pool_options(self.pool_size, self.acquire_timeout)
-            .connect_lazy_with(self.connect_options.clone());
-        let old = std::mem::replace(
-            &mut *self.pool.write().unwrap_or_else(PoisonError::into_inner),
-            fresh,
-        );
+        let fresh = pool_options(self.pool_size, self.acquire_timeout).connect_lazy_with(self.connect_options.clone());
+        let old = std::mem::replace(&mut *self.pool.write().unwrap_or_else(PoisonError::into_inner), fresh);
         let leaked = std::mem::take(&mut *lock(&self.leaked));
         let released = leaked.len();
         drop(leaked);
         // `close` waits for connections still checked out by in-flight requests; they finish
         // quickly, but the answer to the remediation tool must not wait on a stuck one.
-        if tokio::time::timeout(Duration::from_secs(1), old.close())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_secs(1), old.close()).await.is_err() {
             tracing::warn!("The old pool did not close within 1 s; it closes when its last connection returns.");
         }
         released
@@ -217,18 +187,13 @@ impl Database {
 }
 
 fn pool_options(pool_size: u32, acquire_timeout: Duration) -> SqlitePoolOptions {
-    SqlitePoolOptions::new()
-        .max_connections(pool_size)
-        .min_connections(0)
-        .acquire_timeout(acquire_timeout)
+    SqlitePoolOptions::new().max_connections(pool_size).min_connections(0).acquire_timeout(acquire_timeout)
 }
 
 fn bookmark_from_row(row: &SqliteRow) -> Result<Bookmark, sqlx::Error> {
     let tags_json: Option<String> = row.try_get("tags")?;
     let mut tags: Vec<String> = match tags_json {
-        Some(json) => {
-            serde_json::from_str(&json).map_err(|err| sqlx::Error::Decode(Box::new(err)))?
-        }
+        Some(json) => serde_json::from_str(&json).map_err(|err| sqlx::Error::Decode(Box::new(err)))?,
         None => Vec::new(),
     };
     tags.sort();
@@ -241,23 +206,13 @@ fn bookmark_from_row(row: &SqliteRow) -> Result<Bookmark, sqlx::Error> {
     })
 }
 
-async fn fetch_one(
-    conn: &mut sqlx::SqliteConnection,
-    id: i64,
-) -> Result<Option<Bookmark>, sqlx::Error> {
+async fn fetch_one(conn: &mut sqlx::SqliteConnection, id: i64) -> Result<Option<Bookmark>, sqlx::Error> {
     let sql = format!("{SELECT_BOOKMARK} WHERE b.id = ?1");
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(&sql).bind(id).fetch_optional(&mut *conn).await?;
     row.as_ref().map(bookmark_from_row).transpose()
 }
 
-async fn attach_tags(
-    conn: &mut sqlx::SqliteConnection,
-    id: i64,
-    tags: &[String],
-) -> Result<(), sqlx::Error> {
+async fn attach_tags(conn: &mut sqlx::SqliteConnection, id: i64, tags: &[String]) -> Result<(), sqlx::Error> {
     for tag in tags {
         sqlx::query("INSERT INTO tags (name) VALUES (?1) ON CONFLICT (name) DO NOTHING")
             .bind(tag)
@@ -275,9 +230,7 @@ async fn attach_tags(
 }
 
 async fn drop_orphan_tags(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM tags WHERE id NOT IN (SELECT tag_id FROM bookmark_tags)")
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query("DELETE FROM tags WHERE id NOT IN (SELECT tag_id FROM bookmark_tags)").execute(&mut *conn).await?;
     Ok(())
 }
 
@@ -298,9 +251,7 @@ pub(crate) async fn create(
         .await?
         .last_insert_rowid();
     attach_tags(&mut tx, id, tags).await?;
-    let bookmark = fetch_one(&mut tx, id)
-        .await?
-        .ok_or(sqlx::Error::RowNotFound)?;
+    let bookmark = fetch_one(&mut tx, id).await?.ok_or(sqlx::Error::RowNotFound)?;
     tx.commit().await?;
     Ok(bookmark)
 }
@@ -312,14 +263,8 @@ pub(crate) async fn get(pool: &SqlitePool, id: i64) -> Result<Option<Bookmark>, 
 }
 
 /// Bookmarks matching the query, newest first.
-pub(crate) async fn list(
-    pool: &SqlitePool,
-    query: &ListQuery,
-) -> Result<Vec<Bookmark>, sqlx::Error> {
-    let pattern = query
-        .text
-        .as_deref()
-        .map(|text| format!("%{}%", escape_like(text)));
+pub(crate) async fn list(pool: &SqlitePool, query: &ListQuery) -> Result<Vec<Bookmark>, sqlx::Error> {
+    let pattern = query.text.as_deref().map(|text| format!("%{}%", escape_like(text)));
     let sql = format!(
         "{SELECT_BOOKMARK}
         WHERE (?1 IS NULL OR b.title LIKE ?1 ESCAPE '\\' OR b.url LIKE ?1 ESCAPE '\\')
@@ -329,34 +274,20 @@ pub(crate) async fn list(
         ORDER BY b.id DESC
         LIMIT ?3"
     );
-    let rows = sqlx::query(&sql)
-        .bind(pattern)
-        .bind(query.tag.as_deref())
-        .bind(i64::from(query.limit))
-        .fetch_all(pool)
-        .await?;
+    let rows =
+        sqlx::query(&sql).bind(pattern).bind(query.tag.as_deref()).bind(i64::from(query.limit)).fetch_all(pool).await?;
     rows.iter().map(bookmark_from_row).collect()
 }
 
 /// Replaces a bookmark's tags. `None` when there is no such bookmark.
-pub(crate) async fn set_tags(
-    pool: &SqlitePool,
-    id: i64,
-    tags: &[String],
-) -> Result<Option<Bookmark>, sqlx::Error> {
+pub(crate) async fn set_tags(pool: &SqlitePool, id: i64, tags: &[String]) -> Result<Option<Bookmark>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let exists = sqlx::query("SELECT 1 FROM bookmarks WHERE id = ?1")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .is_some();
+    let exists =
+        sqlx::query("SELECT 1 FROM bookmarks WHERE id = ?1").bind(id).fetch_optional(&mut *tx).await?.is_some();
     if !exists {
         return Ok(None);
     }
-    sqlx::query("DELETE FROM bookmark_tags WHERE bookmark_id = ?1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("DELETE FROM bookmark_tags WHERE bookmark_id = ?1").bind(id).execute(&mut *tx).await?;
     attach_tags(&mut tx, id, tags).await?;
     drop_orphan_tags(&mut tx).await?;
     let bookmark = fetch_one(&mut tx, id).await?;
@@ -367,12 +298,8 @@ pub(crate) async fn set_tags(
 /// Deletes a bookmark. `false` when there was no such bookmark.
 pub(crate) async fn delete(pool: &SqlitePool, id: i64) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let deleted = sqlx::query("DELETE FROM bookmarks WHERE id = ?1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-        > 0;
+    let deleted =
+        sqlx::query("DELETE FROM bookmarks WHERE id = ?1").bind(id).execute(&mut *tx).await?.rows_affected() > 0;
     drop_orphan_tags(&mut tx).await?;
     tx.commit().await?;
     Ok(deleted)

@@ -100,10 +100,7 @@ fn is_transient(err: &sqlx::Error) -> bool {
         sqlx::Error::Database(db_err) => {
             // SQLITE_BUSY (5) and SQLITE_LOCKED (6); extended codes keep the primary code in
             // the low byte.
-            let primary = db_err
-                .code()
-                .and_then(|code| code.parse::<i32>().ok())
-                .map(|code| code & 0xff);
+            let primary = db_err.code().and_then(|code| code.parse::<i32>().ok()).map(|code| code & 0xff);
             matches!(primary, Some(5 | 6))
         }
         _ => false,
@@ -122,9 +119,7 @@ impl BookmarksError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Database { .. } | Self::Io { .. } | Self::Aiops(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::Database { .. } | Self::Io { .. } | Self::Aiops(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -32,19 +32,14 @@ where
 
 fn json_rejection(rejection: &JsonRejection) -> BookmarksError {
     match rejection {
-        JsonRejection::JsonDataError(_) => BookmarksError::Invalid {
-            code: "invalid_body",
-            message: rejection.body_text(),
-        },
+        JsonRejection::JsonDataError(_) => {
+            BookmarksError::Invalid { code: "invalid_body", message: rejection.body_text() }
+        }
         JsonRejection::MissingJsonContentType(_) => BookmarksError::UnsupportedMediaType,
         _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            BookmarksError::PayloadTooLarge {
-                limit: BODY_LIMIT_BYTES,
-            }
+            BookmarksError::PayloadTooLarge { limit: BODY_LIMIT_BYTES }
         }
-        _ => BookmarksError::Malformed {
-            message: rejection.body_text(),
-        },
+        _ => BookmarksError::Malformed { message: rejection.body_text() },
     }
 }
 
@@ -67,9 +62,7 @@ where
 }
 
 fn query_rejection(rejection: &QueryRejection) -> BookmarksError {
-    BookmarksError::Malformed {
-        message: rejection.body_text(),
-    }
+    BookmarksError::Malformed { message: rejection.body_text() }
 }
 
 /// `Path<T>` whose rejections answer 400 with the JSON error body.
@@ -91,7 +84,5 @@ where
 }
 
 fn path_rejection(rejection: &PathRejection) -> BookmarksError {
-    BookmarksError::Malformed {
-        message: rejection.body_text(),
-    }
+    BookmarksError::Malformed { message: rejection.body_text() }
 }

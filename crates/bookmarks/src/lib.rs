@@ -107,19 +107,13 @@ impl BookmarksConfig {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/bookmarks", post(api::create).get(api::list))
-        .route(
-            "/api/bookmarks/{id}",
-            get(api::get_one).delete(api::delete_one),
-        )
+        .route("/api/bookmarks/{id}", get(api::get_one).delete(api::delete_one))
         .route("/api/bookmarks/{id}/tags", put(api::set_tags))
         .route_layer(from_fn_with_state(state.clone(), admin::slow_fault));
     let admin = Router::new()
         .route("/admin/db/reset-pool", post(admin::reset_pool))
         .route("/admin/cache/clear", post(admin::clear_cache))
-        .route(
-            "/admin/faults",
-            get(admin::get_faults).post(admin::set_fault),
-        )
+        .route("/admin/faults", get(admin::get_faults).post(admin::set_fault))
         .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
     let app = Router::new()
         .route("/health", get(api::health))
@@ -154,21 +148,13 @@ pub async fn serve(
 /// Opens the database, then starts the AI-Ops client, so that an instance that cannot open
 /// its database never registers.
 async fn prepare(config: &BookmarksConfig, listener: &TcpListener) -> BookmarksResult<AppState> {
-    let local_addr = listener.local_addr().map_err(|source| BookmarksError::Io {
-        context: "reading the listener's address".to_owned(),
-        source,
-    })?;
-    let db = db::Database::open(
-        &config.db_path,
-        config.pool_size,
-        Duration::from_millis(config.acquire_timeout_ms),
-    )
-    .await?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| BookmarksError::Io { context: "reading the listener's address".to_owned(), source })?;
+    let db =
+        db::Database::open(&config.db_path, config.pool_size, Duration::from_millis(config.acquire_timeout_ms)).await?;
     let aiops = match &config.aiops_url {
-        Some(url) => Some(
-            AiopsClient::start(client_config(config, url, local_addr))
-                .map_err(BookmarksError::Aiops)?,
-        ),
+        Some(url) => Some(AiopsClient::start(client_config(config, url, local_addr)).map_err(BookmarksError::Aiops)?),
         None => None,
     };
     Ok(AppState::from_parts(db, config, aiops))
@@ -179,17 +165,12 @@ async fn serve_state(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> BookmarksResult<()> {
-    let served = axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await;
     if let Some(client) = state.aiops() {
         client.clone().shutdown().await;
     }
     state.close().await;
-    served.map_err(|source| BookmarksError::Io {
-        context: "serving http".to_owned(),
-        source,
-    })
+    served.map_err(|source| BookmarksError::Io { context: "serving http".to_owned(), source })
 }
 
 /// How the service presents itself to the AI-Ops core.
@@ -197,11 +178,7 @@ async fn serve_state(
 /// The instance id is derived from the listen address, so that a restarted instance takes
 /// over its registration instead of leaving a dead one behind. An unspecified listen address
 /// (`0.0.0.0`) is advertised as loopback, which is right when the core runs on the same host.
-fn client_config(
-    config: &BookmarksConfig,
-    aiops_url: &str,
-    local_addr: SocketAddr,
-) -> ClientConfig {
+fn client_config(config: &BookmarksConfig, aiops_url: &str, local_addr: SocketAddr) -> ClientConfig {
     let mut advertised = local_addr;
     if advertised.ip().is_unspecified() {
         advertised.set_ip(match advertised {
@@ -209,17 +186,9 @@ fn client_config(
             SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    let host_part: String = advertised
-        .ip()
-        .to_string()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let mut client = ClientConfig::new(
-        aiops_url,
-        config.service_name.as_str(),
-        format!("http://{advertised}"),
-    );
+    let host_part: String =
+        advertised.ip().to_string().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let mut client = ClientConfig::new(aiops_url, config.service_name.as_str(), format!("http://{advertised}"));
     client.instance_id = format!("{}-{host_part}-{}", config.service_name, advertised.port());
     client.capabilities = CAPABILITIES.iter().map(|&c| c.to_owned()).collect();
     client.dependencies = vec!["sqlite".to_owned()];
@@ -240,10 +209,7 @@ mod tests {
         assert_eq!(client.address, "http://127.0.0.1:8080");
         assert_eq!(client.instance_id, "bookmarks-127-0-0-1-8080");
         assert_eq!(client.health_url(), "http://127.0.0.1:8080/health");
-        assert_eq!(
-            client.capabilities,
-            ["db.reset_pool", "cache.clear", "faults.inject"]
-        );
+        assert_eq!(client.capabilities, ["db.reset_pool", "cache.clear", "faults.inject"]);
         assert_eq!(client.ttl_secs, 3);
     }
 }

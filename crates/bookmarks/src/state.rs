@@ -34,24 +34,13 @@ impl AppState {
     ///
     /// # Errors
     /// When the database cannot be opened or its tables created.
-    pub async fn open(
-        config: &BookmarksConfig,
-        aiops: Option<AiopsClient>,
-    ) -> BookmarksResult<Self> {
-        let db = Database::open(
-            &config.db_path,
-            config.pool_size,
-            Duration::from_millis(config.acquire_timeout_ms),
-        )
-        .await?;
+    pub async fn open(config: &BookmarksConfig, aiops: Option<AiopsClient>) -> BookmarksResult<Self> {
+        let db =
+            Database::open(&config.db_path, config.pool_size, Duration::from_millis(config.acquire_timeout_ms)).await?;
         Ok(Self::from_parts(db, config, aiops))
     }
 
-    pub(crate) fn from_parts(
-        db: Database,
-        config: &BookmarksConfig,
-        aiops: Option<AiopsClient>,
-    ) -> Self {
+    pub(crate) fn from_parts(db: Database, config: &BookmarksConfig, aiops: Option<AiopsClient>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -93,9 +82,7 @@ impl AppState {
     }
 
     pub(crate) fn set_slow_delay(&self, delay: Option<Duration>) {
-        let ms = delay.map_or(0, |delay| {
-            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
-        });
+        let ms = delay.map_or(0, |delay| u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
         self.inner.slow_delay_ms.store(ms, Ordering::Relaxed);
     }
 

@@ -117,7 +117,10 @@ async fn run_in(workdir: &Path, json: bool, occurrences: u32) -> anyhow::Result<
         wait_until_passing(&app, Duration::from_secs(30)).await?;
         let mark = app.bus().last_offset(&app.streams().control).await?;
         let fault_at = Utc::now();
-        say(format!("\n── occurrence {occurrence}: inject {FAULT} (the database pool leaks every connection) at {}", fault_at.format("%H:%M:%S%.3f")));
+        say(format!(
+            "\n── occurrence {occurrence}: inject {FAULT} (the database pool leaks every connection) at {}",
+            fault_at.format("%H:%M:%S%.3f")
+        ));
         let response = http.post(format!("{base}/admin/faults")).json(&json!({ "fault": FAULT })).send().await?;
         if !response.status().is_success() {
             bail!("injecting the fault failed: {}", response.status());
@@ -133,7 +136,10 @@ async fn run_in(workdir: &Path, json: bool, occurrences: u32) -> anyhow::Result<
     let _ = traffic.await;
 
     say("\n── summary");
-    say(format!("{:<11} {:>9} {:>10} {:>8}  {:<15} {}", "occurrence", "detected", "diagnosed", "healed", "fixed by", "tries"));
+    say(format!(
+        "{:<11} {:>9} {:>10} {:>8}  {:<15} {}",
+        "occurrence", "detected", "diagnosed", "healed", "fixed by", "tries"
+    ));
     for s in &scenarios {
         let ms = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"));
         say(format!(
@@ -161,7 +167,9 @@ async fn run_in(workdir: &Path, json: bool, occurrences: u32) -> anyhow::Result<
     let _ = child.wait().await;
     app.shutdown().await?;
     if json {
-        say(serde_json::to_string(&json!({ "scenarios": scenarios, "second_faster": faster, "healed_all": all_healed }))?);
+        say(serde_json::to_string(
+            &json!({ "scenarios": scenarios, "second_faster": faster, "healed_all": all_healed }),
+        )?);
     }
     Ok(all_healed)
 }
@@ -169,10 +177,8 @@ async fn run_in(workdir: &Path, json: bool, occurrences: u32) -> anyhow::Result<
 async fn wait_until_passing(app: &App, within: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let instances = app
-            .registry()
-            .instances(&ServiceQuery { name: Some(SERVICE.into()), ..ServiceQuery::default() })
-            .await?;
+        let instances =
+            app.registry().instances(&ServiceQuery { name: Some(SERVICE.into()), ..ServiceQuery::default() }).await?;
         if instances.iter().any(|i| i.status == HealthStatus::Passing) {
             return Ok(());
         }
@@ -187,7 +193,12 @@ async fn wait_until_passing(app: &App, within: Duration) -> anyhow::Result<()> {
 /// they must overlap to keep the rate steady.
 const MAX_IN_FLIGHT: u32 = 64;
 
-async fn drive_traffic(http: reqwest::Client, base: String, running: Arc<AtomicBool>, stats: Arc<(AtomicU64, AtomicU64)>) {
+async fn drive_traffic(
+    http: reqwest::Client,
+    base: String,
+    running: Arc<AtomicBool>,
+    stats: Arc<(AtomicU64, AtomicU64)>,
+) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT as usize));
     let mut n: u64 = 0;
     let mut ticker = tokio::time::interval(TRAFFIC_INTERVAL);
@@ -196,9 +207,10 @@ async fn drive_traffic(http: reqwest::Client, base: String, running: Arc<AtomicB
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
         n += 1;
         // Mostly searches with fresh terms (so the cache cannot answer them), some writes.
-        let request = if n % 5 == 0 {
-            http.post(format!("{base}/api/bookmarks"))
-                .json(&json!({ "url": format!("https://example.org/{n}"), "title": format!("page {n}"), "tags": ["demo"] }))
+        let request = if n.is_multiple_of(5) {
+            http.post(format!("{base}/api/bookmarks")).json(
+                &json!({ "url": format!("https://example.org/{n}"), "title": format!("page {n}"), "tags": ["demo"] }),
+            )
         } else {
             http.get(format!("{base}/api/bookmarks?q=page%20{}", n % 97))
         };
@@ -243,7 +255,8 @@ async fn watch(app: &App, mark: u64, fault_at: DateTime<Utc>, occurrence: u32) -
             say(format!("  gave up after {}s without an outcome", SCENARIO_TIMEOUT.as_secs()));
             return Ok(scenario);
         }
-        let events = bus.read(&app.streams().control, &ReadQuery { after: cursor, limit: 500, ..ReadQuery::default() }).await?;
+        let events =
+            bus.read(&app.streams().control, &ReadQuery { after: cursor, limit: 500, ..ReadQuery::default() }).await?;
         if events.is_empty() {
             tokio::time::sleep(Duration::from_millis(25)).await;
             continue;
@@ -253,7 +266,9 @@ async fn watch(app: &App, mark: u64, fault_at: DateTime<Utc>, occurrence: u32) -
             let data = &stored.event.data;
             let t = since(fault_at, stored);
             match stored.event.event_type.as_str() {
-                event_type::PROBLEM_DETECTED if problem_id.is_none() && stored.event.subject.as_deref() == Some(SERVICE) => {
+                event_type::PROBLEM_DETECTED
+                    if problem_id.is_none() && stored.event.subject.as_deref() == Some(SERVICE) =>
+                {
                     let problem: Problem = stored.event.payload()?;
                     say(format!("  {t:>6} ms  detected   {}", problem.summary));
                     for line in &problem.evidence {
@@ -266,29 +281,54 @@ async fn watch(app: &App, mark: u64, fault_at: DateTime<Utc>, occurrence: u32) -
                     let diagnosis: Diagnosis = stored.event.payload()?;
                     scenario.diagnosed_ms = Some(t);
                     if let Some(top) = diagnosis.hypotheses.first() {
-                        say(format!("  {t:>6} ms  diagnosed  {} (confidence {:.2}): {}", top.title, top.confidence, top.root_cause));
+                        say(format!(
+                            "  {t:>6} ms  diagnosed  {} (confidence {:.2}): {}",
+                            top.title, top.confidence, top.root_cause
+                        ));
                         scenario.hypothesis = Some(top.title.clone());
                         scenario.confidence = Some(top.confidence);
                     }
                     for other in diagnosis.hypotheses.iter().skip(1) {
-                        say(format!("                         also: {} (confidence {:.2})", other.title, other.confidence));
+                        say(format!(
+                            "                         also: {} (confidence {:.2})",
+                            other.title, other.confidence
+                        ));
                     }
                     if !diagnosis.similar_problems.is_empty() {
-                        let similar: Vec<String> =
-                            diagnosis.similar_problems.iter().map(|(id, score)| format!("{id} ({:.0}% similar)", score * 100.0)).collect();
-                        say(format!("                         knowledge: similar past problems {}", similar.join(", ")));
+                        let similar: Vec<String> = diagnosis
+                            .similar_problems
+                            .iter()
+                            .map(|(id, score)| format!("{id} ({:.0}% similar)", score * 100.0))
+                            .collect();
+                        say(format!(
+                            "                         knowledge: similar past problems {}",
+                            similar.join(", ")
+                        ));
                     }
                     for (idx, candidate) in diagnosis.candidates.iter().enumerate() {
-                        say(format!("                         plan {}: {} ({} risk) — {}", idx + 1, candidate.tool, candidate.risk.as_str(), candidate.rationale));
+                        say(format!(
+                            "                         plan {}: {} ({} risk) — {}",
+                            idx + 1,
+                            candidate.tool,
+                            candidate.risk.as_str(),
+                            candidate.rationale
+                        ));
                     }
                 }
                 event_type::ACTION_STARTED if data["problem_id"].as_str() == problem_id.as_deref() => {
-                    say(format!("  {t:>6} ms  action {}   run {}", data["attempt"], data["tool"].as_str().unwrap_or("?")));
+                    say(format!(
+                        "  {t:>6} ms  action {}   run {}",
+                        data["attempt"],
+                        data["tool"].as_str().unwrap_or("?")
+                    ));
                 }
                 event_type::ACTION_COMPLETED if data["problem"]["id"].as_str() == problem_id.as_deref() => {
                     let outcome: ActionOutcome = stored.event.payload()?;
                     let verdict = if outcome.verified { "verified" } else { "NOT verified" };
-                    say(format!("  {t:>6} ms  action {}   {} {verdict}: {}", outcome.attempt, outcome.tool, outcome.message));
+                    say(format!(
+                        "  {t:>6} ms  action {}   {} {verdict}: {}",
+                        outcome.attempt, outcome.tool, outcome.message
+                    ));
                     scenario.attempts.push(json!({
                         "tool": outcome.tool, "verified": outcome.verified, "duration_ms": outcome.duration_ms,
                     }));
@@ -297,7 +337,11 @@ async fn watch(app: &App, mark: u64, fault_at: DateTime<Utc>, occurrence: u32) -
                     }
                 }
                 event_type::PROBLEM_RESOLVED if data["problem_id"].as_str() == problem_id.as_deref() => {
-                    say(format!("  {t:>6} ms  healed     by {}; time to recover {} ms", data["tool"].as_str().unwrap_or("?"), data["time_to_recover_ms"]));
+                    say(format!(
+                        "  {t:>6} ms  healed     by {}; time to recover {} ms",
+                        data["tool"].as_str().unwrap_or("?"),
+                        data["time_to_recover_ms"]
+                    ));
                     scenario.healed_ms = Some(t);
                     scenario.verified = true;
                     learned_pending = true;

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use aiops_app::{App, Config};
 use anyhow::Context;
 
-pub(crate) async fn run(config_path: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<bool> {
+pub(crate) async fn run(
+    config_path: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+) -> anyhow::Result<bool> {
     let mut config = Config::load(config_path.as_deref(), std::env::vars())?;
     if let Some(dir) = data_dir {
         config.data_dir = dir;

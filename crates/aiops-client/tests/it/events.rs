@@ -12,10 +12,7 @@ use crate::fake_core::{eventually, FakeCore};
 use crate::test_config;
 
 fn numbers(events: &[aiops_client::Envelope]) -> BTreeSet<u64> {
-    events
-        .iter()
-        .filter_map(|event| event.data["n"].as_u64())
-        .collect()
+    events.iter().filter_map(|event| event.data["n"].as_u64()).collect()
 }
 
 #[tokio::test]
@@ -44,18 +41,9 @@ async fn events_carry_source_subject_and_typed_payloads() {
     eventually("three events arrived", || rec.events().len() == 3).await;
     let events = rec.events();
     assert_eq!(client.source(), source);
-    assert!(events
-        .iter()
-        .all(|e| e.source == source && e.subject.as_deref() == Some("bookmarks")));
+    assert!(events.iter().all(|e| e.source == source && e.subject.as_deref() == Some("bookmarks")));
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(
-        types,
-        [
-            event_type::HTTP_REQUEST,
-            event_type::SERVICE_ERROR,
-            "bookmark.created"
-        ]
-    );
+    assert_eq!(types, [event_type::HTTP_REQUEST, event_type::SERVICE_ERROR, "bookmark.created"]);
     let request: RequestRecord = events[0].payload().unwrap();
     assert_eq!(request.route, "/api/bookmarks/{id}");
     let error: ServiceError = events[1].payload().unwrap();
@@ -78,22 +66,13 @@ async fn a_full_batch_ships_without_waiting_for_the_interval() {
     let rec = &core.recorded;
     eventually("two full batches arrived", || rec.events().len() >= 20).await;
     let sizes: Vec<usize> = rec.batches.lock().unwrap().iter().map(Vec::len).collect();
-    assert_eq!(
-        sizes,
-        [10, 10],
-        "only full batches go out before the interval"
-    );
+    assert_eq!(sizes, [10, 10], "only full batches go out before the interval");
     assert_eq!(client.buffered_events(), 5);
 
     // The remainder goes out on shutdown.
     client.shutdown().await;
     assert_eq!(numbers(&rec.events()), (0..25).collect());
-    assert!(rec
-        .batches
-        .lock()
-        .unwrap()
-        .iter()
-        .all(|batch| batch.len() <= 10));
+    assert!(rec.batches.lock().unwrap().iter().all(|batch| batch.len() <= 10));
 }
 
 #[tokio::test]
@@ -107,22 +86,12 @@ async fn events_sent_while_the_core_fails_arrive_after_it_recovers() {
     for n in 0..50 {
         client.emit("test.event", json!({ "n": n }));
     }
-    eventually("the client retried", || {
-        rec.batch_attempts.load(Ordering::SeqCst) >= 2
-    })
-    .await;
+    eventually("the client retried", || rec.batch_attempts.load(Ordering::SeqCst) >= 2).await;
     assert!(rec.events().is_empty());
-    assert_eq!(
-        client.buffered_events(),
-        50,
-        "nothing leaves the buffer until accepted"
-    );
+    assert_eq!(client.buffered_events(), 50, "nothing leaves the buffer until accepted");
 
     rec.fail_events.store(false, Ordering::SeqCst);
-    eventually("all 50 events arrived", || {
-        numbers(&rec.events()).len() == 50
-    })
-    .await;
+    eventually("all 50 events arrived", || numbers(&rec.events()).len() == 50).await;
     assert_eq!(numbers(&rec.events()), (0..50).collect());
     eventually("the buffer drained", || client.buffered_events() == 0).await;
     assert_eq!(client.dropped_events(), 0);
@@ -162,19 +131,13 @@ async fn a_dead_core_neither_blocks_recording_nor_grows_the_buffer_past_its_boun
     for n in 0..10_000 {
         client.emit("test.event", json!({ "n": n }));
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "recording must not wait on the core"
-    );
+    assert!(started.elapsed() < Duration::from_secs(2), "recording must not wait on the core");
     assert_eq!(client.buffered_events(), 100);
     assert_eq!(client.dropped_events(), 9_900);
 
     let started = Instant::now();
     client.shutdown().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "shutdown is bounded by its deadline"
-    );
+    assert!(started.elapsed() < Duration::from_secs(3), "shutdown is bounded by its deadline");
 }
 
 #[tokio::test]

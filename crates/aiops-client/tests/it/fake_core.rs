@@ -30,13 +30,7 @@ pub(crate) struct Recorded {
 
 impl Recorded {
     pub(crate) fn events(&self) -> Vec<Envelope> {
-        self.batches
-            .lock()
-            .unwrap()
-            .iter()
-            .flatten()
-            .cloned()
-            .collect()
+        self.batches.lock().unwrap().iter().flatten().cloned().collect()
     }
 
     pub(crate) fn forget_all_instances(&self) {
@@ -90,10 +84,7 @@ async fn deregister(State(rec): State<Arc<Recorded>>, Path(id): Path<String>) ->
     }
 }
 
-async fn batch(
-    State(rec): State<Arc<Recorded>>,
-    Json(events): Json<Vec<Envelope>>,
-) -> (StatusCode, Json<Value>) {
+async fn batch(State(rec): State<Arc<Recorded>>, Json(events): Json<Vec<Envelope>>) -> (StatusCode, Json<Value>) {
     rec.batch_attempts.fetch_add(1, Ordering::SeqCst);
     if rec.fail_events.load(Ordering::SeqCst) {
         let body = json!({"error": {"code": "unavailable", "message": "event store is down"}});
@@ -103,10 +94,7 @@ async fn batch(
         let body = json!({"error": {"code": "invalid_event", "message": "refused on purpose"}});
         return (StatusCode::BAD_REQUEST, Json(body));
     }
-    assert!(
-        events.len() <= 500,
-        "the core accepts at most 500 events per batch"
-    );
+    assert!(events.len() <= 500, "the core accepts at most 500 events per batch");
     for event in &events {
         event.validate().unwrap();
     }
@@ -119,10 +107,7 @@ async fn batch(
 pub(crate) async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -32,16 +32,11 @@ async fn records_route_templates_statuses_and_trace_ids_never_raw_paths() {
 
     let requests = [
         Request::get("/items/42")
-            .header(
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            )
+            .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
             .body(Body::empty())
             .unwrap(),
         Request::get("/items/43").body(Body::empty()).unwrap(),
-        Request::get("/no/such/path/17")
-            .body(Body::empty())
-            .unwrap(),
+        Request::get("/no/such/path/17").body(Body::empty()).unwrap(),
         Request::post("/items/44").body(Body::empty()).unwrap(),
         Request::get("/failing").body(Body::empty()).unwrap(),
     ];
@@ -57,10 +52,8 @@ async fn records_route_templates_statuses_and_trace_ids_never_raw_paths() {
         .filter(|e| e.event_type == aiops_client::event_type::HTTP_REQUEST)
         .map(|e| e.payload().unwrap())
         .collect();
-    let seen: Vec<(&str, &str, u16)> = records
-        .iter()
-        .map(|r| (r.method.as_str(), r.route.as_str(), r.status))
-        .collect();
+    let seen: Vec<(&str, &str, u16)> =
+        records.iter().map(|r| (r.method.as_str(), r.route.as_str(), r.status)).collect();
     assert_eq!(
         seen,
         [
@@ -71,10 +64,7 @@ async fn records_route_templates_statuses_and_trace_ids_never_raw_paths() {
             ("GET", "/failing", 503),
         ]
     );
-    assert_eq!(
-        records[0].trace_id.as_deref(),
-        Some("4bf92f3577b34da6a3ce929d0e0e4736")
-    );
+    assert_eq!(records[0].trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
     assert_eq!(records[1].trace_id, None);
     assert!(records.iter().all(|r| r.duration_ms >= 0.0));
 

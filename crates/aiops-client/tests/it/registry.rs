@@ -18,10 +18,7 @@ async fn registers_with_the_full_body_then_sends_heartbeats() {
     let client = AiopsClient::start(config).unwrap();
 
     let rec = &core.recorded;
-    eventually("the instance registered", || {
-        !rec.registrations.lock().unwrap().is_empty()
-    })
-    .await;
+    eventually("the instance registered", || !rec.registrations.lock().unwrap().is_empty()).await;
     let body = rec.registrations.lock().unwrap()[0].clone();
     assert_eq!(
         body,
@@ -37,27 +34,12 @@ async fn registers_with_the_full_body_then_sends_heartbeats() {
             "ttl_secs": 1,
         })
     );
-    eventually("the client knows it is registered", || {
-        client.is_registered()
-    })
-    .await;
+    eventually("the client knows it is registered", || client.is_registered()).await;
 
     // ttl 1 s: a heartbeat every ~333 ms.
-    eventually("two heartbeats arrived", || {
-        rec.heartbeats.lock().unwrap().len() >= 2
-    })
-    .await;
-    assert!(rec
-        .heartbeats
-        .lock()
-        .unwrap()
-        .iter()
-        .all(|id| *id == instance_id));
-    assert_eq!(
-        rec.registrations.lock().unwrap().len(),
-        1,
-        "no re-registration while known"
-    );
+    eventually("two heartbeats arrived", || rec.heartbeats.lock().unwrap().len() >= 2).await;
+    assert!(rec.heartbeats.lock().unwrap().iter().all(|id| *id == instance_id));
+    assert_eq!(rec.registrations.lock().unwrap().len(), 1, "no re-registration while known");
 
     client.shutdown().await;
     assert_eq!(*rec.deregistrations.lock().unwrap(), [instance_id]);
@@ -68,21 +50,12 @@ async fn registers_again_when_a_heartbeat_answers_404() {
     let core = FakeCore::start().await;
     let client = AiopsClient::start(test_config(&core.url)).unwrap();
     let rec = &core.recorded;
-    eventually("the instance registered", || {
-        rec.registrations.lock().unwrap().len() == 1
-    })
-    .await;
+    eventually("the instance registered", || rec.registrations.lock().unwrap().len() == 1).await;
 
     // What a core restart with an empty registry looks like to the client.
     rec.forget_all_instances();
-    eventually("the instance registered again", || {
-        rec.registrations.lock().unwrap().len() == 2
-    })
-    .await;
-    eventually("the core knows the instance again", || {
-        !rec.known.lock().unwrap().is_empty()
-    })
-    .await;
+    eventually("the instance registered again", || rec.registrations.lock().unwrap().len() == 2).await;
+    eventually("the core knows the instance again", || !rec.known.lock().unwrap().is_empty()).await;
     client.shutdown().await;
 }
 
@@ -110,14 +83,8 @@ async fn keeps_retrying_registration_until_the_core_comes_up() {
                 }
             }),
         )
-        .route(
-            "/v1/services/{id}/heartbeat",
-            axum::routing::put(|| async { "ok" }),
-        )
-        .route(
-            "/v1/services/{id}",
-            axum::routing::delete(|| async { "ok" }),
-        );
+        .route("/v1/services/{id}/heartbeat", axum::routing::put(|| async { "ok" }))
+        .route("/v1/services/{id}", axum::routing::delete(|| async { "ok" }));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     eventually("the instance registered", || client.is_registered()).await;
@@ -128,10 +95,7 @@ async fn keeps_retrying_registration_until_the_core_comes_up() {
 #[test]
 fn start_refuses_a_bad_core_url_and_a_missing_runtime() {
     let err = AiopsClient::start(test_config("localhost:7400")).unwrap_err();
-    assert!(
-        matches!(err, aiops_client::ClientError::InvalidCoreUrl { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, aiops_client::ClientError::InvalidCoreUrl { .. }), "{err}");
     let err = AiopsClient::start(test_config("http://127.0.0.1:7400")).unwrap_err();
     assert!(matches!(err, aiops_client::ClientError::NoRuntime), "{err}");
 }

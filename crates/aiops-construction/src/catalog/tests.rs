@@ -35,10 +35,7 @@ fn higher_version_replaces_and_older_stays_reachable() {
     assert_eq!(catalog.register(probe(1, "one")).unwrap(), 1);
     assert_eq!(catalog.register(probe(3, "three")).unwrap(), 3);
     assert_eq!(catalog.get("probe").unwrap().spec().version, 3);
-    assert_eq!(
-        catalog.get_version("probe", 1).unwrap().spec().description,
-        "one"
-    );
+    assert_eq!(catalog.get_version("probe", 1).unwrap().spec().description, "one");
     assert_eq!(catalog.versions("probe"), vec![1, 3]);
     assert_eq!(catalog.specs().len(), 1);
     assert!(catalog.get("nope").is_none());
@@ -50,11 +47,7 @@ fn same_or_lower_version_is_a_conflict() {
     catalog.register(probe(2, "two")).unwrap();
     for (version, description) in [(2, "changed"), (1, "older")] {
         match catalog.register(probe(version, description)) {
-            Err(ConstructionError::VersionConflict {
-                name,
-                registered,
-                offered,
-            }) => {
+            Err(ConstructionError::VersionConflict { name, registered, offered }) => {
                 assert_eq!((name.as_str(), registered, offered), ("probe", 2, version));
             }
             other => panic!("expected VersionConflict, got {other:?}"),
@@ -78,10 +71,7 @@ fn invalid_spec_is_not_registered() {
     let catalog = catalog();
     let mut spec = probe(1, "one");
     spec.name = "Bad Name".into();
-    assert!(matches!(
-        catalog.register(spec),
-        Err(ConstructionError::InvalidSpec { line: None, .. })
-    ));
+    assert!(matches!(catalog.register(spec), Err(ConstructionError::InvalidSpec { line: None, .. })));
     assert!(catalog.specs().is_empty());
 }
 
@@ -101,16 +91,7 @@ fn every_shipped_spec_parses_and_validates() {
     }
     let catalog = catalog().with_shipped_tools().unwrap();
     let names: Vec<String> = catalog.specs().into_iter().map(|spec| spec.name).collect();
-    assert_eq!(
-        names,
-        [
-            "clear_cache",
-            "clear_faults",
-            "noop_probe",
-            "reset_db_pool",
-            "sqlite_integrity_check"
-        ]
-    );
+    assert_eq!(names, ["clear_cache", "clear_faults", "noop_probe", "reset_db_pool", "sqlite_integrity_check"]);
 }
 
 #[test]
@@ -136,17 +117,10 @@ fn shipped_specs_say_what_the_design_asks() {
     let faults = find("clear_faults");
     assert_eq!(faults.capability.as_deref(), Some("faults.inject"));
     assert_eq!(http("clear_faults").path, "/admin/faults");
-    assert_eq!(
-        http("clear_faults").body,
-        Some(serde_json::json!({"fault": "none"}))
-    );
+    assert_eq!(http("clear_faults").body, Some(serde_json::json!({"fault": "none"})));
 
     for name in ["clear_cache", "reset_db_pool", "clear_faults"] {
-        assert_eq!(
-            http(name).bearer_secret.as_deref(),
-            Some("admin_token"),
-            "{name}"
-        );
+        assert_eq!(http(name).bearer_secret.as_deref(), Some("admin_token"), "{name}");
     }
 
     let sqlite = find("sqlite_integrity_check");
@@ -162,10 +136,7 @@ fn every_file_in_the_tools_folder_is_shipped() {
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .filter(|name| name.ends_with(".toml"))
         .collect();
-    let shipped: BTreeSet<String> = SHIPPED_TOOLS
-        .iter()
-        .map(|(file, _)| (*file).to_owned())
-        .collect();
+    let shipped: BTreeSet<String> = SHIPPED_TOOLS.iter().map(|(file, _)| (*file).to_owned()).collect();
     assert_eq!(on_disk, shipped, "add new files in tools/ to SHIPPED_TOOLS");
     // And the shipped folder loads as a directory too.
     let loaded = catalog().load_dir(&dir).unwrap();
@@ -182,16 +153,10 @@ fn load_dir_reads_toml_files_only_and_registers_nothing_on_error() {
 
     let catalog = catalog();
     let specs = catalog.load_dir(dir.path()).unwrap();
-    assert_eq!(
-        specs.iter().map(|spec| spec.version).collect::<Vec<_>>(),
-        vec![1, 2]
-    );
+    assert_eq!(specs.iter().map(|spec| spec.version).collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!(catalog.get("probe").unwrap().spec().version, 2);
 
-    write(
-        "c_broken.toml",
-        "name = \"other\"\nversion = 1\nbogus = true\n",
-    );
+    write("c_broken.toml", "name = \"other\"\nversion = 1\nbogus = true\n");
     let fresh = ToolCatalog::new(reqwest::Client::new(), Secrets::new());
     match fresh.load_dir(dir.path()) {
         Err(ConstructionError::InvalidSpec { origin, line, .. }) => {

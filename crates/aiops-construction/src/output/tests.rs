@@ -33,30 +33,17 @@ fn cut_respects_char_boundaries() {
 
 #[test]
 fn stderr_keeps_room_when_stdout_floods() {
-    let stdout = Captured {
-        bytes: vec![b'o'; OUTPUT_LIMIT_BYTES],
-        total: 10 * OUTPUT_LIMIT_BYTES as u64,
-    };
-    let stderr = Captured {
-        bytes: b"fatal: disk full".to_vec(),
-        total: 16,
-    };
+    let stdout = Captured { bytes: vec![b'o'; OUTPUT_LIMIT_BYTES], total: 10 * OUTPUT_LIMIT_BYTES as u64 };
+    let stderr = Captured { bytes: b"fatal: disk full".to_vec(), total: 16 };
     let text = combine_streams(&stdout, &stderr);
     assert!(text.len() <= OUTPUT_LIMIT_BYTES, "{}", text.len());
-    assert!(
-        text.ends_with("\n[stderr]\nfatal: disk full"),
-        "{}",
-        &text[text.len() - 100..]
-    );
+    assert!(text.ends_with("\n[stderr]\nfatal: disk full"), "{}", &text[text.len() - 100..]);
     assert!(text.contains("[output cut:"));
 }
 
 #[test]
 fn both_streams_flooding_stay_within_the_limit() {
-    let flood = |byte| Captured {
-        bytes: vec![byte; OUTPUT_LIMIT_BYTES],
-        total: 2 * OUTPUT_LIMIT_BYTES as u64,
-    };
+    let flood = |byte| Captured { bytes: vec![byte; OUTPUT_LIMIT_BYTES], total: 2 * OUTPUT_LIMIT_BYTES as u64 };
     let text = combine_streams(&flood(b'o'), &flood(b'e'));
     assert!(text.len() <= OUTPUT_LIMIT_BYTES, "{}", text.len());
     assert!(text.contains("\n[stderr]\n"));

@@ -23,11 +23,7 @@ argv = ["systemctl", "restart", "worker@{worker}", "--host={target.address}"]
 /// Parses `text` expecting an `InvalidSpec`; returns its line and reason.
 fn invalid(text: &str) -> (Option<usize>, String) {
     match parse_spec(text, "tools/x.toml") {
-        Err(ConstructionError::InvalidSpec {
-            origin,
-            line,
-            reason,
-        }) => {
+        Err(ConstructionError::InvalidSpec { origin, line, reason }) => {
             assert_eq!(origin, "tools/x.toml");
             (line, reason)
         }
@@ -97,15 +93,9 @@ nested = { list = ["{flag}", 1, true] }
         panic!("expected an http kind, got {:?}", spec.kind);
     };
     assert_eq!(http.method, HttpMethod::Put);
-    assert_eq!(
-        http.body,
-        Some(serde_json::json!({"level": "{level}", "nested": {"list": ["{flag}", 1, true]}}))
-    );
+    assert_eq!(http.body, Some(serde_json::json!({"level": "{level}", "nested": {"list": ["{flag}", 1, true]}})));
     assert_eq!(http.headers["X-Token"], "{secret:flag_token}");
-    assert_eq!(
-        spec.rollback.as_ref().map(|r| r.tool.as_str()),
-        Some("set_flag")
-    );
+    assert_eq!(spec.rollback.as_ref().map(|r| r.tool.as_str()), Some("set_flag"));
 }
 
 #[test]
@@ -139,11 +129,7 @@ fn unknown_field_in_kind_names_its_line() {
     assert_eq!(line, Some(13), "{reason}");
     assert!(reason.contains("unknown field `argvv`"), "{reason}");
     let err = parse_spec(&text, "tools/x.toml").unwrap_err();
-    assert!(
-        err.to_string()
-            .starts_with("tools/x.toml:13: unknown field `argvv`"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("tools/x.toml:13: unknown field `argvv`"), "{err}");
 }
 
 #[test]
@@ -185,10 +171,7 @@ fn shell_dash_c_is_rejected() {
         r#"["sudo", "-n", "/usr/bin/dash", "-c", "echo {worker}"]"#,
         r#"["env", "-S", "echo {worker}"]"#,
     ] {
-        let text = COMMAND.replace(
-            r#"["systemctl", "restart", "worker@{worker}", "--host={target.address}"]"#,
-            argv,
-        );
+        let text = COMMAND.replace(r#"["systemctl", "restart", "worker@{worker}", "--host={target.address}"]"#, argv);
         let (line, reason) = invalid(&text);
         assert_eq!(line, Some(13), "{argv}: {reason}");
         assert!(reason.contains("never a shell string"), "{argv}: {reason}");
@@ -212,10 +195,7 @@ fn shell_running_a_script_file_is_allowed() {
 
 #[test]
 fn empty_argv_is_rejected() {
-    let text = COMMAND.replace(
-        r#"["systemctl", "restart", "worker@{worker}", "--host={target.address}"]"#,
-        "[]",
-    );
+    let text = COMMAND.replace(r#"["systemctl", "restart", "worker@{worker}", "--host={target.address}"]"#, "[]");
     let (line, reason) = invalid(&text);
     assert_eq!(line, Some(13));
     assert_eq!(reason, "argv must not be empty");
@@ -246,16 +226,11 @@ fn unknown_target_field_is_rejected() {
 
 #[test]
 fn unused_param_names_its_line() {
-    let text = COMMAND.replace(
-        "pattern = \"word\"\n",
-        "pattern = \"word\"\n\n[[params]]\nname = \"spare\"\npattern = \"integer\"\n",
-    );
+    let text = COMMAND
+        .replace("pattern = \"word\"\n", "pattern = \"word\"\n\n[[params]]\nname = \"spare\"\npattern = \"integer\"\n");
     let (line, reason) = invalid(&text);
     assert_eq!(line, Some(12), "{reason}");
-    assert_eq!(
-        reason,
-        "param `spare` is declared but never used as `{spare}`"
-    );
+    assert_eq!(reason, "param `spare` is declared but never used as `{spare}`");
 }
 
 #[test]
@@ -271,21 +246,9 @@ fn semantic_rules_name_their_lines() {
     let cases = [
         ("name = \"restart_worker\"", "name = \"Restart-Worker\"", 1),
         ("version = 2", "version = 0", 2),
-        (
-            "description = \"Restarts one worker.\"",
-            "description = \"  \"",
-            3,
-        ),
-        (
-            "risk = \"medium\"",
-            "risk = \"medium\"\ntimeout_ms = 300001",
-            5,
-        ),
-        (
-            "capability = \"worker.restart\"",
-            "capability = \"Worker Restart\"",
-            5,
-        ),
+        ("description = \"Restarts one worker.\"", "description = \"  \"", 3),
+        ("risk = \"medium\"", "risk = \"medium\"\ntimeout_ms = 300001", 5),
+        ("capability = \"worker.restart\"", "capability = \"Worker Restart\"", 5),
         ("name = \"worker\"", "name = \"Worker\"", 8),
     ];
     for (from, to, expected_line) in cases {
@@ -296,10 +259,8 @@ fn semantic_rules_name_their_lines() {
 
 #[test]
 fn duplicate_param_is_rejected() {
-    let text = COMMAND.replace(
-        "pattern = \"word\"\n",
-        "pattern = \"word\"\n\n[[params]]\nname = \"worker\"\npattern = \"word\"\n",
-    );
+    let text = COMMAND
+        .replace("pattern = \"word\"\n", "pattern = \"word\"\n\n[[params]]\nname = \"worker\"\npattern = \"word\"\n");
     let (_, reason) = invalid(&text);
     assert_eq!(reason, "param `worker` is declared twice");
 }
@@ -341,13 +302,9 @@ fn http_get_carries_no_body() {
 
 #[test]
 fn bearer_secret_conflicts_with_an_authorization_header() {
-    let text = HTTP.to_owned()
-        + "bearer_secret = \"admin_token\"\nheaders = { Authorization = \"Basic x\" }\n";
+    let text = HTTP.to_owned() + "bearer_secret = \"admin_token\"\nheaders = { Authorization = \"Basic x\" }\n";
     let (_, reason) = invalid(&text);
-    assert!(
-        reason.contains("conflicts with `bearer_secret`"),
-        "{reason}"
-    );
+    assert!(reason.contains("conflicts with `bearer_secret`"), "{reason}");
 }
 
 #[test]
@@ -379,10 +336,7 @@ name = "rm_everything"
 "#;
     let (line, reason) = invalid(text);
     assert_eq!(line, Some(8));
-    assert!(
-        reason.contains("unknown builtin `rm_everything`"),
-        "{reason}"
-    );
+    assert!(reason.contains("unknown builtin `rm_everything`"), "{reason}");
 }
 
 #[test]
@@ -396,17 +350,10 @@ fn validate_without_source_has_no_line() {
     let mut spec = parse_spec(COMMAND, "x").unwrap();
     spec.timeout_ms = 0;
     match spec.validate() {
-        Err(ConstructionError::InvalidSpec {
-            origin,
-            line,
-            reason,
-        }) => {
+        Err(ConstructionError::InvalidSpec { origin, line, reason }) => {
             assert_eq!(origin, "tool restart_worker");
             assert_eq!(line, None);
-            assert!(
-                reason.starts_with("timeout_ms must be between 1 and 300000"),
-                "{reason}"
-            );
+            assert!(reason.starts_with("timeout_ms must be between 1 and 300000"), "{reason}");
         }
         other => panic!("expected InvalidSpec, got {other:?}"),
     }
@@ -422,11 +369,7 @@ fn capability_is_checked_against_the_target() {
         capabilities: vec!["cache.clear".into()],
     };
     match spec.check_target(&target) {
-        Err(ConstructionError::MissingCapability {
-            tool,
-            capability,
-            service,
-        }) => {
+        Err(ConstructionError::MissingCapability { tool, capability, service }) => {
             assert_eq!(
                 (tool.as_str(), capability.as_str(), service.as_str()),
                 ("restart_worker", "worker.restart", "worker")
@@ -451,14 +394,6 @@ fn rollback_call_substitutes_params() {
         address: "http://127.0.0.1:1".into(),
         capabilities: vec![],
     };
-    let call = spec
-        .rollback_call(&target, &serde_json::json!({"worker": "alpha"}))
-        .unwrap();
-    assert_eq!(
-        call,
-        Some((
-            "start_worker".to_owned(),
-            serde_json::json!({"worker": "alpha", "on": "w1", "n": 3})
-        ))
-    );
+    let call = spec.rollback_call(&target, &serde_json::json!({"worker": "alpha"})).unwrap();
+    assert_eq!(call, Some(("start_worker".to_owned(), serde_json::json!({"worker": "alpha", "on": "w1", "n": 3}))));
 }

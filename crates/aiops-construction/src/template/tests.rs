@@ -82,24 +82,10 @@ path = "/files/{file}/{word}/{count}"
 #[test]
 fn url_path_values_are_percent_encoded() {
     let (spec, target) = context_fixture();
-    let values = crate::params::resolve(
-        &spec,
-        &json!({"file": "a b/c?d#e", "word": "x.y", "count": "7"}),
-    )
-    .unwrap();
-    let ctx = Context {
-        tool: "t",
-        params: &values,
-        target: &target,
-        secrets: None,
-    };
+    let values = crate::params::resolve(&spec, &json!({"file": "a b/c?d#e", "word": "x.y", "count": "7"})).unwrap();
+    let ctx = Context { tool: "t", params: &values, target: &target, secrets: None };
     assert_eq!(
-        render(
-            "/files/{file}/{word}/{count}?s={target.service}",
-            &ctx,
-            Escape::UrlPath
-        )
-        .unwrap(),
+        render("/files/{file}/{word}/{count}?s={target.service}", &ctx, Escape::UrlPath).unwrap(),
         "/files/a%20b/c%3Fd%23e/x.y/7?s=svc%20a"
     );
     // A dot segment would be resolved away by the URL parser.
@@ -113,12 +99,7 @@ fn url_path_values_are_percent_encoded() {
 fn json_body_keeps_types_of_lone_placeholders() {
     let (spec, target) = context_fixture();
     let values = crate::params::resolve(&spec, &json!({"file": "/a", "count": "42"})).unwrap();
-    let ctx = Context {
-        tool: "t",
-        params: &values,
-        target: &target,
-        secrets: None,
-    };
+    let ctx = Context { tool: "t", params: &values, target: &target, secrets: None };
     let body = json!({
         "count": "{count}",
         "missing": "{word}",
@@ -141,16 +122,8 @@ fn missing_secret_is_reported_by_name_only() {
     let (spec, target) = context_fixture();
     let values = crate::params::resolve(&spec, &json!({"file": "/a"})).unwrap();
     let secrets = Secrets::from_iter([("present", "s3cr3t")]);
-    let ctx = Context {
-        tool: "t",
-        params: &values,
-        target: &target,
-        secrets: Some(&secrets),
-    };
-    assert_eq!(
-        render("Bearer {secret:present}", &ctx, Escape::Raw).unwrap(),
-        "Bearer s3cr3t"
-    );
+    let ctx = Context { tool: "t", params: &values, target: &target, secrets: Some(&secrets) };
+    assert_eq!(render("Bearer {secret:present}", &ctx, Escape::Raw).unwrap(), "Bearer s3cr3t");
     match render("{secret:absent}", &ctx, Escape::Raw) {
         Err(ConstructionError::MissingSecret { tool, secret }) => {
             assert_eq!((tool.as_str(), secret.as_str()), ("t", "absent"));

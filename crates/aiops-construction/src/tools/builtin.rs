@@ -59,13 +59,10 @@ impl BuiltinTool {
             reason,
         };
         let ToolKind::Builtin(builtin) = &spec.kind else {
-            return Err(invalid(format!(
-                "a builtin tool needs kind builtin, not {}",
-                spec.kind.as_str()
-            )));
+            return Err(invalid(format!("a builtin tool needs kind builtin, not {}", spec.kind.as_str())));
         };
-        let builtin = Builtin::from_name(&builtin.name)
-            .ok_or_else(|| invalid(format!("unknown builtin `{}`", builtin.name)))?;
+        let builtin =
+            Builtin::from_name(&builtin.name).ok_or_else(|| invalid(format!("unknown builtin `{}`", builtin.name)))?;
         Ok(Self { spec, builtin })
     }
 }
@@ -95,21 +92,10 @@ impl Tool for BuiltinTool {
             });
         }
         let start = Instant::now();
-        let (success, output) =
-            tokio::time::timeout(self.spec.timeout(), self.builtin.run(target, &values))
-                .await
-                .map_err(|_| ConstructionError::Timeout {
-                    tool: self.spec.name.clone(),
-                    after_ms: self.spec.timeout_ms,
-                })?;
-        Ok(ToolOutput {
-            success,
-            exit_code: None,
-            http_status: None,
-            output,
-            duration_ms: elapsed_ms(start),
-            resolved,
-        })
+        let (success, output) = tokio::time::timeout(self.spec.timeout(), self.builtin.run(target, &values))
+            .await
+            .map_err(|_| ConstructionError::Timeout { tool: self.spec.name.clone(), after_ms: self.spec.timeout_ms })?;
+        Ok(ToolOutput { success, exit_code: None, http_status: None, output, duration_ms: elapsed_ms(start), resolved })
     }
 }
 

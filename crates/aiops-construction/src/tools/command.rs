@@ -47,10 +47,7 @@ impl CommandTool {
             return Err(ConstructionError::InvalidSpec {
                 origin: format!("tool {}", spec.name),
                 line: None,
-                reason: format!(
-                    "a command tool needs kind command, not {}",
-                    spec.kind.as_str()
-                ),
+                reason: format!("a command tool needs kind command, not {}", spec.kind.as_str()),
             });
         };
         let command = command.clone();
@@ -59,17 +56,8 @@ impl CommandTool {
 
     /// The argv with placeholders substituted; an element that is only the placeholder of
     /// an absent optional parameter is dropped.
-    fn resolve_argv(
-        &self,
-        target: &ToolTarget,
-        values: &ParamValues,
-    ) -> ConstructionResult<Vec<String>> {
-        let ctx = template::Context {
-            tool: &self.spec.name,
-            params: values,
-            target,
-            secrets: None,
-        };
+    fn resolve_argv(&self, target: &ToolTarget, values: &ParamValues) -> ConstructionResult<Vec<String>> {
+        let ctx = template::Context { tool: &self.spec.name, params: values, target, secrets: None };
         let mut argv = Vec::with_capacity(self.command.argv.len());
         for arg in &self.command.argv {
             if template::sole_param(arg).is_some_and(|name| values.get(name).is_none()) {
@@ -81,10 +69,7 @@ impl CommandTool {
     }
 
     fn failed(&self, reason: String) -> ConstructionError {
-        ConstructionError::Failed {
-            tool: self.spec.name.clone(),
-            reason,
-        }
+        ConstructionError::Failed { tool: self.spec.name.clone(), reason }
     }
 }
 
@@ -103,9 +88,7 @@ impl Tool for CommandTool {
         let values = prepare(&self.spec, target, params)?;
         let argv = self.resolve_argv(target, &values)?;
         let resolved = display_argv(&argv);
-        let (program, args) = argv
-            .split_first()
-            .ok_or_else(|| self.failed("argv is empty".to_owned()))?;
+        let (program, args) = argv.split_first().ok_or_else(|| self.failed("argv is empty".to_owned()))?;
         let search_path = std::env::var_os("PATH");
 
         if mode == RunMode::DryRun {
@@ -137,31 +120,26 @@ impl Tool for CommandTool {
         if let Some(search_path) = &search_path {
             command.env("PATH", search_path);
         }
-        let mut child = command
-            .spawn()
-            .map_err(|err| self.failed(format!("cannot start `{program}`: {err}")))?;
+        let mut child = command.spawn().map_err(|err| self.failed(format!("cannot start `{program}`: {err}")))?;
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let finished = tokio::time::timeout(self.spec.timeout(), async {
-            tokio::join!(
-                read_capped(stdout, OUTPUT_LIMIT_BYTES),
-                read_capped(stderr, OUTPUT_LIMIT_BYTES),
-                child.wait(),
-            )
-        })
-        .await;
+        let finished =
+            tokio::time::timeout(self.spec.timeout(), async {
+                tokio::join!(
+                    read_capped(stdout, OUTPUT_LIMIT_BYTES),
+                    read_capped(stderr, OUTPUT_LIMIT_BYTES),
+                    child.wait(),
+                )
+            })
+            .await;
         let Ok((stdout, stderr, status)) = finished else {
             // Killing can only fail if the child is already gone, which is what we want.
             let _ = child.start_kill();
             let _ = tokio::time::timeout(REAP_GRACE, child.wait()).await;
             tracing::warn!(tool = %self.spec.name, after_ms = self.spec.timeout_ms, "Command tool timed out and was killed.");
-            return Err(ConstructionError::Timeout {
-                tool: self.spec.name.clone(),
-                after_ms: self.spec.timeout_ms,
-            });
+            return Err(ConstructionError::Timeout { tool: self.spec.name.clone(), after_ms: self.spec.timeout_ms });
         };
-        let status =
-            status.map_err(|err| self.failed(format!("waiting for `{program}`: {err}")))?;
+        let status = status.map_err(|err| self.failed(format!("waiting for `{program}`: {err}")))?;
         let stdout = stdout.map_err(|err| self.failed(format!("reading stdout: {err}")))?;
         let stderr = stderr.map_err(|err| self.failed(format!("reading stderr: {err}")))?;
         Ok(ToolOutput {
@@ -182,8 +160,7 @@ pub(crate) fn display_argv(argv: &[String]) -> String {
         .map(|arg| {
             let plain = !arg.is_empty()
                 && arg.chars().all(|c| {
-                    c.is_ascii_alphanumeric()
-                        || matches!(c, '_' | '-' | '.' | '/' | ':' | '=' | '@' | '%' | '+' | ',')
+                    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '=' | '@' | '%' | '+' | ',')
                 });
             if plain {
                 arg.clone()
@@ -202,9 +179,7 @@ fn find_program(program: &str, search_path: Option<&OsString>) -> Option<PathBuf
         let path = Path::new(program);
         return path.is_file().then(|| path.to_path_buf());
     }
-    std::env::split_paths(search_path?)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
+    std::env::split_paths(search_path?).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
 }
 
 #[cfg(test)]

@@ -43,11 +43,7 @@ impl HttpTool {
     /// # Errors
     /// [`ConstructionError::InvalidSpec`] when the spec does not validate or is not of kind
     /// `http`.
-    pub fn new(
-        spec: ToolSpec,
-        client: reqwest::Client,
-        secrets: Secrets,
-    ) -> ConstructionResult<Self> {
+    pub fn new(spec: ToolSpec, client: reqwest::Client, secrets: Secrets) -> ConstructionResult<Self> {
         spec.validate()?;
         let ToolKind::Http(http) = &spec.kind else {
             return Err(ConstructionError::InvalidSpec {
@@ -57,83 +53,49 @@ impl HttpTool {
             });
         };
         let http = http.clone();
-        Ok(Self {
-            spec,
-            http,
-            client,
-            secrets,
-        })
+        Ok(Self { spec, http, client, secrets })
     }
 
-    fn resolve(
-        &self,
-        target: &ToolTarget,
-        values: &ParamValues,
-    ) -> ConstructionResult<ResolvedRequest> {
-        let invalid_target = |reason: String| ConstructionError::InvalidTarget {
-            tool: self.spec.name.clone(),
-            reason,
-        };
-        let base = reqwest::Url::parse(&target.address).map_err(|err| {
-            invalid_target(format!("address `{}` is not a URL: {err}", target.address))
-        })?;
-        if !matches!(base.scheme(), "http" | "https")
-            || base.query().is_some()
-            || base.fragment().is_some()
-        {
+    fn resolve(&self, target: &ToolTarget, values: &ParamValues) -> ConstructionResult<ResolvedRequest> {
+        let invalid_target = |reason: String| ConstructionError::InvalidTarget { tool: self.spec.name.clone(), reason };
+        let base = reqwest::Url::parse(&target.address)
+            .map_err(|err| invalid_target(format!("address `{}` is not a URL: {err}", target.address)))?;
+        if !matches!(base.scheme(), "http" | "https") || base.query().is_some() || base.fragment().is_some() {
             return Err(invalid_target(format!(
                 "address `{}` must be an http:// or https:// base URL without query or fragment",
                 target.address
             )));
         }
 
-        let plain = template::Context {
-            tool: &self.spec.name,
-            params: values,
-            target,
-            secrets: None,
-        };
-        let with_secrets = template::Context {
-            secrets: Some(&self.secrets),
-            ..plain
-        };
+        let plain = template::Context { tool: &self.spec.name, params: values, target, secrets: None };
+        let with_secrets = template::Context { secrets: Some(&self.secrets), ..plain };
         let path = template::render(&self.http.path, &plain, Escape::UrlPath)?;
         let joined = format!("{}{path}", target.address.trim_end_matches('/'));
-        let url = reqwest::Url::parse(&joined)
-            .map_err(|err| invalid_target(format!("`{joined}` is not a URL: {err}")))?;
+        let url =
+            reqwest::Url::parse(&joined).map_err(|err| invalid_target(format!("`{joined}` is not a URL: {err}")))?;
 
         let mut headers = Vec::with_capacity(self.http.headers.len() + 1);
         for (name, value_template) in &self.http.headers {
-            let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                ConstructionError::InvalidSpec {
-                    origin: format!("tool {}", self.spec.name),
-                    line: None,
-                    reason: format!("`{name}` is not a valid header name"),
-                }
+            let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| ConstructionError::InvalidSpec {
+                origin: format!("tool {}", self.spec.name),
+                line: None,
+                reason: format!("`{name}` is not a valid header name"),
             })?;
             let value = template::render(value_template, &with_secrets, Escape::Raw)?;
-            let mut header_value =
-                HeaderValue::from_str(&value).map_err(|_| ConstructionError::InvalidParams {
-                    tool: self.spec.name.clone(),
-                    reason: format!("header `{name}` would not be a valid header value"),
-                })?;
+            let mut header_value = HeaderValue::from_str(&value).map_err(|_| ConstructionError::InvalidParams {
+                tool: self.spec.name.clone(),
+                reason: format!("header `{name}` would not be a valid header value"),
+            })?;
             if value_template.contains("{secret:") {
                 header_value.set_sensitive(true);
             }
             headers.push((header_name, header_value));
         }
-        if let Some(token) = self
-            .http
-            .bearer_secret
-            .as_deref()
-            .and_then(|name| self.secrets.get(name))
-        {
+        if let Some(token) = self.http.bearer_secret.as_deref().and_then(|name| self.secrets.get(name)) {
             let mut header_value =
-                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                    ConstructionError::Failed {
-                        tool: self.spec.name.clone(),
-                        reason: "the bearer secret is not a valid header value".to_owned(),
-                    }
+                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ConstructionError::Failed {
+                    tool: self.spec.name.clone(),
+                    reason: "the bearer secret is not a valid header value".to_owned(),
                 })?;
             header_value.set_sensitive(true);
             headers.push((AUTHORIZATION, header_value));
@@ -142,19 +104,11 @@ impl HttpTool {
             Some(body) => Some(template::render_json(body, &plain)?),
             None => None,
         };
-        Ok(ResolvedRequest {
-            method: method(self.http.method),
-            url,
-            headers,
-            body,
-        })
+        Ok(ResolvedRequest { method: method(self.http.method), url, headers, body })
     }
 
     fn failed(&self, reason: &str) -> ConstructionError {
-        ConstructionError::Failed {
-            tool: self.spec.name.clone(),
-            reason: self.secrets.redact(reason),
-        }
+        ConstructionError::Failed { tool: self.spec.name.clone(), reason: self.secrets.redact(reason) }
     }
 }
 
@@ -205,18 +159,11 @@ impl Tool for HttpTool {
         let resolved = self.secrets.redact(&resolved);
 
         if mode == RunMode::DryRun {
-            let names: Vec<&str> = request
-                .headers
-                .iter()
-                .map(|(name, _)| name.as_str())
-                .collect();
+            let names: Vec<&str> = request.headers.iter().map(|(name, _)| name.as_str()).collect();
             let output = if names.is_empty() {
                 format!("dry run: would send {resolved}")
             } else {
-                format!(
-                    "dry run: would send {resolved} with headers {}",
-                    names.join(", ")
-                )
+                format!("dry run: would send {resolved} with headers {}", names.join(", "))
             };
             return Ok(ToolOutput {
                 success: true,
@@ -253,10 +200,7 @@ impl Tool for HttpTool {
             }
             Ok::<_, reqwest::Error>((status, bytes, cut))
         };
-        let timeout = || ConstructionError::Timeout {
-            tool: self.spec.name.clone(),
-            after_ms: self.spec.timeout_ms,
-        };
+        let timeout = || ConstructionError::Timeout { tool: self.spec.name.clone(), after_ms: self.spec.timeout_ms };
         let (status, bytes, cut) = match tokio::time::timeout(self.spec.timeout(), exchange).await {
             Err(_) => return Err(timeout()),
             Ok(Err(err)) if err.is_timeout() => return Err(timeout()),
@@ -268,9 +212,7 @@ impl Tool for HttpTool {
             success: status.is_success(),
             exit_code: None,
             http_status: Some(status.as_u16()),
-            output: self
-                .secrets
-                .redact(&cap_text(&bytes, total, OUTPUT_LIMIT_BYTES)),
+            output: self.secrets.redact(&cap_text(&bytes, total, OUTPUT_LIMIT_BYTES)),
             duration_ms: elapsed_ms(start),
             resolved,
         })

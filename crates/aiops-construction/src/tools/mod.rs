@@ -18,11 +18,7 @@ use crate::tool::Tool;
 ///
 /// # Errors
 /// [`InvalidSpec`](crate::ConstructionError::InvalidSpec) when the spec does not validate.
-pub fn build_tool(
-    spec: ToolSpec,
-    http: &reqwest::Client,
-    secrets: &Secrets,
-) -> ConstructionResult<Arc<dyn Tool>> {
+pub fn build_tool(spec: ToolSpec, http: &reqwest::Client, secrets: &Secrets) -> ConstructionResult<Arc<dyn Tool>> {
     Ok(match &spec.kind {
         ToolKind::Command(_) => Arc::new(command::CommandTool::new(spec)?),
         ToolKind::Http(_) => Arc::new(http::HttpTool::new(spec, http.clone(), secrets.clone())?),

@@ -29,14 +29,7 @@ const MSG_PARAM: &str = "[[params]]\nname = \"msg\"\npattern = \"any_text\"\n";
 #[tokio::test]
 async fn echo_succeeds_with_its_output() {
     let tool = command_tool(r#"["echo", "hello", "{msg}"]"#, MSG_PARAM, "");
-    let out = tool
-        .run(
-            &target("http://127.0.0.1:1", &[]),
-            &json!({"msg": "world"}),
-            RunMode::Execute,
-        )
-        .await
-        .unwrap();
+    let out = tool.run(&target("http://127.0.0.1:1", &[]), &json!({"msg": "world"}), RunMode::Execute).await.unwrap();
     assert!(out.success);
     assert_eq!(out.exit_code, Some(0));
     assert_eq!(out.http_status, None);
@@ -47,14 +40,7 @@ async fn echo_succeeds_with_its_output() {
 #[tokio::test]
 async fn non_zero_exit_is_an_unsuccessful_output_not_an_error() {
     let tool = command_tool(r#"["false"]"#, "", "");
-    let out = tool
-        .run(
-            &target("http://127.0.0.1:1", &[]),
-            &json!({}),
-            RunMode::Execute,
-        )
-        .await
-        .unwrap();
+    let out = tool.run(&target("http://127.0.0.1:1", &[]), &json!({}), RunMode::Execute).await.unwrap();
     assert!(!out.success);
     assert_eq!(out.exit_code, Some(1));
 }
@@ -62,44 +48,19 @@ async fn non_zero_exit_is_an_unsuccessful_output_not_an_error() {
 #[tokio::test]
 async fn stderr_is_captured() {
     let tool = command_tool(r#"["ls", "/definitely/not/here"]"#, "", "");
-    let out = tool
-        .run(
-            &target("http://127.0.0.1:1", &[]),
-            &json!({}),
-            RunMode::Execute,
-        )
-        .await
-        .unwrap();
+    let out = tool.run(&target("http://127.0.0.1:1", &[]), &json!({}), RunMode::Execute).await.unwrap();
     assert!(!out.success);
     assert!(out.output.starts_with("[stderr]\n"), "{}", out.output);
-    assert!(
-        out.output.contains("/definitely/not/here"),
-        "{}",
-        out.output
-    );
+    assert!(out.output.contains("/definitely/not/here"), "{}", out.output);
 }
 
 #[tokio::test]
 async fn slow_command_times_out_and_is_killed_quickly() {
     let tool = command_tool(r#"["sleep", "5"]"#, "", "timeout_ms = 200");
     let start = Instant::now();
-    let err = tool
-        .run(
-            &target("http://127.0.0.1:1", &[]),
-            &json!({}),
-            RunMode::Execute,
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, ConstructionError::Timeout { tool, after_ms: 200 } if tool == "cmd"),
-        "{err:?}"
-    );
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        start.elapsed()
-    );
+    let err = tool.run(&target("http://127.0.0.1:1", &[]), &json!({}), RunMode::Execute).await.unwrap_err();
+    assert!(matches!(&err, ConstructionError::Timeout { tool, after_ms: 200 } if tool == "cmd"), "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
 }
 
 #[tokio::test]
@@ -112,27 +73,11 @@ async fn injection_attempt_stays_one_literal_argument() {
     for msg in [
         format!("; rm -rf {}", victim.display()),
         format!("$(touch {})", pwned.display()),
-        format!(
-            "`touch {}` && rm {} | cat > {}",
-            pwned.display(),
-            victim.display(),
-            pwned.display()
-        ),
+        format!("`touch {}` && rm {} | cat > {}", pwned.display(), victim.display(), pwned.display()),
     ] {
-        let out = tool
-            .run(
-                &target("http://127.0.0.1:1", &[]),
-                &json!({"msg": msg}),
-                RunMode::Execute,
-            )
-            .await
-            .unwrap();
+        let out = tool.run(&target("http://127.0.0.1:1", &[]), &json!({"msg": msg}), RunMode::Execute).await.unwrap();
         assert!(out.success);
-        assert_eq!(
-            out.output,
-            format!("[{msg}]\n"),
-            "printf saw exactly one argument"
-        );
+        assert_eq!(out.output, format!("[{msg}]\n"), "printf saw exactly one argument");
     }
     assert!(victim.exists(), "the victim file must survive");
     assert!(!pwned.exists(), "nothing may have been executed");
@@ -142,11 +87,7 @@ async fn injection_attempt_stays_one_literal_argument() {
 async fn invalid_params_run_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("created");
-    let tool = command_tool(
-        r#"["touch", "{file}"]"#,
-        "[[params]]\nname = \"file\"\npattern = \"path\"\n",
-        "",
-    );
+    let tool = command_tool(r#"["touch", "{file}"]"#, "[[params]]\nname = \"file\"\npattern = \"path\"\n", "");
     let target = target("http://127.0.0.1:1", &[]);
     for params in [
         json!({}),
@@ -154,14 +95,8 @@ async fn invalid_params_run_nothing() {
         json!({"file": "-rf"}),
         json!({"file": format!("{}/../x", dir.path().display())}),
     ] {
-        let err = tool
-            .run(&target, &params, RunMode::Execute)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, ConstructionError::InvalidParams { .. }),
-            "{params}: {err:?}"
-        );
+        let err = tool.run(&target, &params, RunMode::Execute).await.unwrap_err();
+        assert!(matches!(err, ConstructionError::InvalidParams { .. }), "{params}: {err:?}");
     }
     assert!(!file.exists());
 }
@@ -176,27 +111,14 @@ async fn missing_capability_runs_nothing() {
         "capability = \"fs.touch\"",
     );
     let params = json!({"file": file.display().to_string()});
-    let err = tool
-        .run(
-            &target("http://127.0.0.1:1", &["cache.clear"]),
-            &params,
-            RunMode::Execute,
-        )
-        .await
-        .unwrap_err();
+    let err = tool.run(&target("http://127.0.0.1:1", &["cache.clear"]), &params, RunMode::Execute).await.unwrap_err();
     assert!(
         matches!(&err, ConstructionError::MissingCapability { capability, service, .. }
             if capability == "fs.touch" && service == "bookmarks-backend"),
         "{err:?}"
     );
     assert!(!file.exists());
-    tool.run(
-        &target("http://127.0.0.1:1", &["fs.touch"]),
-        &params,
-        RunMode::Execute,
-    )
-    .await
-    .unwrap();
+    tool.run(&target("http://127.0.0.1:1", &["fs.touch"]), &params, RunMode::Execute).await.unwrap();
     assert!(file.exists());
 }
 
@@ -204,42 +126,23 @@ async fn missing_capability_runs_nothing() {
 async fn dry_run_runs_nothing_and_says_what_it_would_run() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("with space");
-    let tool = command_tool(
-        r#"["touch", "{file}"]"#,
-        "[[params]]\nname = \"file\"\npattern = \"path\"\n",
-        "",
-    );
+    let tool = command_tool(r#"["touch", "{file}"]"#, "[[params]]\nname = \"file\"\npattern = \"path\"\n", "");
     let out = tool
-        .run(
-            &target("http://127.0.0.1:1", &[]),
-            &json!({"file": file.display().to_string()}),
-            RunMode::DryRun,
-        )
+        .run(&target("http://127.0.0.1:1", &[]), &json!({"file": file.display().to_string()}), RunMode::DryRun)
         .await
         .unwrap();
     assert!(out.success);
     assert_eq!(out.exit_code, None);
     assert_eq!(out.duration_ms, 0);
     assert_eq!(out.resolved, format!("touch '{}'", file.display()));
-    assert!(
-        out.output.starts_with("dry run: would run"),
-        "{}",
-        out.output
-    );
+    assert!(out.output.starts_with("dry run: would run"), "{}", out.output);
     assert!(!file.exists());
 }
 
 #[tokio::test]
 async fn dry_run_reports_a_missing_program() {
     let tool = command_tool(r#"["no-such-program-aiops"]"#, "", "");
-    let out = tool
-        .run(
-            &target("http://127.0.0.1:1", &[]),
-            &json!({}),
-            RunMode::DryRun,
-        )
-        .await
-        .unwrap();
+    let out = tool.run(&target("http://127.0.0.1:1", &[]), &json!({}), RunMode::DryRun).await.unwrap();
     assert!(!out.success);
     assert!(out.output.contains("not found"), "{}", out.output);
 }
@@ -247,14 +150,7 @@ async fn dry_run_reports_a_missing_program() {
 #[tokio::test]
 async fn missing_program_fails() {
     let tool = command_tool(r#"["no-such-program-aiops"]"#, "", "");
-    let err = tool
-        .run(
-            &target("http://127.0.0.1:1", &[]),
-            &json!({}),
-            RunMode::Execute,
-        )
-        .await
-        .unwrap_err();
+    let err = tool.run(&target("http://127.0.0.1:1", &[]), &json!({}), RunMode::Execute).await.unwrap_err();
     assert!(
         matches!(&err, ConstructionError::Failed { reason, .. } if reason.contains("no-such-program-aiops")),
         "{err:?}"
@@ -264,20 +160,9 @@ async fn missing_program_fails() {
 #[tokio::test]
 async fn large_output_is_capped_and_noted() {
     let tool = command_tool(r#"["seq", "1", "200000"]"#, "", "");
-    let out = tool
-        .run(
-            &target("http://127.0.0.1:1", &[]),
-            &json!({}),
-            RunMode::Execute,
-        )
-        .await
-        .unwrap();
+    let out = tool.run(&target("http://127.0.0.1:1", &[]), &json!({}), RunMode::Execute).await.unwrap();
     assert!(out.success);
-    assert!(
-        out.output.len() <= OUTPUT_LIMIT_BYTES,
-        "{}",
-        out.output.len()
-    );
+    assert!(out.output.len() <= OUTPUT_LIMIT_BYTES, "{}", out.output.len());
     assert!(out.output.starts_with("1\n2\n3\n"));
     assert!(out.output.contains("[output cut:"), "the cut must be noted");
 }
@@ -290,86 +175,36 @@ async fn absent_optional_param_drops_its_argv_element() {
         "",
     );
     let target = target("http://127.0.0.1:1", &[]);
-    let out = tool
-        .run(&target, &json!({}), RunMode::Execute)
-        .await
-        .unwrap();
+    let out = tool.run(&target, &json!({}), RunMode::Execute).await.unwrap();
     assert_eq!(out.output, "a|b|x|");
-    let out = tool
-        .run(&target, &json!({"opt": "o"}), RunMode::Execute)
-        .await
-        .unwrap();
+    let out = tool.run(&target, &json!({"opt": "o"}), RunMode::Execute).await.unwrap();
     assert_eq!(out.output, "a|o|b|xo|");
 }
 
 #[tokio::test]
 async fn target_fields_are_substituted() {
-    let tool = command_tool(
-        r#"["echo", "{target.service}", "{target.instance_id}", "{target.address}"]"#,
-        "",
-        "",
-    );
-    let out = tool
-        .run(
-            &target("http://127.0.0.1:1", &[]),
-            &json!({}),
-            RunMode::Execute,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        out.output,
-        "bookmarks-backend backend-1 http://127.0.0.1:1\n"
-    );
+    let tool = command_tool(r#"["echo", "{target.service}", "{target.instance_id}", "{target.address}"]"#, "", "");
+    let out = tool.run(&target("http://127.0.0.1:1", &[]), &json!({}), RunMode::Execute).await.unwrap();
+    assert_eq!(out.output, "bookmarks-backend backend-1 http://127.0.0.1:1\n");
 }
 
 #[tokio::test]
 async fn child_gets_only_path_from_the_environment() {
     let tool = command_tool(r#"["env"]"#, "", "");
-    let out = tool
-        .run(
-            &target("http://127.0.0.1:1", &[]),
-            &json!({}),
-            RunMode::Execute,
-        )
-        .await
-        .unwrap();
-    let names: Vec<&str> = out
-        .output
-        .lines()
-        .filter_map(|line| line.split('=').next())
-        .collect();
+    let out = tool.run(&target("http://127.0.0.1:1", &[]), &json!({}), RunMode::Execute).await.unwrap();
+    let names: Vec<&str> = out.output.lines().filter_map(|line| line.split('=').next()).collect();
     assert_eq!(names, ["PATH"], "{}", out.output);
 }
 
 #[tokio::test]
 async fn shipped_sqlite_check_resolves_one_argument_per_element() {
-    let catalog = aiops_construction::ToolCatalog::new(
-        reqwest::Client::new(),
-        aiops_construction::Secrets::new(),
-    )
-    .with_shipped_tools()
-    .unwrap();
+    let catalog = aiops_construction::ToolCatalog::new(reqwest::Client::new(), aiops_construction::Secrets::new())
+        .with_shipped_tools()
+        .unwrap();
     let tool = catalog.get("sqlite_integrity_check").unwrap();
     let target = target("http://127.0.0.1:1", &[]);
-    let out = tool
-        .run(
-            &target,
-            &json!({"db_path": "/var/lib/bookmarks/app.db"}),
-            RunMode::DryRun,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        out.resolved,
-        "sqlite3 -readonly /var/lib/bookmarks/app.db 'PRAGMA integrity_check'"
-    );
-    let err = tool
-        .run(&target, &json!({"db_path": "-cmd"}), RunMode::DryRun)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, ConstructionError::InvalidParams { .. }),
-        "{err:?}"
-    );
+    let out = tool.run(&target, &json!({"db_path": "/var/lib/bookmarks/app.db"}), RunMode::DryRun).await.unwrap();
+    assert_eq!(out.resolved, "sqlite3 -readonly /var/lib/bookmarks/app.db 'PRAGMA integrity_check'");
+    let err = tool.run(&target, &json!({"db_path": "-cmd"}), RunMode::DryRun).await.unwrap_err();
+    assert!(matches!(err, ConstructionError::InvalidParams { .. }), "{err:?}");
 }

@@ -4,9 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aiops_construction::{
-    ConstructionError, HttpTool, RunMode, Secrets, Tool, ToolCatalog, OUTPUT_LIMIT_BYTES,
-};
+use aiops_construction::{ConstructionError, HttpTool, RunMode, Secrets, Tool, ToolCatalog, OUTPUT_LIMIT_BYTES};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -37,9 +35,7 @@ impl Seen {
 
 fn record(seen: &Seen, headers: &HeaderMap) {
     seen.hits.fetch_add(1, Ordering::SeqCst);
-    *seen.authorization.lock().unwrap() = headers
-        .get("authorization")
-        .map(|value| value.to_str().unwrap().to_owned());
+    *seen.authorization.lock().unwrap() = headers.get("authorization").map(|value| value.to_str().unwrap().to_owned());
 }
 
 /// Starts the server on a free port; returns its base URL and what it sees.
@@ -51,22 +47,18 @@ async fn start_server() -> (String, Arc<Seen>) {
             post(|State(seen): State<Arc<Seen>>, headers: HeaderMap| async move {
                 record(&seen, &headers);
                 // Echoes the header back, as a careless service might.
-                let auth = headers
-                    .get("authorization")
-                    .map(|value| value.to_str().unwrap().to_owned())
-                    .unwrap_or_default();
+                let auth =
+                    headers.get("authorization").map(|value| value.to_str().unwrap().to_owned()).unwrap_or_default();
                 format!("cleared; auth was {auth}")
             }),
         )
         .route(
             "/admin/faults",
-            post(
-                |State(seen): State<Arc<Seen>>, headers: HeaderMap, Json(body): Json<Value>| async move {
-                    record(&seen, &headers);
-                    *seen.body.lock().unwrap() = Some(body.clone());
-                    Json(json!({"applied": body}))
-                },
-            ),
+            post(|State(seen): State<Arc<Seen>>, headers: HeaderMap, Json(body): Json<Value>| async move {
+                record(&seen, &headers);
+                *seen.body.lock().unwrap() = Some(body.clone());
+                Json(json!({"applied": body}))
+            }),
         )
         .route(
             "/status/{code}",
@@ -110,9 +102,7 @@ fn client() -> reqwest::Client {
 }
 
 fn shipped(secrets: Secrets) -> ToolCatalog {
-    ToolCatalog::new(client(), secrets)
-        .with_shipped_tools()
-        .unwrap()
+    ToolCatalog::new(client(), secrets).with_shipped_tools().unwrap()
 }
 
 fn admin_secrets() -> Secrets {
@@ -124,14 +114,7 @@ async fn shipped_clear_cache_sends_the_bearer_secret_and_redacts_it() {
     let (address, seen) = start_server().await;
     let catalog = shipped(admin_secrets());
     let tool = catalog.get("clear_cache").unwrap();
-    let out = tool
-        .run(
-            &target(&address, &["cache.clear"]),
-            &json!({}),
-            RunMode::Execute,
-        )
-        .await
-        .unwrap();
+    let out = tool.run(&target(&address, &["cache.clear"]), &json!({}), RunMode::Execute).await.unwrap();
     assert!(out.success);
     assert_eq!(out.http_status, Some(200));
     assert_eq!(out.exit_code, None);
@@ -139,12 +122,7 @@ async fn shipped_clear_cache_sends_the_bearer_secret_and_redacts_it() {
     assert_eq!(seen.authorization(), Some(format!("Bearer {SECRET}")));
     // The server echoed the token; the output must not carry it.
     assert_eq!(out.output, "cleared; auth was Bearer [redacted]");
-    for text in [
-        format!("{out:?}"),
-        format!("{tool:?}"),
-        format!("{catalog:?}"),
-        format!("{:?}", admin_secrets()),
-    ] {
+    for text in [format!("{out:?}"), format!("{tool:?}"), format!("{catalog:?}"), format!("{:?}", admin_secrets())] {
         assert!(!text.contains(SECRET), "secret leaked into {text}");
     }
 }
@@ -153,14 +131,7 @@ async fn shipped_clear_cache_sends_the_bearer_secret_and_redacts_it() {
 async fn bearer_header_is_left_out_without_the_secret() {
     let (address, seen) = start_server().await;
     let tool = shipped(Secrets::new()).get("clear_cache").unwrap();
-    let out = tool
-        .run(
-            &target(&address, &["cache.clear"]),
-            &json!({}),
-            RunMode::Execute,
-        )
-        .await
-        .unwrap();
+    let out = tool.run(&target(&address, &["cache.clear"]), &json!({}), RunMode::Execute).await.unwrap();
     assert!(out.success);
     assert_eq!(seen.hits(), 1);
     assert_eq!(seen.authorization(), None);
@@ -170,24 +141,11 @@ async fn bearer_header_is_left_out_without_the_secret() {
 async fn shipped_clear_faults_posts_its_json_body() {
     let (address, seen) = start_server().await;
     let tool = shipped(admin_secrets()).get("clear_faults").unwrap();
-    let out = tool
-        .run(
-            &target(&address, &["faults.inject"]),
-            &json!({}),
-            RunMode::Execute,
-        )
-        .await
-        .unwrap();
+    let out = tool.run(&target(&address, &["faults.inject"]), &json!({}), RunMode::Execute).await.unwrap();
     assert!(out.success, "{out:?}");
     assert_eq!(*seen.body.lock().unwrap(), Some(json!({"fault": "none"})));
-    assert_eq!(
-        out.resolved,
-        format!(r#"POST {address}/admin/faults {{"fault":"none"}}"#)
-    );
-    assert_eq!(
-        serde_json::from_str::<Value>(&out.output).unwrap(),
-        json!({"applied": {"fault": "none"}})
-    );
+    assert_eq!(out.resolved, format!(r#"POST {address}/admin/faults {{"fault":"none"}}"#));
+    assert_eq!(serde_json::from_str::<Value>(&out.output).unwrap(), json!({"applied": {"fault": "none"}}));
 }
 
 /// A GET tool; `extra` goes at the top level, `kind_extra` into `[kind]`.
@@ -233,10 +191,7 @@ async fn slow_response_times_out() {
         .run(&target(&address, &[]), &json!({}), RunMode::Execute)
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, ConstructionError::Timeout { after_ms: 200, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, ConstructionError::Timeout { after_ms: 200, .. }), "{err:?}");
     assert!(start.elapsed() < Duration::from_secs(2));
     assert_eq!(seen.hits(), 1);
 }
@@ -246,16 +201,8 @@ async fn refused_connection_fails_without_leaking_the_secret() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let tool = get_tool(
-        "/status/200",
-        "",
-        "bearer_secret = \"admin_token\"",
-        admin_secrets(),
-    );
-    let err = tool
-        .run(&target(&address, &[]), &json!({}), RunMode::Execute)
-        .await
-        .unwrap_err();
+    let tool = get_tool("/status/200", "", "bearer_secret = \"admin_token\"", admin_secrets());
+    let err = tool.run(&target(&address, &[]), &json!({}), RunMode::Execute).await.unwrap_err();
     assert!(matches!(err, ConstructionError::Failed { .. }), "{err:?}");
     assert!(!err.to_string().contains(SECRET));
     assert!(!format!("{err:?}").contains(SECRET));
@@ -269,36 +216,17 @@ async fn large_body_is_capped_and_noted() {
         .await
         .unwrap();
     assert!(out.success);
-    assert!(
-        out.output.len() <= OUTPUT_LIMIT_BYTES,
-        "{}",
-        out.output.len()
-    );
+    assert!(out.output.len() <= OUTPUT_LIMIT_BYTES, "{}", out.output.len());
     assert!(out.output.ends_with(" bytes]"), "the cut must be noted");
 }
 
 #[tokio::test]
 async fn path_values_are_percent_encoded() {
     let (address, _seen) = start_server().await;
-    let tool = get_tool(
-        "/items/{id}",
-        "[[params]]\nname = \"id\"\npattern = \"any_text\"\n",
-        "",
-        Secrets::new(),
-    );
-    let out = tool
-        .run(
-            &target(&address, &[]),
-            &json!({"id": "a b/../c?x=1#f"}),
-            RunMode::Execute,
-        )
-        .await
-        .unwrap();
+    let tool = get_tool("/items/{id}", "[[params]]\nname = \"id\"\npattern = \"any_text\"\n", "", Secrets::new());
+    let out = tool.run(&target(&address, &[]), &json!({"id": "a b/../c?x=1#f"}), RunMode::Execute).await.unwrap();
     assert!(out.success, "{out:?}");
-    assert_eq!(
-        out.resolved,
-        format!("GET {address}/items/a%20b%2F..%2Fc%3Fx%3D1%23f")
-    );
+    assert_eq!(out.resolved, format!("GET {address}/items/a%20b%2F..%2Fc%3Fx%3D1%23f"));
     assert_eq!(out.output, "id=a b/../c?x=1#f");
 }
 
@@ -306,14 +234,7 @@ async fn path_values_are_percent_encoded() {
 async fn dry_run_sends_nothing() {
     let (address, seen) = start_server().await;
     let tool = shipped(admin_secrets()).get("reset_db_pool").unwrap();
-    let out = tool
-        .run(
-            &target(&address, &["db.reset_pool"]),
-            &json!({}),
-            RunMode::DryRun,
-        )
-        .await
-        .unwrap();
+    let out = tool.run(&target(&address, &["db.reset_pool"]), &json!({}), RunMode::DryRun).await.unwrap();
     assert!(out.success);
     assert_eq!(out.http_status, None);
     assert_eq!(out.resolved, format!("POST {address}/admin/db/reset-pool"));
@@ -327,14 +248,8 @@ async fn missing_capability_sends_nothing() {
     let (address, seen) = start_server().await;
     let tool = shipped(admin_secrets()).get("reset_db_pool").unwrap();
     for mode in [RunMode::Execute, RunMode::DryRun] {
-        let err = tool
-            .run(&target(&address, &["cache.clear"]), &json!({}), mode)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, ConstructionError::MissingCapability { .. }),
-            "{err:?}"
-        );
+        let err = tool.run(&target(&address, &["cache.clear"]), &json!({}), mode).await.unwrap_err();
+        assert!(matches!(err, ConstructionError::MissingCapability { .. }), "{err:?}");
     }
     assert_eq!(seen.hits(), 0);
 }
@@ -342,20 +257,9 @@ async fn missing_capability_sends_nothing() {
 #[tokio::test]
 async fn missing_header_secret_sends_nothing() {
     let (address, seen) = start_server().await;
-    let tool = get_tool(
-        "/status/200",
-        "",
-        "headers = { X-Api-Key = \"{secret:api_key}\" }",
-        Secrets::new(),
-    );
-    let err = tool
-        .run(&target(&address, &[]), &json!({}), RunMode::Execute)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, ConstructionError::MissingSecret { secret, .. } if secret == "api_key"),
-        "{err:?}"
-    );
+    let tool = get_tool("/status/200", "", "headers = { X-Api-Key = \"{secret:api_key}\" }", Secrets::new());
+    let err = tool.run(&target(&address, &[]), &json!({}), RunMode::Execute).await.unwrap_err();
+    assert!(matches!(&err, ConstructionError::MissingSecret { secret, .. } if secret == "api_key"), "{err:?}");
     assert_eq!(seen.hits(), 0);
 }
 
@@ -363,13 +267,7 @@ async fn missing_header_secret_sends_nothing() {
 async fn unusable_target_address_is_rejected() {
     let tool = get_tool("/status/200", "", "", Secrets::new());
     for address in ["not a url", "ftp://127.0.0.1", "http://127.0.0.1:1/?q=1"] {
-        let err = tool
-            .run(&target(address, &[]), &json!({}), RunMode::DryRun)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(err, ConstructionError::InvalidTarget { .. }),
-            "{address}: {err:?}"
-        );
+        let err = tool.run(&target(address, &[]), &json!({}), RunMode::DryRun).await.unwrap_err();
+        assert!(matches!(err, ConstructionError::InvalidTarget { .. }), "{address}: {err:?}");
     }
 }

@@ -32,8 +32,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::{
-    Delivery, EmbeddedConfig, EventBus, EventsError, EventsResult, Offset, ReadQuery, StartFrom,
-    StoredEvent, StreamName, Subscription,
+    Delivery, EmbeddedConfig, EventBus, EventsError, EventsResult, Offset, ReadQuery, StartFrom, StoredEvent,
+    StreamName, Subscription,
 };
 
 #[cfg(test)]
@@ -191,9 +191,8 @@ impl EmbeddedEventBus {
         stream: &StreamName,
         events: &[Envelope],
     ) -> EventsResult<(Vec<Offset>, Offset, File)> {
-        let log = open_stream(&self.inner.dir, streams, stream, true)?.ok_or_else(|| {
-            EventsError::Invalid(format!("stream {stream} could not be created"))
-        })?;
+        let log = open_stream(&self.inner.dir, streams, stream, true)?
+            .ok_or_else(|| EventsError::Invalid(format!("stream {stream} could not be created")))?;
         let mut offsets = Vec::with_capacity(events.len());
         let mut buffer = Vec::new();
         let mut new_entries = Vec::new();
@@ -321,12 +320,8 @@ impl EmbeddedEventBus {
         });
         let mut ready = Vec::new();
         let mut letters = Vec::new();
-        let expired: Vec<Offset> = group
-            .pending
-            .iter()
-            .filter(|(_, pending)| pending.visible_at <= now)
-            .map(|(offset, _)| *offset)
-            .collect();
+        let expired: Vec<Offset> =
+            group.pending.iter().filter(|(_, pending)| pending.visible_at <= now).map(|(offset, _)| *offset).collect();
         for offset in expired {
             if ready.len() >= max {
                 break;
@@ -448,9 +443,8 @@ fn load_groups(path: &Path, last: Offset) -> EventsResult<HashMap<String, Group>
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
         Err(err) => return Err(io_err(err)),
     };
-    let persisted: HashMap<String, PersistedGroup> = serde_json::from_slice(&text).map_err(|err| {
-        EventsError::Corrupt { backend: BACKEND, detail: format!("{}: {err}", path.display()) }
-    })?;
+    let persisted: HashMap<String, PersistedGroup> = serde_json::from_slice(&text)
+        .map_err(|err| EventsError::Corrupt { backend: BACKEND, detail: format!("{}: {err}", path.display()) })?;
     Ok(persisted
         .into_iter()
         .map(|(name, p)| {
@@ -482,10 +476,8 @@ fn read_event(file: &File, entry: &Entry, offset: Offset) -> EventsResult<Envelo
     let mut buffer = vec![0u8; HEADER_LEN + entry.len as usize];
     file.read_exact_at(&mut buffer, entry.pos).map_err(io_err)?;
     let payload = &buffer[HEADER_LEN..];
-    serde_json::from_slice(payload).map_err(|err| EventsError::Corrupt {
-        backend: BACKEND,
-        detail: format!("record at offset {offset}: {err}"),
-    })
+    serde_json::from_slice(payload)
+        .map_err(|err| EventsError::Corrupt { backend: BACKEND, detail: format!("record at offset {offset}: {err}") })
 }
 
 #[async_trait]
@@ -499,9 +491,7 @@ impl EventBus for EmbeddedEventBus {
             )));
         }
         for event in &events {
-            event
-                .validate()
-                .map_err(|err| EventsError::Invalid(format!("event {:?}: {err}", event.id)))?;
+            event.validate().map_err(|err| EventsError::Invalid(format!("event {:?}: {err}", event.id)))?;
         }
         if events.is_empty() {
             return Ok(Vec::new());
@@ -575,13 +565,11 @@ impl EventBus for EmbeddedEventBus {
         let matches = |offset: Offset| {
             let entry = &log.entries[(offset - 1) as usize];
             let type_ok = query.types.is_empty()
-                || query
-                    .types
-                    .iter()
-                    .any(|p| aiops_model::event_type::matches(p, log.names.name(entry.type_idx)));
-            let subject_ok = query.subject.as_deref().is_none_or(|want| {
-                entry.subject_idx.is_some_and(|idx| log.names.name(idx) == want)
-            });
+                || query.types.iter().any(|p| aiops_model::event_type::matches(p, log.names.name(entry.type_idx)));
+            let subject_ok = query
+                .subject
+                .as_deref()
+                .is_none_or(|want| entry.subject_idx.is_some_and(|idx| log.names.name(idx) == want));
             type_ok && subject_ok
         };
         let mut out = Vec::new();
@@ -613,8 +601,7 @@ impl EventBus for EmbeddedEventBus {
 
     async fn last_offset(&self, stream: &StreamName) -> EventsResult<Offset> {
         let mut streams = self.lock();
-        Ok(open_stream(&self.inner.dir, &mut streams, stream, false)?
-            .map_or(0, |log| log.visible as Offset))
+        Ok(open_stream(&self.inner.dir, &mut streams, stream, false)?.map_or(0, |log| log.visible as Offset))
     }
 
     async fn close(&self) -> EventsResult<()> {

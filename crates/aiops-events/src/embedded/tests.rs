@@ -42,10 +42,7 @@ async fn torn_tail_is_cut_and_earlier_events_survive() {
     bus.publish(&stream, vec![event.clone()]).await.unwrap();
     drop(bus);
     // A crash in the middle of the next write leaves half a record behind.
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(harness.dir.path().join("torn.log"))
-        .unwrap();
+    let mut file = std::fs::OpenOptions::new().append(true).open(harness.dir.path().join("torn.log")).unwrap();
     file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, b'{', b'"']).unwrap();
     drop(file);
     let bus = harness.open().await;

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::Row;
 
 use crate::{
@@ -303,11 +305,8 @@ impl KnowledgeStore for SqliteKnowledgeStore {
 
     async fn delete_node(&self, id: &str) -> KnowledgeResult<bool> {
         let _write = self.writes.lock().await;
-        let done = sqlx::query("DELETE FROM kn_nodes WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        let done =
+            sqlx::query("DELETE FROM kn_nodes WHERE id = ?").bind(id).execute(&self.pool).await.map_err(backend)?;
         self.index_write().remove(id);
         Ok(done.rows_affected() > 0)
     }
@@ -348,7 +347,12 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn neighbors(&self, id: &str, relation: Option<Relation>, direction: Direction) -> KnowledgeResult<Vec<(Edge, Node)>> {
+    async fn neighbors(
+        &self,
+        id: &str,
+        relation: Option<Relation>,
+        direction: Direction,
+    ) -> KnowledgeResult<Vec<(Edge, Node)>> {
         let (this_end, other_end) = match direction {
             Direction::Outgoing => ("src", "dst"),
             Direction::Incoming => ("dst", "src"),
@@ -362,13 +366,8 @@ impl KnowledgeStore for SqliteKnowledgeStore {
              ORDER BY e.weight DESC, n.id"
         );
         let relation = relation.map(Relation::as_str);
-        let rows = sqlx::query(&sql)
-            .bind(id)
-            .bind(relation)
-            .bind(relation)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+        let rows =
+            sqlx::query(&sql).bind(id).bind(relation).bind(relation).fetch_all(&self.pool).await.map_err(backend)?;
         rows.iter().map(|row| Ok((row_to_edge(row)?, row_to_node(row, "n_")?))).collect()
     }
 
@@ -444,11 +443,13 @@ impl KnowledgeStore for SqliteKnowledgeStore {
     }
 
     async fn solution_stats(&self, solution_id: &str) -> KnowledgeResult<Option<SolutionStats>> {
-        let row = sqlx::query("SELECT attempts, successes, total_recover_ms, last_used FROM kn_solution_stats WHERE solution_id = ?")
-            .bind(solution_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(
+            "SELECT attempts, successes, total_recover_ms, last_used FROM kn_solution_stats WHERE solution_id = ?",
+        )
+        .bind(solution_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(row.map(|row| {
             let attempts: i64 = row.get("attempts");
             let successes: i64 = row.get("successes");

@@ -59,7 +59,11 @@ impl Detector for LatencyDetector {
             service: service.clone(),
             kind: ProblemKind::HttpLatency,
             severity: if p95 >= self.threshold_ms * 3.0 { Severity::Error } else { Severity::Warning },
-            summary: format!("{service}: p95 latency {p95:.0}ms over {} requests (threshold {:.0}ms)", samples.len(), self.threshold_ms),
+            summary: format!(
+                "{service}: p95 latency {p95:.0}ms over {} requests (threshold {:.0}ms)",
+                samples.len(),
+                self.threshold_ms
+            ),
             metrics: BTreeMap::from([
                 ("p95_ms".to_owned(), p95),
                 ("requests".to_owned(), samples.len() as f64),

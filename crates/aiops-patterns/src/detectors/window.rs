@@ -38,7 +38,12 @@ pub(crate) struct Windows {
 
 impl Windows {
     /// Adds a sample and drops those older than the window (relative to the newest event).
-    pub(crate) fn push(&mut self, config: &WindowConfig, service: &str, sample: Sample) -> (&VecDeque<Sample>, &mut bool) {
+    pub(crate) fn push(
+        &mut self,
+        config: &WindowConfig,
+        service: &str,
+        sample: Sample,
+    ) -> (&VecDeque<Sample>, &mut bool) {
         let (samples, firing) = self.services.entry(service.to_owned()).or_default();
         // Events can arrive slightly out of order; keep the window ordered by insertion and
         // trim by the newest time seen.

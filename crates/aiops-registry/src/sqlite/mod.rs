@@ -39,9 +39,7 @@ impl SqliteRegistry {
     /// When the database cannot be opened or its schema is too new.
     pub async fn open(path: &Path) -> RegistryResult<Self> {
         let pool = aiops_knowledge::open_sqlite_pool(path).await.map_err(RegistryError::Storage)?;
-        aiops_knowledge::apply_migrations(&pool, "registry", MIGRATIONS)
-            .await
-            .map_err(RegistryError::Storage)?;
+        aiops_knowledge::apply_migrations(&pool, "registry", MIGRATIONS).await.map_err(RegistryError::Storage)?;
         Ok(Self { pool })
     }
 }
@@ -52,8 +50,9 @@ fn from_millis(ms: i64) -> DateTime<Utc> {
 
 fn row_to_instance(row: &SqliteRow) -> RegistryResult<ServiceInstance> {
     let registration: &str = row.try_get("registration")?;
-    let registration: ServiceRegistration = serde_json::from_str(registration)
-        .map_err(|err| RegistryError::Storage(aiops_knowledge::KnowledgeError::Backend { backend: "sqlite", source: err.into() }))?;
+    let registration: ServiceRegistration = serde_json::from_str(registration).map_err(|err| {
+        RegistryError::Storage(aiops_knowledge::KnowledgeError::Backend { backend: "sqlite", source: err.into() })
+    })?;
     let status: &str = row.try_get("status")?;
     Ok(ServiceInstance {
         registration,
@@ -142,7 +141,12 @@ impl Registry for SqliteRegistry {
         Ok(out)
     }
 
-    async fn set_status(&self, instance_id: &str, status: HealthStatus, reason: &str) -> RegistryResult<Option<HealthChange>> {
+    async fn set_status(
+        &self,
+        instance_id: &str,
+        status: HealthStatus,
+        reason: &str,
+    ) -> RegistryResult<Option<HealthChange>> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query("SELECT name, status FROM reg_instances WHERE instance_id = ?")
             .bind(instance_id)

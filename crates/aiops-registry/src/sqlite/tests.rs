@@ -112,7 +112,8 @@ async fn silent_instance_is_critical_with_heartbeat_lost() {
     let mut reg = registration("i1", None);
     reg.ttl_secs = Some(1);
     registry.register(reg).await.unwrap();
-    let checker = HealthChecker::new(HealthCheckerConfig { interval_ms: 0, ..Default::default() }, reqwest::Client::new());
+    let checker =
+        HealthChecker::new(HealthCheckerConfig { interval_ms: 0, ..Default::default() }, reqwest::Client::new());
     assert_eq!(checker.run_due(&registry).await.unwrap()[0].to, HealthStatus::Passing);
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let changes = checker.run_due(&registry).await.unwrap();

@@ -19,13 +19,12 @@ pub(crate) async fn node(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state.tokens, &headers, Scope::Read)?;
-    let mut node = state.knowledge.get_node(&id).await?.ok_or_else(|| ApiError::NotFound(format!("node {id} not found")))?;
+    let mut node =
+        state.knowledge.get_node(&id).await?.ok_or_else(|| ApiError::NotFound(format!("node {id} not found")))?;
     node.embedding = None;
     let outgoing = state.knowledge.neighbors(&id, None, Direction::Outgoing).await?;
     let incoming = state.knowledge.neighbors(&id, None, Direction::Incoming).await?;
-    let edge = |(edge, other): &(aiops_knowledge::Edge, aiops_knowledge::Node)| {
-        json!({ "from": edge.from, "to": edge.to, "relation": edge.relation, "weight": edge.weight, "data": edge.data, "other": other.name })
-    };
+    let edge = |(edge, other): &(aiops_knowledge::Edge, aiops_knowledge::Node)| json!({ "from": edge.from, "to": edge.to, "relation": edge.relation, "weight": edge.weight, "data": edge.data, "other": other.name });
     let stats = state.knowledge.solution_stats(&id).await?;
     Ok(Json(json!({
         "node": node,

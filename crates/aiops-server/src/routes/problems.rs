@@ -48,7 +48,8 @@ pub(crate) async fn list(
     authorize(&state.tokens, &headers, Scope::Read)?;
     let limit = q.limit.unwrap_or(50);
     let problems = latest(&state, &[event_type::PROBLEM_DETECTED], &q, limit).await?;
-    let endings = latest(&state, &[event_type::PROBLEM_RESOLVED, event_type::PROBLEM_ESCALATED], &q, STORY_LOOKBACK).await?;
+    let endings =
+        latest(&state, &[event_type::PROBLEM_RESOLVED, event_type::PROBLEM_ESCALATED], &q, STORY_LOOKBACK).await?;
     let mut status: HashMap<&str, (&str, &Value)> = HashMap::new();
     for ending in &endings {
         if let Some(id) = ending.event.data["problem_id"].as_str() {
@@ -60,7 +61,8 @@ pub(crate) async fn list(
         .iter()
         .map(|stored| {
             let problem = &stored.event.data;
-            let (label, ending) = problem["id"].as_str().and_then(|id| status.get(id)).copied().unwrap_or(("open", &Value::Null));
+            let (label, ending) =
+                problem["id"].as_str().and_then(|id| status.get(id)).copied().unwrap_or(("open", &Value::Null));
             json!({ "offset": stored.offset, "status": label, "problem": problem, "ending": ending })
         })
         .collect();

@@ -26,7 +26,8 @@ pub(crate) async fn list(
     ApiQuery(q): ApiQuery<LookupQuery>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state.tokens, &headers, Scope::Read)?;
-    let query = ServiceQuery { name: q.name, tag: q.tag, capability: q.capability, healthy_only: q.healthy.unwrap_or(false) };
+    let query =
+        ServiceQuery { name: q.name, tag: q.tag, capability: q.capability, healthy_only: q.healthy.unwrap_or(false) };
     let instances = state.registry.instances(&query).await?;
     Ok(Json(json!({ "services": instances })))
 }

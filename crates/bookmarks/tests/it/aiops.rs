@@ -24,35 +24,26 @@ async fn start_core() -> (String, Arc<Core>) {
     let app = Router::new()
         .route(
             "/v1/services",
-            post(
-                |State(core): State<Arc<Core>>, Json(body): Json<Value>| async move {
-                    core.registrations.lock().unwrap().push(body);
-                    StatusCode::CREATED
-                },
-            ),
+            post(|State(core): State<Arc<Core>>, Json(body): Json<Value>| async move {
+                core.registrations.lock().unwrap().push(body);
+                StatusCode::CREATED
+            }),
         )
-        .route(
-            "/v1/services/{id}/heartbeat",
-            put(|| async { StatusCode::OK }),
-        )
+        .route("/v1/services/{id}/heartbeat", put(|| async { StatusCode::OK }))
         .route(
             "/v1/services/{id}",
-            delete(
-                |State(core): State<Arc<Core>>, Path(id): Path<String>| async move {
-                    core.deregistrations.lock().unwrap().push(id);
-                    StatusCode::OK
-                },
-            ),
+            delete(|State(core): State<Arc<Core>>, Path(id): Path<String>| async move {
+                core.deregistrations.lock().unwrap().push(id);
+                StatusCode::OK
+            }),
         )
         .route(
             "/v1/events/batch",
-            post(
-                |State(core): State<Arc<Core>>, Json(events): Json<Vec<Envelope>>| async move {
-                    let accepted = events.len();
-                    core.events.lock().unwrap().extend(events);
-                    (StatusCode::ACCEPTED, Json(json!({ "accepted": accepted })))
-                },
-            ),
+            post(|State(core): State<Arc<Core>>, Json(events): Json<Vec<Envelope>>| async move {
+                let accepted = events.len();
+                core.events.lock().unwrap().extend(events);
+                (StatusCode::ACCEPTED, Json(json!({ "accepted": accepted })))
+            }),
         )
         .with_state(Arc::clone(&core));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -88,43 +79,17 @@ async fn serve_registers_reports_requests_errors_and_domain_events() {
         .await
         .unwrap();
     let id = created["id"].as_i64().unwrap();
-    let status = http
-        .get(format!("{base}/api/bookmarks/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = http.get(format!("{base}/api/bookmarks/{id}")).send().await.unwrap().status();
     assert_eq!(status, 200);
-    http.post(format!("{base}/admin/faults"))
-        .json(&json!({"fault": "db_pool_exhausted"}))
-        .send()
-        .await
-        .unwrap();
-    let status = http
-        .get(format!("{base}/api/bookmarks?q=a"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    http.post(format!("{base}/admin/faults")).json(&json!({"fault": "db_pool_exhausted"})).send().await.unwrap();
+    let status = http.get(format!("{base}/api/bookmarks?q=a")).send().await.unwrap().status();
     assert_eq!(status, 503);
-    http.post(format!("{base}/admin/db/reset-pool"))
-        .send()
-        .await
-        .unwrap();
-    let status = http
-        .delete(format!("{base}/api/bookmarks/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    http.post(format!("{base}/admin/db/reset-pool")).send().await.unwrap();
+    let status = http.delete(format!("{base}/api/bookmarks/{id}")).send().await.unwrap().status();
     assert_eq!(status, 204);
 
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
 
     let instance_id = format!("bookmarks-127-0-0-1-{}", addr.port());
     let registration = core.registrations.lock().unwrap()[0].clone();
@@ -142,16 +107,11 @@ async fn serve_registers_reports_requests_errors_and_domain_events() {
             "ttl_secs": 3,
         })
     );
-    assert_eq!(
-        *core.deregistrations.lock().unwrap(),
-        [instance_id.as_str()]
-    );
+    assert_eq!(*core.deregistrations.lock().unwrap(), [instance_id.as_str()]);
 
     let events = core.events.lock().unwrap().clone();
     let source = format!("bookmarks/{instance_id}");
-    assert!(events
-        .iter()
-        .all(|e| e.source == source && e.subject.as_deref() == Some("bookmarks")));
+    assert!(events.iter().all(|e| e.source == source && e.subject.as_deref() == Some("bookmarks")));
     let requests: Vec<(String, String, u16)> = events
         .iter()
         .filter(|e| e.event_type == event_type::HTTP_REQUEST)
@@ -173,11 +133,8 @@ async fn serve_registers_reports_requests_errors_and_domain_events() {
     .collect();
     assert_eq!(requests, expected);
 
-    let errors: Vec<ServiceError> = events
-        .iter()
-        .filter(|e| e.event_type == event_type::SERVICE_ERROR)
-        .map(|e| e.payload().unwrap())
-        .collect();
+    let errors: Vec<ServiceError> =
+        events.iter().filter(|e| e.event_type == event_type::SERVICE_ERROR).map(|e| e.payload().unwrap()).collect();
     assert_eq!(
         errors,
         [ServiceError {
@@ -194,10 +151,7 @@ async fn serve_registers_reports_requests_errors_and_domain_events() {
     assert_eq!(
         domain,
         [
-            (
-                "bookmark.created",
-                &json!({"id": id, "url": "https://a.example"})
-            ),
+            ("bookmark.created", &json!({"id": id, "url": "https://a.example"})),
             ("bookmark.deleted", &json!({"id": id})),
         ]
     );

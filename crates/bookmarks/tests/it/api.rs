@@ -7,12 +7,7 @@ use serde_json::{json, Value};
 use crate::{error_code, test_app};
 
 fn urls(body: &Value) -> Vec<&str> {
-    body["bookmarks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["url"].as_str().unwrap())
-        .collect()
+    body["bookmarks"].as_array().unwrap().iter().map(|b| b["url"].as_str().unwrap()).collect()
 }
 
 #[tokio::test]
@@ -43,37 +38,17 @@ async fn create_list_search_tag_and_delete_round_trip() {
     assert_eq!(all.status, StatusCode::OK);
     assert_eq!(
         urls(&all.body),
-        [
-            "http://example.com/100%_done",
-            "https://sqlite.org/wal.html",
-            "https://www.rust-lang.org/"
-        ],
+        ["http://example.com/100%_done", "https://sqlite.org/wal.html", "https://www.rust-lang.org/"],
         "newest first"
     );
     assert_eq!(all.body["bookmarks"][0]["title"], Value::Null);
 
     let search = app.call(Method::GET, "/api/bookmarks?q=ahead", None).await;
-    assert_eq!(
-        urls(&search.body),
-        ["https://sqlite.org/wal.html"],
-        "title search is case-insensitive"
-    );
-    let search = app
-        .call(Method::GET, "/api/bookmarks?q=rust-lang", None)
-        .await;
-    assert_eq!(
-        urls(&search.body),
-        ["https://www.rust-lang.org/"],
-        "url search"
-    );
-    let search = app
-        .call(Method::GET, "/api/bookmarks?q=100%25_", None)
-        .await;
-    assert_eq!(
-        urls(&search.body),
-        ["http://example.com/100%_done"],
-        "% and _ match literally"
-    );
+    assert_eq!(urls(&search.body), ["https://sqlite.org/wal.html"], "title search is case-insensitive");
+    let search = app.call(Method::GET, "/api/bookmarks?q=rust-lang", None).await;
+    assert_eq!(urls(&search.body), ["https://www.rust-lang.org/"], "url search");
+    let search = app.call(Method::GET, "/api/bookmarks?q=100%25_", None).await;
+    assert_eq!(urls(&search.body), ["http://example.com/100%_done"], "% and _ match literally");
     let search = app.call(Method::GET, "/api/bookmarks?q=%25", None).await;
     assert_eq!(urls(&search.body).len(), 1);
     let tagged = app.call(Method::GET, "/api/bookmarks?tag=RUST", None).await;
@@ -81,53 +56,29 @@ async fn create_list_search_tag_and_delete_round_trip() {
     let limited = app.call(Method::GET, "/api/bookmarks?limit=1", None).await;
     assert_eq!(urls(&limited.body).len(), 1);
 
-    let one = app
-        .call(Method::GET, &format!("/api/bookmarks/{rust_id}"), None)
-        .await;
+    let one = app.call(Method::GET, &format!("/api/bookmarks/{rust_id}"), None).await;
     assert_eq!(one.status, StatusCode::OK);
     assert_eq!(one.body, created.body);
 
-    let retagged = app
-        .call(
-            Method::PUT,
-            &format!("/api/bookmarks/{rust_id}/tags"),
-            Some(json!({"tags": ["systems"]})),
-        )
-        .await;
+    let retagged =
+        app.call(Method::PUT, &format!("/api/bookmarks/{rust_id}/tags"), Some(json!({"tags": ["systems"]}))).await;
     assert_eq!(retagged.status, StatusCode::OK, "{}", retagged.body);
     assert_eq!(retagged.body["tags"], json!(["systems"]));
     let tagged = app.call(Method::GET, "/api/bookmarks?tag=rust", None).await;
-    assert!(
-        urls(&tagged.body).is_empty(),
-        "the old tag no longer matches"
-    );
-    let tagged = app
-        .call(Method::GET, "/api/bookmarks?tag=systems", None)
-        .await;
+    assert!(urls(&tagged.body).is_empty(), "the old tag no longer matches");
+    let tagged = app.call(Method::GET, "/api/bookmarks?tag=systems", None).await;
     assert_eq!(urls(&tagged.body), ["https://www.rust-lang.org/"]);
 
-    let deleted = app
-        .call(Method::DELETE, &format!("/api/bookmarks/{rust_id}"), None)
-        .await;
+    let deleted = app.call(Method::DELETE, &format!("/api/bookmarks/{rust_id}"), None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    let gone = app
-        .call(Method::GET, &format!("/api/bookmarks/{rust_id}"), None)
-        .await;
+    let gone = app.call(Method::GET, &format!("/api/bookmarks/{rust_id}"), None).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&gone), "not_found");
-    let again = app
-        .call(Method::DELETE, &format!("/api/bookmarks/{rust_id}"), None)
-        .await;
+    let again = app.call(Method::DELETE, &format!("/api/bookmarks/{rust_id}"), None).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     let all = app.call(Method::GET, "/api/bookmarks", None).await;
     assert_eq!(urls(&all.body).len(), 2);
-    let missing = app
-        .call(
-            Method::PUT,
-            &format!("/api/bookmarks/{rust_id}/tags"),
-            Some(json!({"tags": []})),
-        )
-        .await;
+    let missing = app.call(Method::PUT, &format!("/api/bookmarks/{rust_id}/tags"), Some(json!({"tags": []}))).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
@@ -142,12 +93,7 @@ async fn list_results_are_cached_until_the_next_write() {
     let other = app.call(Method::GET, "/api/bookmarks?q=b", None).await;
     assert_eq!(other.headers["x-cache"], "miss", "keyed by query");
 
-    app.call(
-        Method::POST,
-        "/api/bookmarks",
-        Some(json!({"url": "https://a.example"})),
-    )
-    .await;
+    app.call(Method::POST, "/api/bookmarks", Some(json!({"url": "https://a.example"}))).await;
     let after_write = app.call(Method::GET, "/api/bookmarks?q=a", None).await;
     assert_eq!(after_write.headers["x-cache"], "miss", "writes invalidate");
     assert_eq!(after_write.body["bookmarks"].as_array().unwrap().len(), 1);
@@ -159,44 +105,20 @@ async fn invalid_input_answers_with_a_json_error() {
     let cases = [
         (json!({"url": "ftp://example.com"}), "invalid_url"),
         (json!({"url": "example.com"}), "invalid_url"),
-        (
-            json!({"url": format!("https://example.com/{}", "a".repeat(2048))}),
-            "invalid_url",
-        ),
-        (
-            json!({"url": "https://example.com", "colour": "red"}),
-            "invalid_body",
-        ),
+        (json!({"url": format!("https://example.com/{}", "a".repeat(2048))}), "invalid_url"),
+        (json!({"url": "https://example.com", "colour": "red"}), "invalid_body"),
         (json!({"title": "no url"}), "invalid_body"),
-        (
-            json!({"url": "https://example.com", "tags": [""]}),
-            "invalid_tags",
-        ),
+        (json!({"url": "https://example.com", "tags": [""]}), "invalid_tags"),
         (json!({"url": 42}), "invalid_body"),
     ];
     for (body, code) in cases {
-        let answer = app
-            .call(Method::POST, "/api/bookmarks", Some(body.clone()))
-            .await;
-        assert_eq!(
-            answer.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{body}: {}",
-            answer.body
-        );
+        let answer = app.call(Method::POST, "/api/bookmarks", Some(body.clone())).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {}", answer.body);
         assert_eq!(error_code(&answer), code, "{body}");
     }
-    let unknown = app
-        .call(
-            Method::POST,
-            "/api/bookmarks",
-            Some(json!({"url": "https://example.com", "colour": "red"})),
-        )
-        .await;
-    assert!(unknown.body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("unknown field `colour`"));
+    let unknown =
+        app.call(Method::POST, "/api/bookmarks", Some(json!({"url": "https://example.com", "colour": "red"}))).await;
+    assert!(unknown.body["error"]["message"].as_str().unwrap().contains("unknown field `colour`"));
 
     let broken = app
         .send(
@@ -209,13 +131,7 @@ async fn invalid_input_answers_with_a_json_error() {
     assert_eq!(broken.status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&broken), "malformed_request");
 
-    let not_json = app
-        .send(
-            Request::post("/api/bookmarks")
-                .body(Body::from("url=https://example.com"))
-                .unwrap(),
-        )
-        .await;
+    let not_json = app.send(Request::post("/api/bookmarks").body(Body::from("url=https://example.com")).unwrap()).await;
     assert_eq!(not_json.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(error_code(&not_json), "unsupported_media_type");
 
@@ -238,10 +154,7 @@ async fn invalid_input_answers_with_a_json_error() {
     assert_eq!(error_code(&no_route), "not_found");
 
     let all = app.call(Method::GET, "/api/bookmarks", None).await;
-    assert!(
-        all.body["bookmarks"].as_array().unwrap().is_empty(),
-        "nothing invalid was stored"
-    );
+    assert!(all.body["bookmarks"].as_array().unwrap().is_empty(), "nothing invalid was stored");
 }
 
 #[tokio::test]
@@ -258,27 +171,15 @@ async fn data_survives_reopening_the_database() {
     let config = bookmarks::BookmarksConfig::new(dir.path().join("b.db"));
     {
         let state = bookmarks::AppState::open(&config, None).await.unwrap();
-        let app = crate::TestApp {
-            router: bookmarks::router(state.clone()),
-            state,
-            _dir: tempfile::tempdir().unwrap(),
-        };
-        let answer = app
-            .call(
-                Method::POST,
-                "/api/bookmarks",
-                Some(json!({"url": "https://kept.example", "tags": ["t"]})),
-            )
-            .await;
+        let app =
+            crate::TestApp { router: bookmarks::router(state.clone()), state, _dir: tempfile::tempdir().unwrap() };
+        let answer =
+            app.call(Method::POST, "/api/bookmarks", Some(json!({"url": "https://kept.example", "tags": ["t"]}))).await;
         assert_eq!(answer.status, StatusCode::CREATED);
         app.state.close().await;
     }
     let state = bookmarks::AppState::open(&config, None).await.unwrap();
-    let app = crate::TestApp {
-        router: bookmarks::router(state.clone()),
-        state,
-        _dir: dir,
-    };
+    let app = crate::TestApp { router: bookmarks::router(state.clone()), state, _dir: dir };
     let all = app.call(Method::GET, "/api/bookmarks?tag=t", None).await;
     assert_eq!(urls(&all.body), ["https://kept.example"]);
 }

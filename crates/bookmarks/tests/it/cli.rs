@@ -22,29 +22,18 @@ async fn binary_prints_its_address_serves_and_stops_on_sigterm() {
         stdout.read_line(&mut line).unwrap();
         (line, stdout)
     });
-    let (line, mut stdout) = tokio::time::timeout(Duration::from_secs(20), line)
-        .await
-        .unwrap()
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected line {line:?}"))
-        .to_owned();
+    let (line, mut stdout) = tokio::time::timeout(Duration::from_secs(20), line).await.unwrap().unwrap();
+    let base =
+        line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected line {line:?}")).to_owned();
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
 
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let health = http.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "{status:?}");
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();

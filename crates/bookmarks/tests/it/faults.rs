@@ -18,101 +18,47 @@ async fn small_pool_app() -> TestApp {
 #[tokio::test]
 async fn leaked_connections_fail_requests_until_the_pool_is_reset() {
     let app = small_pool_app().await;
-    let created = app
-        .call(
-            Method::POST,
-            "/api/bookmarks",
-            Some(json!({"url": "https://a.example"})),
-        )
-        .await;
+    let created = app.call(Method::POST, "/api/bookmarks", Some(json!({"url": "https://a.example"}))).await;
     assert_eq!(created.status, StatusCode::CREATED);
     let id = created.body["id"].as_i64().unwrap();
 
-    let injected = app
-        .call(
-            Method::POST,
-            "/admin/faults",
-            Some(json!({"fault": "db_pool_exhausted"})),
-        )
-        .await;
+    let injected = app.call(Method::POST, "/admin/faults", Some(json!({"fault": "db_pool_exhausted"}))).await;
     assert_eq!(injected.status, StatusCode::OK, "{}", injected.body);
     assert_eq!(injected.body["active"], json!(["db_pool_exhausted"]));
     assert_eq!(injected.body["leaked_connections"], 2);
 
     // Requests fail through the normal error path with sqlx's own pool timeout.
     let list = app.call(Method::GET, "/api/bookmarks", None).await;
-    assert_eq!(
-        list.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{}",
-        list.body
-    );
+    assert_eq!(list.status, StatusCode::SERVICE_UNAVAILABLE, "{}", list.body);
     assert_eq!(error_code(&list), "unavailable");
-    let cause = list
-        .error_cause
-        .expect("a 503 carries its cause for the aiops layer");
+    let cause = list.error_cause.expect("a 503 carries its cause for the aiops layer");
     assert_eq!(cause.kind, "database");
+    assert_eq!(cause.message, "pool timed out while waiting for an open connection");
     assert_eq!(
-        cause.message,
-        "pool timed out while waiting for an open connection"
-    );
-    assert_eq!(
-        app.call(Method::GET, &format!("/api/bookmarks/{id}"), None)
-            .await
-            .status,
+        app.call(Method::GET, &format!("/api/bookmarks/{id}"), None).await.status,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    let write = app
-        .call(
-            Method::POST,
-            "/api/bookmarks",
-            Some(json!({"url": "https://b.example"})),
-        )
-        .await;
+    let write = app.call(Method::POST, "/api/bookmarks", Some(json!({"url": "https://b.example"}))).await;
     assert_eq!(write.status, StatusCode::SERVICE_UNAVAILABLE);
     let health = app.call(Method::GET, "/health", None).await;
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(health.body["status"], "unavailable");
-    assert_eq!(
-        health.body["error"],
-        "pool timed out while waiting for an open connection"
-    );
+    assert_eq!(health.body["error"], "pool timed out while waiting for an open connection");
 
     // The wrong remediations do not help.
     let cleared = app.call(Method::POST, "/admin/cache/clear", None).await;
     assert_eq!(cleared.status, StatusCode::OK);
-    assert_eq!(
-        app.call(Method::GET, "/api/bookmarks", None).await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
-    assert_eq!(
-        app.call(Method::GET, "/health", None).await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
-    let none = app
-        .call(
-            Method::POST,
-            "/admin/faults",
-            Some(json!({"fault": "none"})),
-        )
-        .await;
-    assert_eq!(
-        none.body["leaked_connections"], 2,
-        "`none` does not release leaked connections"
-    );
-    assert_eq!(
-        app.call(Method::GET, "/health", None).await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    assert_eq!(app.call(Method::GET, "/api/bookmarks", None).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(app.call(Method::GET, "/health", None).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    let none = app.call(Method::POST, "/admin/faults", Some(json!({"fault": "none"}))).await;
+    assert_eq!(none.body["leaked_connections"], 2, "`none` does not release leaked connections");
+    assert_eq!(app.call(Method::GET, "/health", None).await.status, StatusCode::SERVICE_UNAVAILABLE);
 
     // The right one does.
     let reset = app.call(Method::POST, "/admin/db/reset-pool", None).await;
     assert_eq!(reset.status, StatusCode::OK);
     assert_eq!(reset.body["released"], 2);
-    assert_eq!(
-        app.call(Method::GET, "/health", None).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(app.call(Method::GET, "/health", None).await.status, StatusCode::OK);
     let list = app.call(Method::GET, "/api/bookmarks", None).await;
     assert_eq!(list.status, StatusCode::OK);
     assert_eq!(list.body["bookmarks"][0]["id"], id, "no data was lost");
@@ -124,52 +70,23 @@ async fn leaked_connections_fail_requests_until_the_pool_is_reset() {
 #[tokio::test]
 async fn slow_responses_delay_api_handlers_until_cleared() {
     let app = small_pool_app().await;
-    let injected = app
-        .call(
-            Method::POST,
-            "/admin/faults",
-            Some(json!({"fault": "slow_responses", "delay_ms": 800})),
-        )
-        .await;
+    let injected =
+        app.call(Method::POST, "/admin/faults", Some(json!({"fault": "slow_responses", "delay_ms": 800}))).await;
     assert_eq!(injected.status, StatusCode::OK);
     assert_eq!(injected.body["active"], json!(["slow_responses"]));
     assert_eq!(injected.body["slow_delay_ms"], 800);
 
     let started = Instant::now();
-    assert_eq!(
-        app.call(Method::GET, "/api/bookmarks", None).await.status,
-        StatusCode::OK
-    );
-    assert!(
-        started.elapsed() >= Duration::from_millis(800),
-        "API handlers are slowed"
-    );
+    assert_eq!(app.call(Method::GET, "/api/bookmarks", None).await.status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(800), "API handlers are slowed");
     let started = Instant::now();
-    assert_eq!(
-        app.call(Method::GET, "/health", None).await.status,
-        StatusCode::OK
-    );
-    assert!(
-        started.elapsed() < Duration::from_millis(800),
-        "health is not an API handler"
-    );
+    assert_eq!(app.call(Method::GET, "/health", None).await.status, StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_millis(800), "health is not an API handler");
 
-    let bad = app
-        .call(
-            Method::POST,
-            "/admin/faults",
-            Some(json!({"fault": "slow_responses", "delay_ms": 0})),
-        )
-        .await;
+    let bad = app.call(Method::POST, "/admin/faults", Some(json!({"fault": "slow_responses", "delay_ms": 0}))).await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    let cleared = app
-        .call(
-            Method::POST,
-            "/admin/faults",
-            Some(json!({"fault": "none"})),
-        )
-        .await;
+    let cleared = app.call(Method::POST, "/admin/faults", Some(json!({"fault": "none"}))).await;
     assert_eq!(cleared.body["active"], json!([]));
     let started = Instant::now();
     app.call(Method::GET, "/api/bookmarks?q=fresh", None).await;

@@ -29,11 +29,7 @@ async fn test_app(adjust: impl FnOnce(&mut BookmarksConfig)) -> TestApp {
     let mut config = BookmarksConfig::new(dir.path().join("data/bookmarks.db"));
     adjust(&mut config);
     let state = AppState::open(&config, None).await.unwrap();
-    TestApp {
-        router: router(state.clone()),
-        state,
-        _dir: dir,
-    }
+    TestApp { router: router(state.clone()), state, _dir: dir }
 }
 
 /// What a request answered.
@@ -49,24 +45,10 @@ impl TestApp {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
-        let error_cause = response
-            .extensions()
-            .get::<aiops_model::ServiceError>()
-            .cloned();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        Answer {
-            status,
-            headers,
-            body,
-            error_cause,
-        }
+        let error_cause = response.extensions().get::<aiops_model::ServiceError>().cloned();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        Answer { status, headers, body, error_cause }
     }
 
     async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Answer {
@@ -80,10 +62,9 @@ fn request(method: Method, uri: &str, body: Option<Value>, token: Option<&str>) 
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
     match body {
-        Some(body) => builder
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap(),
+        Some(body) => {
+            builder.header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())).unwrap()
+        }
         None => builder.body(Body::empty()).unwrap(),
     }
 }
@@ -91,10 +72,6 @@ fn request(method: Method, uri: &str, body: Option<Value>, token: Option<&str>) 
 /// Asserts the JSON error body shape and returns its code.
 fn error_code(answer: &Answer) -> &str {
     let message = answer.body["error"]["message"].as_str();
-    assert!(
-        message.is_some_and(|m| !m.is_empty()),
-        "error body without message: {}",
-        answer.body
-    );
+    assert!(message.is_some_and(|m| !m.is_empty()), "error body without message: {}", answer.body);
     answer.body["error"]["code"].as_str().unwrap()
 }

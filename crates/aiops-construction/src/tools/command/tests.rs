@@ -35,18 +35,8 @@ argv = {argv}
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("marker");
-    let tool = CommandTool::new(command_spec(
-        "touch_marker",
-        r#"["touch", "{file}"]"#,
-        5_000,
-    ))
-    .unwrap();
-    let slow = CommandTool::new(command_spec(
-        "slow",
-        r#"["env", "MARKER={file}", "sleep", "5"]"#,
-        200,
-    ))
-    .unwrap();
+    let tool = CommandTool::new(command_spec("touch_marker", r#"["touch", "{file}"]"#, 5_000)).unwrap();
+    let slow = CommandTool::new(command_spec("slow", r#"["env", "MARKER={file}", "sleep", "5"]"#, 200)).unwrap();
     let counted = file.clone();
     Fixture {
         tool: Arc::new(tool),
@@ -83,8 +73,5 @@ fn new_refuses_another_kind() {
         "test",
     )
     .unwrap();
-    assert!(matches!(
-        CommandTool::new(spec),
-        Err(ConstructionError::InvalidSpec { .. })
-    ));
+    assert!(matches!(CommandTool::new(spec), Err(ConstructionError::InvalidSpec { .. })));
 }

@@ -65,12 +65,7 @@ async fn fixture() -> Fixture {
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let secrets = Secrets::from_iter([("admin_token", "t0ken")]);
-    let tool = HttpTool::new(
-        http_spec("bump", "/bump", 5_000),
-        client.clone(),
-        secrets.clone(),
-    )
-    .unwrap();
+    let tool = HttpTool::new(http_spec("bump", "/bump", 5_000), client.clone(), secrets.clone()).unwrap();
     let slow = HttpTool::new(http_spec("slow", "/slow", 200), client, secrets).unwrap();
     Fixture {
         tool: Arc::new(tool),

@@ -1,0 +1,39 @@
+//! `aiops demo --json` starts the real bookmark manager process and must heal it twice, the
+//! second time from knowledge and faster.
+
+use serde_json::Value;
+
+#[test]
+fn demo_heals_the_bookmark_manager_twice_and_faster_from_knowledge() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_aiops"))
+        .args(["demo", "--json"])
+        .output()
+        .expect("running aiops demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let last = stdout.lines().last().expect("no output");
+    let report: Value = serde_json::from_str(last).expect("last line is JSON");
+    let scenarios = report["scenarios"].as_array().expect("scenarios");
+    assert_eq!(scenarios.len(), 2, "{stdout}");
+    for (idx, scenario) in scenarios.iter().enumerate() {
+        assert_eq!(scenario["fault"], "db_pool_exhausted");
+        assert_eq!(scenario["occurrence"], idx as u64 + 1);
+        assert_eq!(scenario["verified"], true, "{stdout}");
+        assert_eq!(scenario["action"], "reset_db_pool", "{stdout}");
+        for key in ["detected_ms", "diagnosed_ms", "healed_ms"] {
+            assert!(scenario[key].as_i64().is_some(), "{key} missing: {scenario}");
+        }
+        assert!(scenario["detected_ms"].as_i64() <= scenario["diagnosed_ms"].as_i64());
+        assert!(scenario["diagnosed_ms"].as_i64() <= scenario["healed_ms"].as_i64());
+    }
+    // Without history the least invasive plausible fix goes first and fails verification;
+    // the second time knowledge picks the fix that worked, first try.
+    let tools = |s: &Value| {
+        s["attempts"].as_array().unwrap().iter().map(|a| a["tool"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(tools(&scenarios[0]), vec!["clear_cache", "reset_db_pool"], "{stdout}");
+    assert_eq!(tools(&scenarios[1]), vec!["reset_db_pool"], "{stdout}");
+    assert!(scenarios[1]["healed_ms"].as_i64() < scenarios[0]["healed_ms"].as_i64(), "{stdout}");
+    assert_eq!(report["second_faster"], true);
+    assert!(stdout.contains("similar past problems"), "the second diagnosis must cite knowledge:\n{stdout}");
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests of the `aiops` binary: real processes, real HTTP, real files.
+
+mod demo;
+mod serve;

@@ -1,0 +1,134 @@
+//! `aiops serve` as a process: accepted events survive `kill -9`, bad input gets precise
+//! JSON errors.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start(data_dir: &std::path::Path, port: u16) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_aiops"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .env("AIOPS_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting aiops serve");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(response) = http.get(format!("{url}/readyz")).send().await {
+            if response.status().is_success() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "aiops serve did not get ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Server { child, url }
+}
+
+fn event(n: u32) -> Value {
+    json!({
+        "specversion": "1.0", "id": format!("evt-{n}"), "source": "test/e2e", "type": "http.request",
+        "subject": "svc", "data": { "method": "GET", "route": "/x", "status": 200, "duration_ms": 1.5 }
+    })
+}
+
+async fn stored_ids(http: &reqwest::Client, url: &str) -> Vec<String> {
+    let body: Value = http
+        .get(format!("{url}/v1/events?stream=telemetry&order=asc&limit=1000"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["events"].as_array().unwrap().iter().map(|e| e["event"]["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn accepted_events_survive_kill_9_and_duplicates_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let http = reqwest::Client::new();
+    let mut server = start(dir.path(), port).await;
+    let batch: Vec<Value> = (0..200).map(event).collect();
+    let response = http.post(format!("{}/v1/events/batch", server.url)).json(&batch).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    let one = http.post(format!("{}/v1/events", server.url)).json(&event(200)).send().await.unwrap();
+    assert_eq!(one.status(), 202);
+    // SIGKILL: no shutdown hook runs.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = start(dir.path(), port).await;
+    let expected: Vec<String> = (0..=200).map(|n| format!("evt-{n}")).collect();
+    assert_eq!(stored_ids(&http, &server.url).await, expected);
+    let again = http.post(format!("{}/v1/events/batch", server.url)).json(&batch[..10]).send().await.unwrap();
+    assert_eq!(again.status(), 202);
+    assert_eq!(stored_ids(&http, &server.url).await.len(), 201, "a retried batch must not store duplicates");
+}
+
+#[tokio::test]
+async fn bad_input_gets_precise_json_errors_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), free_port()).await;
+    // The server answers an oversized body without reading it and closes the connection, so
+    // connections are not reused across requests here.
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let post = |body: String, content_type: &'static str| {
+        http.post(format!("{}/v1/events/batch", server.url)).header("content-type", content_type).body(body).send()
+    };
+    let cases: Vec<(String, &str, u16, &str)> = vec![
+        ("[{\"id\":".into(), "application/json", 400, "bad_request"),
+        (
+            json!([event(1), {"id": "x", "source": "s", "type": "a.b", "sujbect": "typo"}]).to_string(),
+            "application/json",
+            422,
+            "sujbect",
+        ),
+        (
+            json!([event(1), {"id": "x", "source": "s", "type": "Bad Type"}]).to_string(),
+            "application/json",
+            422,
+            "events[1]",
+        ),
+        (json!([event(1)]).to_string(), "text/plain", 415, "Content-Type"),
+        ("[]".into(), "application/json", 422, "at least one event"),
+        (format!("[{}]", vec![event(1).to_string(); 501].join(",")), "application/json", 413, "at most 500"),
+        (format!("[\"{}\"]", "x".repeat(2 * 1024 * 1024)), "application/json", 413, "too_large"),
+    ];
+    for (body, content_type, status, needle) in cases {
+        let response = post(body, content_type).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "expected {status} for {needle}");
+        let error: Value = response.json().await.unwrap();
+        let text = error.to_string();
+        assert!(error["error"]["code"].is_string() && error["error"]["message"].is_string(), "{text}");
+        assert!(text.contains(needle), "{needle} missing from {text}");
+    }
+    assert!(stored_ids(&http, &server.url).await.is_empty(), "a refused batch must store nothing");
+    let unknown = http.get(format!("{}/v1/nope", server.url)).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let registration = json!({ "name": "svc", "instance_id": "i1", "address": "not a url" });
+    let response = http.post(format!("{}/v1/services", server.url)).json(&registration).send().await.unwrap();
+    assert_eq!(response.status(), 422);
+    assert!(response.text().await.unwrap().contains("address"));
+}
