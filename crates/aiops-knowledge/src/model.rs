@@ -200,7 +200,8 @@ impl Node {
         for (key, json_type) in self.kind.required_keys() {
             let ok = matches!(
                 (object.get(*key), json_type),
-                (Some(serde_json::Value::String(_)), JsonType::String) | (Some(serde_json::Value::Number(_)), JsonType::Number)
+                (Some(serde_json::Value::String(_)), JsonType::String)
+                    | (Some(serde_json::Value::Number(_)), JsonType::Number)
             );
             if !ok {
                 return Err(KnowledgeError::Invalid(format!(

@@ -1,0 +1,100 @@
+//! Diagnosis → healing → learning on a real HTTP service: the safety ladder, verification,
+//! limits, audit, idempotency, and the second diagnosis chosen from knowledge.
+
+use std::sync::atomic::Ordering;
+
+use aiops_agents::{Agent, Diagnostic, DiagnosticConfig, Healing, HealingConfig, Learning};
+use aiops_model::{event_type, ActionOutcome, Envelope, RiskLevel};
+
+use crate::support::{context, control_events, pool_problem, register, target};
+
+fn as_event(event_type: &str, data: impl serde::Serialize) -> Envelope {
+    Envelope::new("test", event_type, serde_json::to_value(data).unwrap()).with_subject("bookmarks")
+}
+
+#[tokio::test]
+async fn ladder_fails_over_to_the_right_fix_and_knowledge_puts_it_first_next_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let service = target().await;
+    register(&ctx, &service, None).await;
+    service.health.store(503, Ordering::SeqCst);
+
+    let diagnostic = Diagnostic::new(DiagnosticConfig::default());
+    let problem = pool_problem();
+    let diagnosis = diagnostic.diagnose(&ctx, &problem).await.unwrap();
+    let plan: Vec<&str> = diagnosis.candidates.iter().map(|c| c.tool.as_str()).collect();
+    assert_eq!(plan, vec!["clear_cache", "reset_db_pool"], "untried: least invasive plausible fix first");
+    assert_eq!(diagnosis.hypotheses[0].title, "Database connection pool exhausted");
+
+    let healing = Healing::new(HealingConfig::default());
+    let event = as_event(event_type::DIAGNOSIS_COMPLETED, &diagnosis);
+    healing.handle(&ctx, &event).await.unwrap();
+    assert_eq!(service.cache_clears.load(Ordering::SeqCst), 1);
+    assert_eq!(service.pool_resets.load(Ordering::SeqCst), 1);
+    let outcomes: Vec<ActionOutcome> =
+        control_events(&ctx, event_type::ACTION_COMPLETED).await.iter().map(|s| s.event.payload().unwrap()).collect();
+    assert_eq!(outcomes.len(), 2);
+    assert!(!outcomes[0].verified && outcomes[0].executed, "{:?}", outcomes[0]);
+    assert!(outcomes[0].message.contains("not healthy within"), "{}", outcomes[0].message);
+    assert!(outcomes[1].verified, "{:?}", outcomes[1]);
+    let resolved = control_events(&ctx, event_type::PROBLEM_RESOLVED).await;
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].event.data["tool"], "reset_db_pool");
+    let audit = ctx.audit.recent(10).await.unwrap();
+    assert_eq!(audit.iter().filter(|e| e.action == "tool.run").count(), 2, "every run is audited");
+
+    // Redelivery of the same diagnosis does nothing more.
+    healing.handle(&ctx, &event).await.unwrap();
+    assert_eq!(service.pool_resets.load(Ordering::SeqCst), 1, "a handled problem must not be healed twice");
+
+    let learning = Learning::new();
+    for stored in control_events(&ctx, event_type::ACTION_COMPLETED).await {
+        learning.handle(&ctx, &stored.event).await.unwrap();
+        learning.handle(&ctx, &stored.event).await.unwrap();
+    }
+    let stats = ctx.knowledge.solution_stats("solution:reset_db_pool").await.unwrap().unwrap();
+    assert_eq!((stats.attempts, stats.successes), (1, 1), "redelivered outcomes must be counted once");
+    let stats = ctx.knowledge.solution_stats("solution:clear_cache").await.unwrap().unwrap();
+    assert_eq!((stats.attempts, stats.successes), (1, 0));
+
+    let again = diagnostic.diagnose(&ctx, &pool_problem()).await.unwrap();
+    assert_eq!(again.similar_problems.len(), 1);
+    assert_eq!(again.similar_problems[0].0, problem.id);
+    let plan: Vec<&str> = again.candidates.iter().map(|c| c.tool.as_str()).collect();
+    assert_eq!(plan, vec!["reset_db_pool", "clear_cache"], "proven fix first, failed fix last");
+    assert!(again.candidates[0].rationale.starts_with("proven"), "{}", again.candidates[0].rationale);
+    assert!(again.candidates[0].expected_success > 0.6);
+}
+
+#[tokio::test]
+async fn risky_fixes_wait_for_a_human_and_the_action_budget_is_never_exceeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let service = target().await;
+    register(&ctx, &service, None).await;
+    service.health.store(503, Ordering::SeqCst);
+    let diagnostic = Diagnostic::new(DiagnosticConfig::default());
+
+    // Only low-risk actions without approval: clear_cache runs, reset_db_pool does not.
+    let cautious = Healing::new(HealingConfig { max_auto_risk: RiskLevel::Low, ..HealingConfig::default() });
+    let diagnosis = diagnostic.diagnose(&ctx, &pool_problem()).await.unwrap();
+    cautious.handle(&ctx, &as_event(event_type::DIAGNOSIS_COMPLETED, &diagnosis)).await.unwrap();
+    assert_eq!(service.pool_resets.load(Ordering::SeqCst), 0);
+    let escalated = control_events(&ctx, event_type::PROBLEM_ESCALATED).await;
+    assert_eq!(escalated.len(), 1);
+    let reason = escalated[0].event.data["reason"].as_str().unwrap();
+    assert!(reason.contains("reset_db_pool: medium risk needs a human's approval"), "{reason}");
+
+    // One action per window: the second problem's first try is refused, then escalated.
+    let frugal = Healing::new(HealingConfig { max_actions_per_service: 1, ..HealingConfig::default() });
+    let first = diagnostic.diagnose(&ctx, &pool_problem()).await.unwrap();
+    frugal.handle(&ctx, &as_event(event_type::DIAGNOSIS_COMPLETED, &first)).await.unwrap();
+    let clears_before = service.cache_clears.load(Ordering::SeqCst);
+    let second = diagnostic.diagnose(&ctx, &pool_problem()).await.unwrap();
+    frugal.handle(&ctx, &as_event(event_type::DIAGNOSIS_COMPLETED, &second)).await.unwrap();
+    assert_eq!(service.cache_clears.load(Ordering::SeqCst), clears_before, "budget exceeded");
+    let escalated = control_events(&ctx, event_type::PROBLEM_ESCALATED).await;
+    let last = escalated.last().unwrap().event.data["reason"].as_str().unwrap().to_owned();
+    assert!(last.contains("action budget spent"), "{last}");
+}

@@ -1,0 +1,6 @@
+//! Agents against real embedded backends and a real HTTP target service.
+
+mod coordinator;
+mod healing;
+mod monitor;
+mod support;

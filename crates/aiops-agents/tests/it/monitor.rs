@@ -1,0 +1,111 @@
+//! The Monitor turns requests, errors and health checks into one problem per incident.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use aiops_agents::{Agent, Monitor, MonitorConfig};
+use aiops_model::{event_type, Envelope, Problem, ProblemKind, ProblemResolved, RequestRecord, ServiceError};
+use chrono::{DateTime, Utc};
+
+use crate::support::{context, control_events, register, target};
+
+fn request(status: u16, at: DateTime<Utc>) -> Envelope {
+    let record = RequestRecord {
+        method: "GET".into(),
+        route: "/api/bookmarks".into(),
+        status,
+        duration_ms: 3.0,
+        trace_id: None,
+    };
+    let mut event = Envelope::new("bookmarks/1", event_type::HTTP_REQUEST, serde_json::to_value(record).unwrap())
+        .with_subject("bookmarks");
+    event.time = at;
+    event
+}
+
+#[tokio::test]
+async fn error_burst_is_one_problem_with_evidence_and_stragglers_do_not_reopen_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let monitor = Monitor::new(MonitorConfig::default());
+    let start = Utc::now();
+    let ms = |n: i64| start + chrono::Duration::milliseconds(n);
+    for n in 0..30 {
+        monitor.handle(&ctx, &request(200, ms(n * 10))).await.unwrap();
+    }
+    let error = ServiceError {
+        kind: "database".into(),
+        message: "pool timed out while waiting for an open connection".into(),
+        route: None,
+    };
+    for n in 30..80 {
+        let mut report = Envelope::new("bookmarks/1", event_type::SERVICE_ERROR, serde_json::to_value(&error).unwrap())
+            .with_subject("bookmarks");
+        report.time = ms(n * 10);
+        monitor.handle(&ctx, &report).await.unwrap();
+        monitor.handle(&ctx, &request(503, ms(n * 10))).await.unwrap();
+    }
+    let problems = control_events(&ctx, event_type::PROBLEM_DETECTED).await;
+    assert_eq!(problems.len(), 1, "one incident, one problem");
+    let problem: Problem = problems[0].event.payload().unwrap();
+    assert_eq!(problem.kind, ProblemKind::HttpErrorRatio);
+    assert!(problem.evidence[0].starts_with("database: pool timed out"), "{:?}", problem.evidence);
+    assert!(problem.metrics["error_ratio"] >= 0.2);
+
+    // Healed: reports from before the heal that arrive late must not reopen it.
+    let resolved = ProblemResolved {
+        problem_id: problem.id.clone(),
+        service: "bookmarks".into(),
+        action_id: "a".into(),
+        tool: "reset_db_pool".into(),
+        time_to_recover_ms: 1,
+    };
+    let mut resolved_event =
+        Envelope::new("aiops/healing", event_type::PROBLEM_RESOLVED, serde_json::to_value(resolved).unwrap());
+    resolved_event.time = ms(900);
+    monitor.handle(&ctx, &resolved_event).await.unwrap();
+    for n in 0..40 {
+        monitor.handle(&ctx, &request(503, ms(800 + n))).await.unwrap();
+    }
+    assert_eq!(control_events(&ctx, event_type::PROBLEM_DETECTED).await.len(), 1, "stragglers reopened the problem");
+    // A new burst after the heal is a new problem.
+    for n in 0..40 {
+        monitor.handle(&ctx, &request(503, ms(1000 + n * 10))).await.unwrap();
+    }
+    assert_eq!(control_events(&ctx, event_type::PROBLEM_DETECTED).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_silent_service_is_down_and_a_failing_check_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let service = target().await;
+    register(&ctx, &service, Some(1)).await;
+    let monitor = Monitor::new(MonitorConfig::default());
+    monitor.tick(&ctx).await.unwrap();
+    let changes = control_events(&ctx, event_type::SERVICE_HEALTH_CHANGED).await;
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].event.data["to"], "passing");
+
+    // No heartbeat for longer than the 1 s TTL: the process is presumed dead.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    monitor.tick(&ctx).await.unwrap();
+    let problems = control_events(&ctx, event_type::PROBLEM_DETECTED).await;
+    assert_eq!(problems.len(), 1);
+    let problem: Problem = problems[0].event.payload().unwrap();
+    assert_eq!(problem.kind, ProblemKind::ServiceDown);
+    assert!(problem.evidence[0].contains("no heartbeat"), "{:?}", problem.evidence);
+
+    // A different service-level failure while that problem is open is the same incident.
+    ctx.registry.heartbeat("bookmarks-1").await.unwrap();
+    service.health.store(503, Ordering::SeqCst);
+    for _ in 0..3 {
+        monitor.tick(&ctx).await.unwrap();
+    }
+    // Still critical (now for the check, not the heartbeat): no new change, no new problem.
+    let instance = ctx.registry.instance("bookmarks-1").await.unwrap().unwrap();
+    assert_eq!(instance.status, aiops_model::HealthStatus::Critical);
+    assert!(instance.status_reason.contains("503"), "{}", instance.status_reason);
+    assert_eq!(control_events(&ctx, event_type::SERVICE_HEALTH_CHANGED).await.len(), 2);
+    assert_eq!(control_events(&ctx, event_type::PROBLEM_DETECTED).await.len(), 1);
+}
