@@ -132,3 +132,29 @@ async fn bad_input_gets_precise_json_errors_and_stores_nothing() {
     assert_eq!(response.status(), 422);
     assert!(response.text().await.unwrap().contains("address"));
 }
+
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly_and_metrics_are_exposed() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let http = reqwest::Client::new();
+    let mut server = start(dir.path(), port).await;
+    let batch: Vec<Value> = (0..20).map(event).collect();
+    assert_eq!(http.post(format!("{}/v1/events/batch", server.url)).json(&batch).send().await.unwrap().status(), 202);
+    let metrics = http.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("aiops_events_ingested_total 20"), "{metrics}");
+    assert!(metrics.contains("aiops_http_requests_total"), "{metrics}");
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "aiops serve did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    let server = start(dir.path(), port).await;
+    assert_eq!(stored_ids(&http, &server.url).await.len(), 20);
+}
