@@ -38,6 +38,8 @@ const NAME: &str = "healing";
 const REMEMBERED_PROBLEMS: usize = 1024;
 /// How far back the control stream is searched for an earlier end of a problem.
 const HISTORY_LOOKBACK: usize = 2000;
+/// Audit entries read at start to restore the action budget.
+const AUDIT_LOOKBACK: usize = 5000;
 
 /// The Healing agent.
 #[derive(Debug)]
@@ -48,6 +50,8 @@ pub struct Healing {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Whether `actions` was filled from the audit log, so the budget outlives a restart.
+    seeded: bool,
     handled: HashSet<String>,
     handled_order: VecDeque<String>,
     actions: HashMap<String, VecDeque<Instant>>,
@@ -76,6 +80,29 @@ impl Healing {
             }
         }
         true
+    }
+
+    /// Fills the per-service action history from the audit log once, so that a restarted core
+    /// (or one in a crash loop) cannot exceed the budget the previous run had spent.
+    async fn seed_budget(&self, ctx: &AgentContext) -> AgentResult<()> {
+        if self.lock().seeded {
+            return Ok(());
+        }
+        let window = chrono::Duration::seconds(self.config.window_secs as i64);
+        let now_utc = Utc::now();
+        let now = Instant::now();
+        let entries = ctx.audit.recent(AUDIT_LOOKBACK).await?;
+        let mut state = self.lock();
+        if state.seeded {
+            return Ok(());
+        }
+        for entry in entries.iter().rev().filter(|e| e.action == "tool.run" && now_utc - e.at < window) {
+            let age = (now_utc - entry.at).to_std().unwrap_or_default();
+            let at = now.checked_sub(age).unwrap_or(now);
+            state.actions.entry(entry.subject.clone()).or_default().push_back(at);
+        }
+        state.seeded = true;
+        Ok(())
     }
 
     /// Takes one action slot for `service`; false when its budget is spent.
@@ -301,6 +328,7 @@ impl Agent for Healing {
             .registry
             .instances(&ServiceQuery { name: Some(problem.service.clone()), ..ServiceQuery::default() })
             .await?;
+        self.seed_budget(ctx).await?;
         let Some(instance) = instances.first() else {
             return self
                 .escalate(

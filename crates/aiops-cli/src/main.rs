@@ -45,6 +45,20 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Remediation tools of a running core.
+    Tools {
+        #[command(subcommand)]
+        command: ToolsCommand,
+    },
+    /// Lists the latest problems of a running core with their status.
+    Problems {
+        /// Base URL of the core.
+        #[arg(long, default_value = DEFAULT_URL)]
+        url: String,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// The bookmark manager the demo heals, as its own process.
     Bookmarks {
         #[command(subcommand)]
@@ -63,6 +77,20 @@ enum ConfigCommand {
         config: Option<PathBuf>,
     },
 }
+
+#[derive(Debug, Subcommand)]
+enum ToolsCommand {
+    /// Proposes a tool spec (TOML) to a running core and prints the Builder agent's verdict.
+    Propose {
+        /// The spec file.
+        file: PathBuf,
+        /// Base URL of the core.
+        #[arg(long, default_value = DEFAULT_URL)]
+        url: String,
+    },
+}
+
+const DEFAULT_URL: &str = "http://127.0.0.1:7070";
 
 #[derive(Debug, Subcommand)]
 enum BookmarksCommand {
@@ -97,6 +125,10 @@ fn main() -> ExitCode {
             }
             Command::Config { command: ConfigCommand::Default } => commands::config::print_default(),
             Command::Config { command: ConfigCommand::Check { config } } => commands::config::check(config),
+            Command::Tools { command: ToolsCommand::Propose { file, url } } => {
+                commands::remote::propose_tool(&url, &file).await
+            }
+            Command::Problems { url, limit } => commands::remote::problems(&url, limit).await,
             Command::Bookmarks { command: BookmarksCommand::Serve(args) } => {
                 init_logs("info");
                 bookmarks::run_cli(args).await.map(|()| true)

@@ -87,14 +87,26 @@ async fn risky_fixes_wait_for_a_human_and_the_action_budget_is_never_exceeded() 
     assert!(reason.contains("reset_db_pool: medium risk needs a human's approval"), "{reason}");
 
     // One action per window: the second problem's first try is refused, then escalated.
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let service = target().await;
+    register(&ctx, &service, None).await;
+    service.health.store(503, Ordering::SeqCst);
     let frugal = Healing::new(HealingConfig { max_actions_per_service: 1, ..HealingConfig::default() });
     let first = diagnostic.diagnose(&ctx, &pool_problem()).await.unwrap();
     frugal.handle(&ctx, &as_event(event_type::DIAGNOSIS_COMPLETED, &first)).await.unwrap();
     let clears_before = service.cache_clears.load(Ordering::SeqCst);
+    assert_eq!(clears_before, 1);
     let second = diagnostic.diagnose(&ctx, &pool_problem()).await.unwrap();
     frugal.handle(&ctx, &as_event(event_type::DIAGNOSIS_COMPLETED, &second)).await.unwrap();
     assert_eq!(service.cache_clears.load(Ordering::SeqCst), clears_before, "budget exceeded");
     let escalated = control_events(&ctx, event_type::PROBLEM_ESCALATED).await;
     let last = escalated.last().unwrap().event.data["reason"].as_str().unwrap().to_owned();
     assert!(last.contains("action budget spent"), "{last}");
+
+    // A restarted healer (new state) still sees the actions of the last window in the audit log.
+    let restarted = Healing::new(HealingConfig { max_actions_per_service: 1, ..HealingConfig::default() });
+    let third = diagnostic.diagnose(&ctx, &pool_problem()).await.unwrap();
+    restarted.handle(&ctx, &as_event(event_type::DIAGNOSIS_COMPLETED, &third)).await.unwrap();
+    assert_eq!(service.cache_clears.load(Ordering::SeqCst), clears_before, "the budget must outlive a restart");
 }

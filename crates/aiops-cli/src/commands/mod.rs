@@ -3,4 +3,5 @@
 
 pub(crate) mod config;
 pub(crate) mod demo;
+pub(crate) mod remote;
 pub(crate) mod serve;

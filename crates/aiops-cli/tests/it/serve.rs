@@ -158,3 +158,36 @@ async fn sigterm_shuts_down_cleanly_and_metrics_are_exposed() {
     let server = start(dir.path(), port).await;
     assert_eq!(stored_ids(&http, &server.url).await.len(), 20);
 }
+
+#[tokio::test]
+async fn a_proposed_tool_is_registered_or_rejected_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), free_port()).await;
+    let spec = dir.path().join("restart.toml");
+    std::fs::write(
+        &spec,
+        "name = \"restart_worker\"\nversion = 1\ndescription = \"Restarts the worker\"\nrisk = \"high\"\n\n[kind]\ntype = \"command\"\nargv = [\"systemctl\", \"restart\", \"worker\"]\n",
+    )
+    .unwrap();
+    let run = |file: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_aiops"))
+            .args(["tools", "propose", "--url", &server.url])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let output = run(&spec);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "registered restart_worker version 1");
+    let tools: Value = reqwest::get(format!("{}/v1/tools", server.url)).await.unwrap().json().await.unwrap();
+    assert!(tools["tools"].as_array().unwrap().iter().any(|t| t["name"] == "restart_worker"));
+
+    std::fs::write(&spec, "name = \"bad\"\nversion = 1\ndescription = \"x\"\nrisk = \"low\"\n\n[kind]\ntype = \"command\"\nargv = [\"bash\", \"-c\", \"echo hi\"]\n").unwrap();
+    let output = run(&spec);
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with("rejected: ") && stdout.contains("restart.toml:") && stdout.contains("shell"),
+        "{stdout}"
+    );
+}
