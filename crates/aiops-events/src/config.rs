@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EmbeddedEventBus, EventBus, EventsResult};
+use crate::{EmbeddedEventBus, EventBus, EventsResult, RedisConfig, RedisEventBus};
 
 /// The variant picks the engine; nothing else in the program changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,6 +13,8 @@ use crate::{EmbeddedEventBus, EventBus, EventsResult};
 pub enum EventsConfig {
     /// Durable log files in the data directory (default).
     Embedded(EmbeddedConfig),
+    /// Redis Streams, shared by several instances.
+    Redis(RedisConfig),
 }
 
 impl Default for EventsConfig {
@@ -57,6 +59,7 @@ impl EventsConfig {
                 let dir = cfg.dir.clone().unwrap_or_else(|| data_dir.join("events"));
                 Arc::new(EmbeddedEventBus::open(&dir, cfg.clone()).await?)
             }
+            Self::Redis(cfg) => Arc::new(RedisEventBus::connect(cfg).await?),
         })
     }
 }

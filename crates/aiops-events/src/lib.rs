@@ -7,6 +7,7 @@
 //! Backends:
 //! - [`EmbeddedEventBus`] (default): an append-only, checksummed log file per stream under the
 //!   data directory, fsynced before a publish returns.
+//! - [`RedisEventBus`]: Redis Streams with Redis consumer groups, for several instances.
 //!
 //! The [`conformance`] suite states what every backend must do; each backend runs it.
 
@@ -14,6 +15,7 @@ mod bus;
 mod config;
 mod embedded;
 mod error;
+mod redis;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -22,6 +24,7 @@ pub use bus::{Delivery, EventBus, EventBusExt, Offset, ReadQuery, StartFrom, Sto
 pub use config::{EmbeddedConfig, EventsConfig};
 pub use embedded::EmbeddedEventBus;
 pub use error::{EventsError, EventsResult};
+pub use redis::{RedisConfig, RedisEventBus};
 
 /// Event type of the entries the mesh writes to a dead-letter stream.
 pub const DEAD_LETTER_TYPE: &str = "event.dead_lettered";

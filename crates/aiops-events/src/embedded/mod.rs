@@ -278,23 +278,7 @@ impl EmbeddedEventBus {
         let dead_stream = stream.dead_letter();
         let envelopes: Vec<Envelope> = letters
             .into_iter()
-            .map(|(offset, event, attempts)| {
-                let mut letter = Envelope::new(
-                    "aiops/events",
-                    crate::DEAD_LETTER_TYPE,
-                    serde_json::json!({
-                        "stream": stream.as_str(),
-                        "group": group,
-                        "offset": offset,
-                        "attempts": attempts,
-                        "reason": format!("not acknowledged after {attempts} deliveries"),
-                        "event": event,
-                    }),
-                );
-                letter.id = format!("{group}/{offset}");
-                letter.subject = event.subject.clone();
-                letter
-            })
+            .map(|(offset, event, attempts)| dead_letter_envelope(stream, group, offset, event, attempts))
             .collect();
         let (_, highest, file) = self.append(streams, &dead_stream, &envelopes)?;
         file.sync_data().map_err(io_err)?;
@@ -370,6 +354,36 @@ impl EmbeddedEventBus {
         self.dead_letter(&mut streams, &sub.stream, &sub.group, dead)?;
         Ok((deliveries, next_expiry))
     }
+}
+
+/// The entry written to a dead-letter stream: the event, where it came from, and why.
+pub(crate) fn dead_letter_envelope(
+    stream: &StreamName,
+    group: &str,
+    offset: Offset,
+    event: Envelope,
+    attempts: u32,
+) -> Envelope {
+    let mut letter = Envelope::new(
+        "aiops/events",
+        crate::DEAD_LETTER_TYPE,
+        serde_json::json!({
+            "stream": stream.as_str(),
+            "group": group,
+            "offset": offset,
+            "attempts": attempts,
+            "reason": format!("not acknowledged after {attempts} deliveries"),
+            "event": event,
+        }),
+    );
+    // One letter per (group, offset): dead-lettering again after a crash stores nothing new.
+    letter.id = format!("{group}/{offset}");
+    letter.subject = event_subject(&letter);
+    letter
+}
+
+fn event_subject(letter: &Envelope) -> Option<String> {
+    letter.data["event"]["subject"].as_str().map(str::to_owned)
 }
 
 fn open_stream<'a>(
