@@ -93,6 +93,9 @@ end
 return out
 "#;
 
+/// Stream, group and consumer of a subscription.
+type SubscriptionKey = (String, String, String);
+
 /// The event mesh on Redis Streams.
 #[derive(Clone)]
 pub struct RedisEventBus {
@@ -101,7 +104,7 @@ pub struct RedisEventBus {
     config: RedisConfig,
     publish: Arc<redis::Script>,
     /// One connection per subscription for blocking reads.
-    blocking: Arc<Mutex<HashMap<(String, String, String), MultiplexedConnection>>>,
+    blocking: Arc<Mutex<HashMap<SubscriptionKey, MultiplexedConnection>>>,
 }
 
 impl std::fmt::Debug for RedisEventBus {
