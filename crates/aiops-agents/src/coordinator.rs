@@ -122,6 +122,10 @@ async fn consume(
         };
         let mut done = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
+            // At shutdown, leave the rest of the batch pending for the next start.
+            if shutdown.is_cancelled() {
+                break;
+            }
             if handle_one(&agent, &ctx, &sub, &delivery).await {
                 done.push(delivery.offset);
             }

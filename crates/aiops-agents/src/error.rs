@@ -18,16 +18,16 @@ pub enum AgentError {
         reason: String,
     },
     /// The event mesh failed; retry.
-    #[error("event mesh")]
+    #[error("event mesh: {0}")]
     Events(#[from] aiops_events::EventsError),
     /// The knowledge graph failed; retry.
-    #[error("knowledge graph")]
+    #[error("knowledge graph: {0}")]
     Knowledge(#[from] aiops_knowledge::KnowledgeError),
     /// The registry failed; retry.
-    #[error("registry")]
+    #[error("registry: {0}")]
     Registry(#[from] aiops_registry::RegistryError),
     /// The AI layer failed; retry.
-    #[error("ai")]
+    #[error("ai: {0}")]
     Ai(#[from] aiops_ai::AiError),
 }
 

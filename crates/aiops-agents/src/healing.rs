@@ -22,7 +22,7 @@ use aiops_construction::{RunMode, ToolTarget};
 use aiops_events::ReadQuery;
 use aiops_knowledge::AuditEntry;
 use aiops_model::{
-    event_type, ActionOutcome, ActionStarted, CandidateAction, Diagnosis, Envelope, Escalation, Problem,
+    event_type, ActionOutcome, ActionStarted, CandidateAction, Diagnosis, Envelope, Escalation, Problem, ProblemKind,
     ProblemResolved, Severity,
 };
 use aiops_registry::{ServiceInstance, ServiceQuery};
@@ -38,8 +38,12 @@ const NAME: &str = "healing";
 const REMEMBERED_PROBLEMS: usize = 1024;
 /// How far back the control stream is searched for an earlier end of a problem.
 const HISTORY_LOOKBACK: usize = 2000;
-/// Audit entries read at start to restore the action budget.
+/// Audit entries read to restore the action budget and a problem's earlier attempts.
 const AUDIT_LOOKBACK: usize = 5000;
+/// A diagnosis older than this is not acted on (it was replayed, or waited out an outage).
+const STALE_DIAGNOSIS: chrono::Duration = chrono::Duration::minutes(10);
+/// Requests after a fix needed to judge an error-ratio problem healed.
+const MIN_VERIFY_REQUESTS: usize = 10;
 
 /// The Healing agent.
 #[derive(Debug)]
@@ -96,7 +100,7 @@ impl Healing {
         if state.seeded {
             return Ok(());
         }
-        for entry in entries.iter().rev().filter(|e| e.action == "tool.run" && now_utc - e.at < window) {
+        for entry in entries.iter().rev().filter(|e| e.action == "tool.start" && now_utc - e.at < window) {
             let age = (now_utc - entry.at).to_std().unwrap_or_default();
             let at = now.checked_sub(age).unwrap_or(now);
             state.actions.entry(entry.subject.clone()).or_default().push_back(at);
@@ -132,10 +136,13 @@ impl Healing {
         Ok(ended.iter().any(|stored| stored.event.data["problem_id"] == problem_id))
     }
 
-    /// Probes the instance's health URL until enough probes in a row pass, or the deadline.
+    /// Verifies a fix: the instance's health URL must pass enough probes in a row, and then,
+    /// for an error-ratio problem, the requests the service reports after that must be
+    /// mostly good again. Both within the candidate's deadline.
     async fn verify(
         &self,
         ctx: &AgentContext,
+        problem: &Problem,
         instance: &ServiceInstance,
         candidate: &CandidateAction,
     ) -> (bool, String) {
@@ -148,6 +155,7 @@ impl Healing {
         let need = candidate.verify_consecutive_ok.max(1);
         let mut streak = 0;
         let mut last_failure = String::from("no probe answered");
+        let mut healthy = false;
         while Instant::now() < deadline {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let probe = ctx.http.get(url).timeout(remaining.min(Duration::from_secs(2))).send().await;
@@ -155,8 +163,8 @@ impl Healing {
                 Ok(response) if response.status().is_success() => {
                     streak += 1;
                     if streak >= need {
-                        let took = started.elapsed().as_millis();
-                        return (true, format!("{need} health probes in a row passed within {took}ms"));
+                        healthy = true;
+                        break;
                     }
                 }
                 Ok(response) => {
@@ -170,7 +178,59 @@ impl Healing {
             }
             tokio::time::sleep(interval.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
-        (false, format!("not healthy within {}ms; last probe: {last_failure}", candidate.verify_within_ms))
+        if !healthy {
+            return (false, format!("not healthy within {}ms; last probe: {last_failure}", candidate.verify_within_ms));
+        }
+        let health_ms = started.elapsed().as_millis();
+        let health = format!("{need} health probes in a row passed within {health_ms}ms");
+        if problem.kind != ProblemKind::HttpErrorRatio {
+            return (true, health);
+        }
+        match self.error_ratio_since(ctx, problem, Utc::now(), deadline, interval).await {
+            Ok(Some((errors, total))) if errors * 10 <= total => {
+                (true, format!("{health}; then {errors} of {total} requests failed"))
+            }
+            Ok(Some((errors, total))) => {
+                (false, format!("{health}, but {errors} of {total} requests since still failed"))
+            }
+            Ok(None) => (true, format!("{health}; too little traffic since to check the error ratio")),
+            Err(err) => (false, format!("{health}, but the error ratio could not be read: {err}")),
+        }
+    }
+
+    /// (5xx count, request count) of the service's requests after `since`, once at least
+    /// `MIN_VERIFY_REQUESTS` arrived; `None` if too few arrived by the deadline.
+    async fn error_ratio_since(
+        &self,
+        ctx: &AgentContext,
+        problem: &Problem,
+        since: chrono::DateTime<Utc>,
+        deadline: Instant,
+        interval: Duration,
+    ) -> AgentResult<Option<(usize, usize)>> {
+        let query = ReadQuery {
+            types: vec![event_type::HTTP_REQUEST.into()],
+            subject: Some(problem.service.clone()),
+            newest_first: true,
+            limit: 500,
+            ..ReadQuery::default()
+        };
+        loop {
+            let recent = ctx.bus.read(&ctx.streams.telemetry, &query).await?;
+            let statuses: Vec<u64> = recent
+                .iter()
+                .filter(|stored| stored.event.time >= since)
+                .filter_map(|stored| stored.event.data["status"].as_u64())
+                .collect();
+            if statuses.len() >= MIN_VERIFY_REQUESTS {
+                let errors = statuses.iter().filter(|s| **s >= 500).count();
+                return Ok(Some((errors, statuses.len())));
+            }
+            if Instant::now() + interval >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(interval).await;
+        }
     }
 
     async fn audit(
@@ -235,6 +295,19 @@ impl Healing {
         };
         ctx.emit(NAME, event_type::ACTION_STARTED, &problem.service, None, &started_event).await?;
         let mode = if self.config.dry_run { RunMode::DryRun } else { RunMode::Execute };
+        // Written before the tool runs, so that even a crash mid-run leaves the action on
+        // record (and counted against the budget and the problem's attempts).
+        self.audit(
+            ctx,
+            "tool.start",
+            &problem.service,
+            serde_json::json!({
+                "action_id": action_id, "problem_id": problem.id, "solution_id": candidate.solution_id,
+                "tool": candidate.tool, "params": candidate.params, "instance_id": reg.instance_id,
+                "mode": format!("{mode:?}"),
+            }),
+        )
+        .await?;
         let started = Instant::now();
         let tool = ctx.tools.get(&candidate.tool);
         let run = match &tool {
@@ -259,7 +332,7 @@ impl Healing {
         )
         .await?;
         let (verified, verify_message) = if executed && mode == RunMode::Execute {
-            self.verify(ctx, instance, candidate).await
+            self.verify(ctx, problem, instance, candidate).await
         } else if mode == RunMode::DryRun {
             (false, "dry run: nothing changed, nothing to verify".to_owned())
         } else {
@@ -305,52 +378,72 @@ impl Healing {
             message,
         })
     }
-}
-
-#[async_trait]
-impl Agent for Healing {
-    fn name(&self) -> &'static str {
-        NAME
+    fn unclaim(&self, problem_id: &str) {
+        let mut state = self.lock();
+        state.handled.remove(problem_id);
+        state.handled_order.retain(|id| id != problem_id);
     }
 
-    fn control_types(&self) -> Vec<String> {
-        vec![event_type::DIAGNOSIS_COMPLETED.into()]
+    /// Solutions already run on this problem, from the audit log: a redelivered diagnosis
+    /// (after a crash mid-heal) neither repeats them nor exceeds `max_attempts_per_problem`.
+    async fn earlier_attempts(&self, ctx: &AgentContext, problem_id: &str) -> AgentResult<Vec<String>> {
+        let entries = ctx.audit.recent(AUDIT_LOOKBACK).await?;
+        Ok(entries
+            .iter()
+            .filter(|e| e.action == "tool.start" && e.detail["problem_id"] == problem_id)
+            .filter_map(|e| e.detail["solution_id"].as_str().map(str::to_owned))
+            .collect())
     }
 
-    async fn handle(&self, ctx: &AgentContext, event: &Envelope) -> AgentResult<()> {
-        let diagnosis: Diagnosis = payload(event)?;
-        let problem = &diagnosis.problem;
-        if self.already_ended(ctx, &problem.id).await? || !self.claim(&problem.id) {
-            tracing::debug!(problem = %problem.id, "Problem already handled; skipping.");
-            return Ok(());
+    /// The instance to act on: the one the problem names, else the one heard from last.
+    fn pick_instance<'a>(problem: &Problem, instances: &'a [ServiceInstance]) -> Option<&'a ServiceInstance> {
+        if let Some(id) = &problem.instance_id {
+            if let Some(instance) = instances.iter().find(|i| &i.registration.instance_id == id) {
+                return Some(instance);
+            }
         }
+        instances.iter().max_by_key(|i| i.last_heartbeat)
+    }
+
+    async fn heal(&self, ctx: &AgentContext, diagnosis: &Diagnosis) -> AgentResult<()> {
+        let problem = &diagnosis.problem;
+        let age = Utc::now() - diagnosis.diagnosed_at;
+        if age > STALE_DIAGNOSIS {
+            let reason = format!(
+                "the diagnosis is {}s old (replayed or delayed); not acting on stale information",
+                age.num_seconds()
+            );
+            return self.escalate(ctx, problem, reason).await;
+        }
+        self.seed_budget(ctx).await?;
         let instances = ctx
             .registry
             .instances(&ServiceQuery { name: Some(problem.service.clone()), ..ServiceQuery::default() })
             .await?;
-        self.seed_budget(ctx).await?;
-        let Some(instance) = instances.first() else {
-            return self
-                .escalate(
-                    ctx,
-                    problem,
-                    format!("service {} is not registered, so no tool can reach it", problem.service),
-                )
-                .await;
+        let Some(instance) = Self::pick_instance(problem, &instances) else {
+            let reason = format!("service {} is not registered, so no tool can reach it", problem.service);
+            return self.escalate(ctx, problem, reason).await;
         };
+        let tried = self.earlier_attempts(ctx, &problem.id).await?;
         let mut notes = Vec::new();
-        let mut attempt = 0;
+        let mut attempt = tried.len() as u32;
         for candidate in &diagnosis.candidates {
             if attempt >= self.config.max_attempts_per_problem {
                 notes.push(format!("stopped after {attempt} attempts (max_attempts_per_problem)"));
                 break;
             }
-            if ctx.tools.get(&candidate.tool).is_none() {
-                notes.push(format!("{}: tool not in the catalog", candidate.tool));
+            if tried.contains(&candidate.solution_id) {
+                notes.push(format!("{}: already tried on this problem", candidate.tool));
                 continue;
             }
-            if candidate.risk > self.config.max_auto_risk {
-                notes.push(format!("{}: {} risk needs a human's approval", candidate.tool, candidate.risk.as_str()));
+            let Some(tool) = ctx.tools.get(&candidate.tool) else {
+                notes.push(format!("{}: tool not in the catalog", candidate.tool));
+                continue;
+            };
+            // A pattern may not lower a tool's own risk; the riskier of the two counts.
+            let risk = candidate.risk.max(tool.spec().risk);
+            if risk > self.config.max_auto_risk {
+                notes.push(format!("{}: {} risk needs a human's approval", candidate.tool, risk.as_str()));
                 continue;
             }
             if !self.take_action_slot(&problem.service) {
@@ -386,5 +479,31 @@ impl Agent for Healing {
             notes.push("no known fix for this problem".into());
         }
         self.escalate(ctx, problem, notes.join(" | ")).await
+    }
+}
+
+#[async_trait]
+impl Agent for Healing {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn control_types(&self) -> Vec<String> {
+        vec![event_type::DIAGNOSIS_COMPLETED.into()]
+    }
+
+    async fn handle(&self, ctx: &AgentContext, event: &Envelope) -> AgentResult<()> {
+        let diagnosis: Diagnosis = payload(event)?;
+        let problem_id = diagnosis.problem.id.clone();
+        if self.already_ended(ctx, &problem_id).await? || !self.claim(&problem_id) {
+            tracing::debug!(problem = %problem_id, "Problem already handled; skipping.");
+            return Ok(());
+        }
+        let result = self.heal(ctx, &diagnosis).await;
+        if result.is_err() {
+            // Give the problem back, so that the retry of this event heals it.
+            self.unclaim(&problem_id);
+        }
+        result
     }
 }

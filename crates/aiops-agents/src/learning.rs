@@ -6,8 +6,10 @@
 //! transaction. A verified fix counts as a success; anything else as a failure. It publishes
 //! `knowledge.updated` with the solution's new statistics.
 //!
-//! Idempotency: an outcome is recorded once per action id (a redelivered event finds its
-//! action already recorded as an insight-free marker node and stops).
+//! Idempotency: the knowledge store counts an outcome once per action id, so a redelivered
+//! event changes no statistics (and re-publishes `knowledge.updated`, which is harmless).
+//! An action whose tool never ran (dry run, tool missing) says nothing about the solution and
+//! is not recorded.
 
 use aiops_knowledge::{Node, NodeKind, Outcome};
 use aiops_model::{event_type, ActionOutcome, Envelope};
@@ -42,8 +44,8 @@ impl Agent for Learning {
 
     async fn handle(&self, ctx: &AgentContext, event: &Envelope) -> AgentResult<()> {
         let outcome: ActionOutcome = payload(event)?;
-        let marker_id = format!("outcome:{}", outcome.action_id);
-        if ctx.knowledge.get_node(&marker_id).await?.is_some() {
+        if !outcome.executed {
+            tracing::debug!(action = %outcome.action_id, "The tool did not run; nothing to learn.");
             return Ok(());
         }
         let problem = &outcome.problem;
@@ -80,24 +82,13 @@ impl Agent for Learning {
         let stats = ctx
             .knowledge
             .record_outcome(&Outcome {
+                action_id: outcome.action_id.clone(),
                 problem_id: problem.id.clone(),
                 solution_id: outcome.solution_id.clone(),
                 success: outcome.verified,
                 recover_ms: outcome.verified.then_some(recover_ms),
                 at: event.time,
             })
-            .await?;
-        // Recorded last, so that a crash before it makes the redelivery record the outcome.
-        ctx.knowledge
-            .upsert_node(Node::new(
-                &marker_id,
-                NodeKind::Insight,
-                format!("{} on {}", outcome.tool, problem.service),
-                serde_json::json!({
-                    "text": format!("{} {} problem {}", outcome.tool, if outcome.verified { "healed" } else { "did not heal" }, problem.id),
-                    "action_id": outcome.action_id,
-                }),
-            ))
             .await?;
         tracing::info!(
             solution = %outcome.solution_id,

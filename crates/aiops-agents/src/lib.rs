@@ -27,7 +27,7 @@ mod learning;
 mod monitor;
 
 pub use agent::{Agent, AgentContext, Streams};
-pub use builder::Builder;
+pub use builder::{restore_tools, Builder};
 pub use config::{AgentsConfig, DiagnosticConfig, HealingConfig, MonitorConfig};
 pub use coordinator::Coordinator;
 pub use diagnostic::Diagnostic;

@@ -36,6 +36,8 @@ const EVIDENCE_WINDOW: chrono::Duration = chrono::Duration::seconds(60);
 const MAX_EVIDENCE_LINES: usize = 5;
 /// An open problem nobody resolved or escalated stops blocking new ones after this.
 const STALE_PROBLEM: chrono::Duration = chrono::Duration::minutes(5);
+/// How far ahead of ours a service's clock may be before its event times are capped.
+const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(5);
 
 /// The Monitor agent.
 #[derive(Debug)]
@@ -87,7 +89,13 @@ impl Monitor {
     }
 
     /// Opens a problem for `finding` unless the service has one open or is quiet.
-    fn open_problem(&self, finding: Finding, extra_evidence: Vec<String>, now: DateTime<Utc>) -> Option<Problem> {
+    fn open_problem(
+        &self,
+        finding: Finding,
+        instance_id: Option<String>,
+        extra_evidence: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Option<Problem> {
         let mut state = self.lock();
         if let Some(open) = state.open.get(&finding.service) {
             if now - open.opened < STALE_PROBLEM {
@@ -102,6 +110,7 @@ impl Monitor {
         let problem = Problem {
             id: aiops_model::new_id(),
             service: finding.service.clone(),
+            instance_id,
             kind: finding.kind,
             severity: finding.severity,
             summary: finding.summary,
@@ -117,8 +126,19 @@ impl Monitor {
     async fn publish_problem(&self, ctx: &AgentContext, problem: Problem) -> AgentResult<()> {
         tracing::warn!(service = %problem.service, kind = problem.kind.as_str(), problem = %problem.id, summary = %problem.summary, "Problem detected.");
         metrics::counter!("aiops_monitor_problems_total", "kind" => problem.kind.as_str()).increment(1);
-        let (service, severity) = (problem.service.clone(), problem.severity);
-        ctx.emit(NAME, event_type::PROBLEM_DETECTED, &service, Some(severity), problem).await?;
+        let (service, id, severity) = (problem.service.clone(), problem.id.clone(), problem.severity);
+        if let Err(err) = ctx.emit(NAME, event_type::PROBLEM_DETECTED, &service, Some(severity), problem).await {
+            // Not published: forget it, so that the retry of this event (or the next symptom)
+            // opens it again instead of finding it open already.
+            let mut state = self.lock();
+            if state.open.get(&service).is_some_and(|open| open.id == id) {
+                state.open.remove(&service);
+            }
+            for detector in &mut state.detectors {
+                detector.reset(&service);
+            }
+            return Err(err);
+        }
         Ok(())
     }
 
@@ -182,16 +202,18 @@ impl Agent for Monitor {
             event_type::HTTP_REQUEST => {
                 let record: RequestRecord = payload(event)?;
                 let service = service_of(event);
+                // A clock far ahead on the service's side must not pin the window open.
+                let at = event.time.min(Utc::now() + MAX_CLOCK_SKEW);
                 let findings: Vec<Finding> = {
                     let mut state = self.lock();
                     if state.closed_at.get(&service).is_some_and(|closed| event.time < *closed) {
                         return Ok(());
                     }
-                    let observation = Observation::Request { service, at: event.time, record };
+                    let observation = Observation::Request { service, at, record };
                     state.detectors.iter_mut().filter_map(|d| d.observe(&observation)).collect()
                 };
                 for finding in findings {
-                    if let Some(problem) = self.open_problem(finding, Vec::new(), Utc::now()) {
+                    if let Some(problem) = self.open_problem(finding, None, Vec::new(), Utc::now()) {
                         self.publish_problem(ctx, problem).await?;
                     }
                 }
@@ -263,6 +285,6 @@ impl Monitor {
             metrics: BTreeMap::new(),
             first_seen: now,
         };
-        self.open_problem(finding, vec![change.reason.clone()], now)
+        self.open_problem(finding, Some(change.instance_id.clone()), vec![change.reason.clone()], now)
     }
 }

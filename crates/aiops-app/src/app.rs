@@ -30,6 +30,7 @@ const AGENT_STOP_DEADLINE: Duration = Duration::from_secs(20);
 pub struct App {
     addr: SocketAddr,
     shutdown: CancellationToken,
+    agents_shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     coordinator: JoinHandle<()>,
     bus: Arc<dyn EventBus>,
@@ -135,6 +136,12 @@ impl App {
             let specs = tools.load_dir(dir)?;
             tracing::info!(dir = %dir.display(), tools = specs.len(), "Loaded user tools.");
         }
+        let restored = aiops_agents::restore_tools(knowledge.store.as_ref(), &tools).await.map_err(|err| {
+            AppError::Io { context: "restoring admitted tools".into(), source: std::io::Error::other(err.to_string()) }
+        })?;
+        if restored > 0 {
+            tracing::info!(tools = restored, "Restored tools admitted earlier.");
+        }
         let streams = Streams::default();
         let ctx = AgentContext {
             bus: bus.clone(),
@@ -149,8 +156,11 @@ impl App {
             http,
             instance: format!("aiops-{}", std::process::id()),
         };
+        // Two tokens, so that shutdown stops the server before the agents.
         let shutdown = CancellationToken::new();
-        let coordinator = tokio::spawn(Coordinator::new(ctx, standard_agents(&config.agents)).run(shutdown.clone()));
+        let agents_shutdown = CancellationToken::new();
+        let coordinator =
+            tokio::spawn(Coordinator::new(ctx, standard_agents(&config.agents)).run(agents_shutdown.clone()));
 
         let metrics = metrics_handle();
         let state = ApiState {
@@ -176,7 +186,7 @@ impl App {
             server_shutdown.cancelled().await;
         }));
         tracing::info!(%addr, data_dir = %data_dir.display(), "AI-Ops core started.");
-        Ok(Self { addr, shutdown, server, coordinator, bus, streams, knowledge, registry })
+        Ok(Self { addr, shutdown, agents_shutdown, server, coordinator, bus, streams, knowledge, registry })
     }
 
     /// The bound address.
@@ -209,11 +219,6 @@ impl App {
         self.registry.clone()
     }
 
-    /// A token that is cancelled when shutdown begins.
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
     /// Stops the server, then the agents, then closes the mesh.
     ///
     /// # Errors
@@ -225,6 +230,7 @@ impl App {
             Ok(Err(err)) => tracing::warn!(error = %err, "The HTTP server stopped with an error."),
             Err(err) => tracing::warn!(error = %err, "The HTTP server task failed."),
         }
+        self.agents_shutdown.cancel();
         if tokio::time::timeout(AGENT_STOP_DEADLINE, self.coordinator).await.is_err() {
             tracing::warn!("Agents did not stop in time; their unacknowledged events stay pending.");
         }

@@ -159,8 +159,14 @@ impl Config {
     /// Every semantic problem, each with its key path.
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
-            problems.push(format!("server.listen: {:?} is not an address like 127.0.0.1:7070", self.server.listen));
+        match self.server.listen.parse::<std::net::SocketAddr>() {
+            Err(_) => {
+                problems.push(format!("server.listen: {:?} is not an address like 127.0.0.1:7070", self.server.listen))
+            }
+            Ok(addr) if !addr.ip().is_loopback() && self.server.tokens.is_empty() => problems.push(format!(
+                "server.listen: {addr} is reachable from other machines, so server.tokens must be configured"
+            )),
+            Ok(_) => {}
         }
         if self.server.max_batch == 0 {
             problems.push("server.max_batch: must be at least 1".into());

@@ -13,7 +13,7 @@ pub enum EventsError {
     #[error("over capacity: {0}")]
     Overloaded(String),
     /// The backend cannot be reached or cannot make the event durable right now. Retry with backoff.
-    #[error("{backend} is unavailable")]
+    #[error("{backend} is unavailable: {source}")]
     Unavailable {
         /// Which backend.
         backend: &'static str,

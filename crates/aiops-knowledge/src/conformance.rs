@@ -63,6 +63,9 @@ pub async fn nodes_and_index_survive_reopen(harness: &dyn Harness) {
     let store = harness.open().await;
     let node = store.get_node(&id).await.unwrap().expect("node lost on reopen");
     assert_eq!(node.embedding, Some(unit(3)));
+    let problems = store.nodes(NodeKind::Problem, 10_000).await.unwrap();
+    assert!(problems.iter().any(|n| n.id == id), "nodes() misses a stored node");
+    assert!(problems.iter().all(|n| n.kind == NodeKind::Problem));
     let hits = store
         .similar(&SimilarityQuery { embedding: unit(3), kind: Some(NodeKind::Problem), k: 50, min_score: 0.99 })
         .await
@@ -131,6 +134,7 @@ pub async fn concurrent_outcomes_are_all_counted(harness: &dyn Harness) {
         tasks.push(tokio::spawn(async move {
             store
                 .record_outcome(&Outcome {
+                    action_id: format!("action-{n}"),
                     problem_id: p,
                     solution_id: s,
                     success: n % 4 != 0,
@@ -153,6 +157,28 @@ pub async fn concurrent_outcomes_are_all_counted(harness: &dyn Harness) {
     assert!((edges[0].0.weight - 0.75).abs() < 1e-9);
 }
 
+/// Recording the same action's outcome again changes nothing.
+pub async fn an_outcome_is_counted_once_per_action(harness: &dyn Harness) {
+    let store = harness.open().await;
+    let (p, s) = (uid("op"), uid("os"));
+    store.upsert_node(problem(&p, None)).await.unwrap();
+    store.upsert_node(solution(&s)).await.unwrap();
+    let outcome = Outcome {
+        action_id: uid("a"),
+        problem_id: p.clone(),
+        solution_id: s.clone(),
+        success: true,
+        recover_ms: Some(50),
+        at: Utc::now(),
+    };
+    let first = store.record_outcome(&outcome).await.unwrap();
+    let again = store.record_outcome(&outcome).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(again.attempts, 1);
+    let edges = store.neighbors(&p, Some(Relation::Solves), Direction::Incoming).await.unwrap();
+    assert_eq!(edges[0].0.data["attempts"], 1);
+}
+
 /// Runs the whole suite against a backend.
 #[macro_export]
 macro_rules! knowledge_store_conformance {
@@ -160,7 +186,7 @@ macro_rules! knowledge_store_conformance {
         $crate::knowledge_store_conformance!(@each $harness;
             invalid_node_writes_nothing, nodes_and_index_survive_reopen,
             link_requires_both_nodes_and_upserts, similarity_is_ranked_filtered_and_bounded,
-            concurrent_outcomes_are_all_counted);
+            concurrent_outcomes_are_all_counted, an_outcome_is_counted_once_per_action);
     };
     (@each $harness:expr; $($check:ident),+) => {$(
         #[tokio::test]

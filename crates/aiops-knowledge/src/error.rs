@@ -39,7 +39,7 @@ pub enum KnowledgeError {
         supported: i64,
     },
     /// Worth retrying with backoff: locked database, pool timeout.
-    #[error("{backend} is unavailable")]
+    #[error("{backend} is unavailable: {source}")]
     Unavailable {
         /// Which backend.
         backend: &'static str,
@@ -48,7 +48,7 @@ pub enum KnowledgeError {
         source: BoxError,
     },
     /// Any other engine failure; treat as a bug or corruption.
-    #[error("{backend} failed")]
+    #[error("{backend} failed: {source}")]
     Backend {
         /// Which backend.
         backend: &'static str,

@@ -279,6 +279,8 @@ pub struct ScoredNode {
 /// The result of trying a solution on a problem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
+    /// Id of the action that tried it; an outcome is counted once per action id.
+    pub action_id: String,
     /// Problem node id (must exist).
     pub problem_id: String,
     /// Solution node id (must exist).

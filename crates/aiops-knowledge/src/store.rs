@@ -21,7 +21,8 @@ use crate::{
 ///   `min_score` (`similarity_is_ranked_filtered_and_bounded`).
 /// - `record_outcome` updates the solution's statistics and the solution → problem `solves`
 ///   edge in one transaction; concurrent writers lose no update
-///   (`concurrent_outcomes_are_all_counted`).
+///   (`concurrent_outcomes_are_all_counted`), and recording the same `action_id` again
+///   changes nothing (`an_outcome_is_counted_once_per_action`).
 ///
 /// # Errors
 /// [`crate::KnowledgeError::NotFound`] for missing nodes where one is required,
@@ -50,10 +51,13 @@ pub trait KnowledgeStore: Send + Sync + fmt::Debug + 'static {
     ) -> KnowledgeResult<Vec<(Edge, Node)>>;
     /// Top-k nodes by cosine similarity.
     async fn similar(&self, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>>;
-    /// Records that a solution was tried on a problem; returns the solution's new statistics.
+    /// Records that a solution was tried on a problem; returns the solution's statistics
+    /// (unchanged when this action's outcome was recorded before).
     async fn record_outcome(&self, outcome: &Outcome) -> KnowledgeResult<SolutionStats>;
     /// Statistics of a solution over all problems; `None` if never tried.
     async fn solution_stats(&self, solution_id: &str) -> KnowledgeResult<Option<SolutionStats>>;
+    /// Nodes of one kind, most recently updated first, at most `limit`.
+    async fn nodes(&self, kind: crate::NodeKind, limit: usize) -> KnowledgeResult<Vec<Node>>;
     /// Number of nodes of each kind.
     async fn count_nodes(&self) -> KnowledgeResult<Vec<(crate::NodeKind, u64)>>;
 }

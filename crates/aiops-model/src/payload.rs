@@ -123,6 +123,9 @@ pub struct Problem {
     pub id: String,
     /// The service with the symptom.
     pub service: String,
+    /// The instance with the symptom, when it is known (health checks); healing acts on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
     /// The symptom.
     pub kind: ProblemKind,
     /// How bad.
@@ -359,6 +362,7 @@ mod tests {
         let mut problem = Problem {
             id: "p1".into(),
             service: "bookmarks".into(),
+            instance_id: None,
             kind: ProblemKind::HttpErrorRatio,
             severity: Severity::Error,
             summary: "s".into(),

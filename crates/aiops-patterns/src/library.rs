@@ -316,6 +316,7 @@ mod tests {
         Problem {
             id: "p".into(),
             service: "bookmarks".into(),
+            instance_id: None,
             kind,
             severity: Severity::Error,
             summary: "bookmarks: 40% of 50 requests failed with 5xx".into(),

@@ -123,7 +123,15 @@ impl HealthChecker {
                 }
             };
             if let Some(status) = status {
-                if let Some(mut change) = registry.set_status(id, status, &reason).await? {
+                // One instance's storage error must not lose the changes of the others.
+                let changed = match registry.set_status(id, status, &reason).await {
+                    Ok(changed) => changed,
+                    Err(err) => {
+                        tracing::warn!(instance = %id, error = %err, "Recording a health status failed; the next check retries.");
+                        continue;
+                    }
+                };
+                if let Some(mut change) = changed {
                     change.heartbeat_lost = heartbeat_lost;
                     tracing::info!(service = %change.service, instance = %id, from = change.from.as_str(), to = change.to.as_str(), reason = %change.reason, "Service health changed.");
                     changes.push(change);

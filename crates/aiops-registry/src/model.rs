@@ -45,6 +45,9 @@ fn check_url(field: &str, value: &str) -> RegistryResult<()> {
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(RegistryError::Invalid(format!("{field} {value:?} must be an http(s) URL with a host")));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(RegistryError::Invalid(format!("{field} must not carry credentials")));
+    }
     Ok(())
 }
 

@@ -99,6 +99,7 @@ pub(crate) fn pool_problem() -> Problem {
     Problem {
         id: aiops_model::new_id(),
         service: "bookmarks".into(),
+        instance_id: None,
         kind: ProblemKind::HttpErrorRatio,
         severity: Severity::Error,
         summary: "bookmarks: 40% of 50 requests failed with 5xx in the last 5s".into(),

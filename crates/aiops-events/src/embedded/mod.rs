@@ -312,10 +312,8 @@ impl EmbeddedEventBus {
             }
             let Some(pending) = group.pending.get_mut(&offset) else { continue };
             if pending.attempts >= max_deliveries {
-                let attempts = pending.attempts;
-                group.pending.remove(&offset);
-                group.mark_done(offset);
-                letters.push((offset, attempts));
+                // Stays pending (and so is not lost) until its dead letter is durable below.
+                letters.push((offset, pending.attempts));
                 continue;
             }
             pending.attempts += 1;
@@ -347,11 +345,21 @@ impl EmbeddedEventBus {
             let event = read_event(&log.file, &log.entries[(offset - 1) as usize], offset)?;
             dead.push((offset, event, attempts));
         }
-        let changed = !dead.is_empty();
-        if changed {
+        if dead.is_empty() {
+            return Ok((deliveries, next_expiry));
+        }
+        let dead_offsets: Vec<Offset> = dead.iter().map(|(offset, _, _)| *offset).collect();
+        self.dead_letter(&mut streams, &sub.stream, &sub.group, dead)?;
+        // The letters are durable: only now are the events done for the group.
+        if let Some(log) = streams.get_mut(&sub.stream) {
+            if let Some(group) = log.groups.get_mut(&sub.group) {
+                for offset in dead_offsets {
+                    group.pending.remove(&offset);
+                    group.mark_done(offset);
+                }
+            }
             persist_groups(log)?;
         }
-        self.dead_letter(&mut streams, &sub.stream, &sub.group, dead)?;
         Ok((deliveries, next_expiry))
     }
 }
@@ -574,7 +582,7 @@ impl EventBus for EmbeddedEventBus {
         let Some(log) = open_stream(&self.inner.dir, &mut streams, stream, false)? else {
             return Ok(Vec::new());
         };
-        let first = query.after + 1;
+        let first = query.after.saturating_add(1);
         let last = query.before.map_or(log.visible as Offset, |b| b.saturating_sub(1).min(log.visible as Offset));
         let matches = |offset: Offset| {
             let entry = &log.entries[(offset - 1) as usize];

@@ -407,7 +407,7 @@ impl EventBus for RedisEventBus {
         if query.limit == 0 {
             return Ok(out);
         }
-        let first = query.after + 1;
+        let first = query.after.saturating_add(1);
         let last = match query.before {
             Some(before) if before <= first => return Ok(out),
             Some(before) => before - 1,

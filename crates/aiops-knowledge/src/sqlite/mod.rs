@@ -31,7 +31,8 @@ mod tests;
 const BACKEND: &str = "sqlite";
 
 /// Versioned migrations of the knowledge tables; index + 1 is the version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE kn_nodes (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -71,7 +72,19 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#];
+"#,
+    r#"
+CREATE TABLE kn_outcomes (
+    action_id TEXT PRIMARY KEY,
+    problem_id TEXT NOT NULL,
+    solution_id TEXT NOT NULL,
+    success INTEGER NOT NULL,
+    recover_ms INTEGER,
+    at INTEGER NOT NULL
+);
+CREATE INDEX kn_outcomes_solution ON kn_outcomes(solution_id);
+"#,
+];
 
 /// Opens (creating if needed) the shared SQLite database of the embedded engine.
 ///
@@ -404,6 +417,29 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         let at = millis(outcome.at);
         let _write = self.writes.lock().await;
         let mut tx = self.pool.begin().await.map_err(backend)?;
+        let first_time = sqlx::query(
+            "INSERT OR IGNORE INTO kn_outcomes (action_id, problem_id, solution_id, success, recover_ms, at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&outcome.action_id)
+        .bind(&outcome.problem_id)
+        .bind(&outcome.solution_id)
+        .bind(success)
+        .bind(outcome.recover_ms.map(|ms| ms as i64))
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected()
+            == 1;
+        if !first_time {
+            tx.rollback().await.map_err(backend)?;
+            drop(_write);
+            return self
+                .solution_stats(&outcome.solution_id)
+                .await?
+                .ok_or_else(|| KnowledgeError::NotFound { id: outcome.solution_id.clone() });
+        }
         sqlx::query(
             "INSERT INTO kn_solution_stats (solution_id, attempts, successes, total_recover_ms, last_used) VALUES (?, 1, ?, ?, ?)
              ON CONFLICT(solution_id) DO UPDATE SET attempts = attempts + 1, successes = successes + excluded.successes,
@@ -462,6 +498,16 @@ impl KnowledgeStore for SqliteKnowledgeStore {
                 last_used: Some(from_millis(row.get("last_used"))),
             }
         }))
+    }
+
+    async fn nodes(&self, kind: NodeKind, limit: usize) -> KnowledgeResult<Vec<Node>> {
+        let rows = sqlx::query("SELECT * FROM kn_nodes WHERE kind = ? ORDER BY updated_at DESC, id LIMIT ?")
+            .bind(kind.as_str())
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|row| row_to_node(row, "")).collect()
     }
 
     async fn count_nodes(&self) -> KnowledgeResult<Vec<(NodeKind, u64)>> {

@@ -147,22 +147,26 @@ impl Registry for SqliteRegistry {
         status: HealthStatus,
         reason: &str,
     ) -> RegistryResult<Option<HealthChange>> {
-        let mut tx = self.pool.begin().await?;
         let row = sqlx::query("SELECT name, status FROM reg_instances WHERE instance_id = ?")
             .bind(instance_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| RegistryError::NotFound(instance_id.into()))?;
         let name: String = row.try_get("name")?;
-        let previous = HealthStatus::parse(row.try_get("status")?).unwrap_or(HealthStatus::Critical);
-        sqlx::query("UPDATE reg_instances SET status = ?, status_reason = ? WHERE instance_id = ?")
-            .bind(status.as_str())
-            .bind(reason)
-            .bind(instance_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok((previous != status).then(|| HealthChange {
+        let previous_text: String = row.try_get("status")?;
+        let previous = HealthStatus::parse(&previous_text).unwrap_or(HealthStatus::Critical);
+        // Compare-and-set: of two writers that saw the same old status, one reports the change.
+        let changed =
+            sqlx::query("UPDATE reg_instances SET status = ?, status_reason = ? WHERE instance_id = ? AND status = ?")
+                .bind(status.as_str())
+                .bind(reason)
+                .bind(instance_id)
+                .bind(&previous_text)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                == 1;
+        Ok((changed && previous != status).then(|| HealthChange {
             service: name,
             instance_id: instance_id.into(),
             from: previous,

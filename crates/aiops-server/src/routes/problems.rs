@@ -78,11 +78,13 @@ pub(crate) async fn show(
     let read = ReadQuery {
         types: vec!["problem.*".into(), "diagnosis.*".into(), "action.*".into()],
         limit: STORY_LOOKBACK,
+        newest_first: true,
         ..ReadQuery::default()
     };
     let events = state.bus.read(&state.streams.control, &read).await?;
-    let story: Vec<&StoredEvent> =
+    let mut story: Vec<&StoredEvent> =
         events.iter().filter(|stored| problem_id_of(&stored.event.data) == Some(id.as_str())).collect();
+    story.reverse();
     if story.is_empty() {
         return Err(ApiError::NotFound(format!("problem {id} not found")));
     }
