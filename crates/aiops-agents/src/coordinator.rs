@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiops_events::{Delivery, StartFrom, StreamName, Subscription};
+use aiops_events::{Delivery, StreamName, Subscription};
 use aiops_model::{event_type, Severity};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -100,13 +100,7 @@ async fn consume(
     types: Vec<String>,
     shutdown: CancellationToken,
 ) {
-    let sub = Subscription {
-        stream,
-        group: agent.name().to_owned(),
-        consumer: ctx.instance.clone(),
-        types,
-        start: StartFrom::Earliest,
-    };
+    let sub = Subscription { types, ..Subscription::new(stream, agent.name(), ctx.instance.clone()) };
     while !shutdown.is_cancelled() {
         let deliveries = tokio::select! {
             () = shutdown.cancelled() => return,

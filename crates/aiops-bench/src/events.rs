@@ -77,13 +77,7 @@ async fn publish_rate(bus: Arc<dyn EventBus>, stream: &str, batch: usize) -> any
 /// p50 and p99 milliseconds from publish to delivery at `LATENCY_RATE` events/s.
 async fn latency(bus: Arc<dyn EventBus>, stream: &str) -> anyhow::Result<(f64, f64)> {
     let stream = StreamName::new(stream)?;
-    let sub = Subscription {
-        stream: stream.clone(),
-        group: "bench".into(),
-        consumer: "c1".into(),
-        types: Vec::new(),
-        start: StartFrom::Latest,
-    };
+    let sub = Subscription { start: StartFrom::Latest, ..Subscription::new(stream.clone(), "bench", "c1") };
     bus.receive(&sub, 1, Duration::from_millis(1)).await?;
     let sent: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
     let consumer = {

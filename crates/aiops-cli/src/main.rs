@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: ToolsCommand,
     },
+    /// Events that consumer groups gave up on, in a running core.
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLettersCommand,
+    },
     /// Lists the latest problems of a running core with their status.
     Problems {
         /// Base URL of the core.
@@ -84,6 +89,34 @@ enum ToolsCommand {
     Propose {
         /// The spec file.
         file: PathBuf,
+        /// Base URL of the core.
+        #[arg(long, default_value = DEFAULT_URL)]
+        url: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLettersCommand {
+    /// Lists the dead letters of a stream, newest first.
+    List {
+        /// `control` or `telemetry` (or another stream name).
+        #[arg(long, default_value = "control")]
+        stream: String,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Base URL of the core.
+        #[arg(long, default_value = DEFAULT_URL)]
+        url: String,
+    },
+    /// Publishes dead-lettered events to their stream again (needs the admin scope).
+    Redrive {
+        /// The stream whose dead letters to re-drive.
+        #[arg(long, default_value = "control")]
+        stream: String,
+        /// Offsets in the dead-letter stream, as `list` shows them.
+        #[arg(required = true)]
+        offsets: Vec<u64>,
         /// Base URL of the core.
         #[arg(long, default_value = DEFAULT_URL)]
         url: String,
@@ -127,6 +160,12 @@ fn main() -> ExitCode {
             Command::Config { command: ConfigCommand::Check { config } } => commands::config::check(config),
             Command::Tools { command: ToolsCommand::Propose { file, url } } => {
                 commands::remote::propose_tool(&url, &file).await
+            }
+            Command::DeadLetters { command: DeadLettersCommand::List { stream, limit, url } } => {
+                commands::remote::dead_letters(&url, &stream, limit).await
+            }
+            Command::DeadLetters { command: DeadLettersCommand::Redrive { stream, offsets, url } } => {
+                commands::remote::redrive(&url, &stream, &offsets).await
             }
             Command::Problems { url, limit } => commands::remote::problems(&url, limit).await,
             Command::Bookmarks { command: BookmarksCommand::Serve(args) } => {

@@ -87,14 +87,54 @@ pub struct Subscription {
     /// Event type patterns to deliver (see [`aiops_model::event_type::matches`]); empty means all.
     /// Events that match none are skipped for this group and never delivered.
     pub types: Vec<String>,
+    /// Only events from this source, if set.
+    pub source: Option<String>,
+    /// Only events about this subject, if set.
+    pub subject: Option<String>,
+    /// Only events whose top-level attributes (e.g. `severity`) equal these values.
+    pub attributes: Vec<(String, String)>,
     /// Where the group starts when it does not exist yet.
     pub start: StartFrom,
 }
 
 impl Subscription {
-    /// Whether this subscription wants events of `event_type`.
-    pub fn wants(&self, event_type: &str) -> bool {
-        self.types.is_empty() || self.types.iter().any(|pattern| aiops_model::event_type::matches(pattern, event_type))
+    /// A subscription to every event of `stream`, from the earliest stored one.
+    pub fn new(stream: StreamName, group: impl Into<String>, consumer: impl Into<String>) -> Self {
+        Self {
+            stream,
+            group: group.into(),
+            consumer: consumer.into(),
+            types: Vec::new(),
+            source: None,
+            subject: None,
+            attributes: Vec::new(),
+            start: StartFrom::Earliest,
+        }
+    }
+
+    /// Whether the type, source and subject pass the filter (what an index can tell).
+    pub fn wants_head(&self, event_type: &str, source: &str, subject: Option<&str>) -> bool {
+        (self.types.is_empty() || self.types.iter().any(|p| aiops_model::event_type::matches(p, event_type)))
+            && self.source.as_deref().is_none_or(|want| want == source)
+            && self.subject.as_deref().is_none_or(|want| Some(want) == subject)
+    }
+
+    /// Whether an event passes the whole filter.
+    pub fn wants(&self, event: &Envelope) -> bool {
+        self.wants_head(&event.event_type, &event.source, event.subject.as_deref()) && self.wants_attributes(event)
+    }
+
+    /// Whether the event's top-level attributes equal the filter's.
+    pub fn wants_attributes(&self, event: &Envelope) -> bool {
+        if self.attributes.is_empty() {
+            return true;
+        }
+        let Ok(serde_json::Value::Object(attributes)) = serde_json::to_value(event) else { return false };
+        self.attributes.iter().all(|(name, want)| match attributes.get(name) {
+            Some(serde_json::Value::String(value)) => value == want,
+            Some(other) if !other.is_object() && !other.is_array() => *other.to_string() == **want,
+            _ => false,
+        })
     }
 }
 
@@ -129,6 +169,8 @@ pub struct ReadQuery {
     pub types: Vec<String>,
     /// Only events with this subject, if set.
     pub subject: Option<String>,
+    /// Only events the log accepted at or after this time, if set.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
     /// At most this many events.
     pub limit: usize,
     /// Newest first instead of oldest first.
@@ -137,7 +179,7 @@ pub struct ReadQuery {
 
 impl Default for ReadQuery {
     fn default() -> Self {
-        Self { after: 0, before: None, types: Vec::new(), subject: None, limit: 100, newest_first: false }
+        Self { after: 0, before: None, types: Vec::new(), subject: None, since: None, limit: 100, newest_first: false }
     }
 }
 
@@ -192,6 +234,24 @@ pub trait EventBus: Send + Sync + fmt::Debug + 'static {
 /// Conveniences built on [`EventBus`].
 #[async_trait]
 pub trait EventBusExt: EventBus {
+    /// Publishes the event held by the dead letter at `letter_offset` of `stream`'s
+    /// dead-letter stream to `stream` again, as a new event (id `<original>~redrive~<offset>`,
+    /// so re-driving the same letter twice stores it once). Every group sees it anew.
+    async fn redrive(&self, stream: &StreamName, letter_offset: Offset) -> EventsResult<Offset> {
+        let query = ReadQuery { after: letter_offset.saturating_sub(1), limit: 1, ..ReadQuery::default() };
+        let letter = self
+            .read(&stream.dead_letter(), &query)
+            .await?
+            .into_iter()
+            .find(|stored| stored.offset == letter_offset)
+            .ok_or_else(|| EventsError::Invalid(format!("no dead letter at offset {letter_offset} of {stream}")))?;
+        let mut event: Envelope = serde_json::from_value(letter.event.data["event"].clone())
+            .map_err(|err| EventsError::Invalid(format!("dead letter {letter_offset} holds no event: {err}")))?;
+        let original: String = event.id.chars().take(REDRIVE_ID_KEEP).collect();
+        event.id = format!("{original}~redrive~{letter_offset}");
+        self.publish_one(stream, event).await
+    }
+
     /// Publishes one event and returns its offset.
     async fn publish_one(&self, stream: &StreamName, event: Envelope) -> EventsResult<Offset> {
         let offsets = self.publish(stream, vec![event]).await?;
@@ -200,6 +260,9 @@ pub trait EventBusExt: EventBus {
 }
 
 impl<T: EventBus + ?Sized> EventBusExt for T {}
+
+/// Longest id kept from the original event in a re-driven copy's id.
+const REDRIVE_ID_KEEP: usize = 96;
 
 /// Time a consumer may hold a delivery before it goes to another consumer.
 pub(crate) const fn default_visibility() -> Duration {

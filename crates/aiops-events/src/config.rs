@@ -35,6 +35,18 @@ pub struct EmbeddedConfig {
     pub visibility_timeout_ms: u64,
     /// Most events accepted in one publish call. Default: 1000.
     pub max_batch: usize,
+    /// Size at which a segment file is sealed and a new one started, in bytes. Default: 67108864.
+    pub segment_max_bytes: u64,
+    /// Hard bound of one stream on disk, in bytes; publishing beyond it fails. Default: 17179869184.
+    pub max_bytes: u64,
+    /// Events kept per stream at least; older whole segments that every group is done with
+    /// are deleted beyond it. Default: 5000000.
+    pub retention_max_events: Option<u64>,
+    /// Age after which whole segments that every group is done with are deleted, in seconds.
+    /// Default: 604800 (7 days).
+    pub retention_max_age_secs: Option<u64>,
+    /// Unacknowledged deliveries one group may hold. Default: 10000.
+    pub max_pending: usize,
 }
 
 impl Default for EmbeddedConfig {
@@ -44,6 +56,11 @@ impl Default for EmbeddedConfig {
             max_deliveries: 5,
             visibility_timeout_ms: crate::bus::default_visibility().as_millis() as u64,
             max_batch: 1000,
+            segment_max_bytes: 64 * 1024 * 1024,
+            max_bytes: 16 * 1024 * 1024 * 1024,
+            retention_max_events: Some(5_000_000),
+            retention_max_age_secs: Some(7 * 24 * 3600),
+            max_pending: 10_000,
         }
     }
 }

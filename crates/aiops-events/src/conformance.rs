@@ -10,7 +10,7 @@ use std::time::Duration;
 use aiops_model::Envelope;
 use async_trait::async_trait;
 
-use crate::{EventBus, EventBusExt, ReadQuery, StartFrom, StreamName, Subscription};
+use crate::{EventBus, EventBusExt, ReadQuery, StreamName, Subscription};
 
 /// Visibility timeout the harness must configure, so redelivery checks run quickly.
 pub const VISIBILITY: Duration = Duration::from_millis(300);
@@ -34,13 +34,7 @@ fn event(event_type: &str, n: u32) -> Envelope {
 }
 
 fn sub(stream: &StreamName, group: &str, consumer: &str) -> Subscription {
-    Subscription {
-        stream: stream.clone(),
-        group: group.into(),
-        consumer: consumer.into(),
-        types: Vec::new(),
-        start: StartFrom::Earliest,
-    }
+    Subscription::new(stream.clone(), group, consumer)
 }
 
 const WAIT: Duration = Duration::from_millis(50);
@@ -136,6 +130,14 @@ pub async fn exhausted_event_goes_to_dead_letter(harness: &dyn Harness) {
     assert_eq!(letter.event_type, crate::DEAD_LETTER_TYPE);
     assert_eq!(letter.data["event"]["id"], poison.id);
     assert!(letter.data["reason"].as_str().unwrap().contains("deliveries"));
+    // Re-driving publishes the event anew (once, however often it is asked).
+    let first = bus.redrive(&stream, dead[0].offset).await.unwrap();
+    assert_eq!(bus.redrive(&stream, dead[0].offset).await.unwrap(), first);
+    let again = bus.receive(&a, 1, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].offset, first);
+    assert_eq!(again[0].event.data, poison.data);
+    assert!(again[0].event.id.starts_with(&poison.id));
 }
 
 /// Two groups each see every event; within a group it goes to one consumer.
@@ -163,6 +165,37 @@ pub async fn group_filter_skips_other_types(harness: &dyn Harness) {
     let got = bus.receive(&s, 10, WAIT).await.unwrap();
     let types: Vec<&str> = got.iter().map(|d| d.event.event_type.as_str()).collect();
     assert_eq!(types, vec!["problem.detected", "problem.resolved"]);
+}
+
+/// A group's source, subject and attribute filters skip what does not match.
+pub async fn group_filter_matches_source_subject_and_attributes(harness: &dyn Harness) {
+    let stream = unique_stream("attrs");
+    let bus = harness.open().await;
+    let mut events: Vec<Envelope> = (0..4).map(|n| event("app.thing", n)).collect();
+    events[1].source = "elsewhere".into();
+    events[2].subject = Some("other".into());
+    events[3].severity = Some(aiops_model::Severity::Critical);
+    events[0].severity = Some(aiops_model::Severity::Warning);
+    bus.publish(&stream, events).await.unwrap();
+    let mut s = sub(&stream, "g", "c");
+    s.source = Some("conformance".into());
+    s.subject = Some("svc".into());
+    s.attributes = vec![("severity".into(), "critical".into())];
+    let got = bus.receive(&s, 10, WAIT).await.unwrap();
+    assert_eq!(got.iter().map(|d| d.event.data["n"].as_u64().unwrap()).collect::<Vec<_>>(), vec![3]);
+}
+
+/// `read` can start at a time: only events stored at or after it.
+pub async fn read_replays_from_a_time(harness: &dyn Harness) {
+    let stream = unique_stream("since");
+    let bus = harness.open().await;
+    bus.publish(&stream, vec![event("t.a", 1), event("t.a", 2)]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let since = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    bus.publish(&stream, vec![event("t.a", 3)]).await.unwrap();
+    let got = bus.read(&stream, &ReadQuery { since: Some(since), ..ReadQuery::default() }).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![3]);
 }
 
 /// Acked events stay acked after reopening; unacked ones come back.
@@ -210,6 +243,7 @@ macro_rules! event_bus_conformance {
             offsets_are_dense_and_ordered, unacked_event_is_redelivered,
             nacked_event_is_retried_after_delay, exhausted_event_goes_to_dead_letter,
             every_group_sees_every_event, group_filter_skips_other_types,
+            group_filter_matches_source_subject_and_attributes, read_replays_from_a_time,
             acked_events_stay_acked_after_reopen, read_replays_with_filters);
     };
     (@each $harness:expr; $($check:ident),+) => {$(

@@ -14,7 +14,8 @@
 //! | `GET /metrics` | none | Prometheus text |
 //! | `POST /v1/events` | ingest | one CloudEvents envelope → 202 |
 //! | `POST /v1/events/batch` | ingest | a JSON array of envelopes (all or nothing) → 202 |
-//! | `GET /v1/events` | read | stored events: `stream`, `type`, `subject`, `after`, `limit`, `order` |
+//! | `GET /v1/events` | read | stored events: `stream`, `type`, `subject`, `after`, `since`, `limit`, `order` |
+//! | `GET /v1/dead-letters`, `POST /v1/dead-letters/redrive` | read / admin | events groups gave up on; publish them again |
 //! | `GET /v1/problems`, `GET /v1/problems/{id}` | read | problems with their status; one with its whole story |
 //! | `GET /v1/diagnoses`, `GET /v1/actions` | read | latest diagnoses; latest action outcomes |
 //! | `GET /v1/services`, `POST /v1/services` | read / ingest | lookup (`name`, `tag`, `capability`, `healthy`); register |

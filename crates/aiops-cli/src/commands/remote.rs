@@ -96,3 +96,45 @@ pub(crate) async fn problems(url: &str, limit: usize) -> anyhow::Result<bool> {
     }
     Ok(true)
 }
+
+/// Lists the dead letters of a stream, newest first.
+pub(crate) async fn dead_letters(url: &str, stream: &str, limit: usize) -> anyhow::Result<bool> {
+    let body = answer(
+        with_token(client()?.get(format!("{url}/v1/dead-letters?stream={stream}&limit={limit}")))
+            .send()
+            .await
+            .with_context(|| format!("reaching the core at {url}"))?,
+    )
+    .await?;
+    let mut stdout = std::io::stdout().lock();
+    for letter in body["dead_letters"].as_array().into_iter().flatten() {
+        let data = &letter["event"]["data"];
+        writeln!(
+            stdout,
+            "{:>8}  group {:<12} {:<24} {}  ({})",
+            letter["offset"],
+            data["group"].as_str().unwrap_or("?"),
+            data["event"]["type"].as_str().unwrap_or("?"),
+            data["event"]["id"].as_str().unwrap_or("?"),
+            data["reason"].as_str().unwrap_or("?")
+        )?;
+    }
+    Ok(true)
+}
+
+/// Publishes dead-lettered events to their stream again.
+pub(crate) async fn redrive(url: &str, stream: &str, offsets: &[u64]) -> anyhow::Result<bool> {
+    let body = answer(
+        with_token(client()?.post(format!("{url}/v1/dead-letters/redrive")))
+            .json(&json!({ "stream": stream, "offsets": offsets }))
+            .send()
+            .await
+            .with_context(|| format!("reaching the core at {url}"))?,
+    )
+    .await?;
+    let mut stdout = std::io::stdout().lock();
+    for item in body["redriven"].as_array().into_iter().flatten() {
+        writeln!(stdout, "dead letter {} → {stream} offset {}", item["dead_letter_offset"], item["offset"])?;
+    }
+    Ok(true)
+}

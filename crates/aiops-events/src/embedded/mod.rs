@@ -1,36 +1,41 @@
-//! The embedded event mesh: one append-only log file per stream in a directory.
+//! The embedded event mesh: durable, segmented log files per stream in a local directory.
 //!
 //! # Layout
-//! `<dir>/<stream>.log` holds records `[len: u32 LE][crc32 of payload: u32 LE][payload]`, where
-//! the payload is the envelope's JSON. Offsets are record positions (1-based). An index of
-//! record positions, ids, types and subjects is rebuilt in memory when a stream is opened; a
-//! torn or corrupt tail (a crash during a write) is cut off at the last good record.
-//!
-//! `<dir>/<stream>.groups.json` holds each consumer group's acknowledged offsets, written
-//! after every ack. It is not fsynced: losing it in a power cut only causes redeliveries,
-//! which at-least-once consumers must tolerate anyway. Pending deliveries are not stored:
-//! after a restart everything unacknowledged is delivered again, with the attempt count
-//! starting over.
+//! `<dir>/<stream>/` holds the stream's segment files (see `log.rs` for the record format)
+//! and `groups.json`, each consumer group's progress (see `group.rs`).
 //!
 //! # Durability
-//! A publish writes its records, then `fdatasync`s the file before returning. Records become
-//! visible to readers only once a sync that covers them has finished, so no consumer ever acts
-//! on an event that a crash could still take back.
+//! A publish writes its records, then `fdatasync`s the segment before returning. Records
+//! become visible to readers only once a sync that covers them has finished, so no consumer
+//! ever acts on an event that a crash could still take back.
+//!
+//! # Bounds
+//! - Retention deletes whole sealed segments once every consumer group is done with them and
+//!   they exceed `retention_max_events` or `retention_max_age_secs`. Events a group has not
+//!   finished are never deleted; a lagging group makes its stream grow until `max_bytes`,
+//!   and then publishing fails with an error naming the group (never a silent drop).
+//! - A group holds at most `max_pending` unacknowledged deliveries; a slow consumer only
+//!   stops receiving more, it never slows the publishers or the other groups.
+//!
+//! One mutex guards the streams' in-memory state; file writes happen under it (into the page
+//! cache), fsyncs outside it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Write};
-use std::os::unix::fs::FileExt;
+mod group;
+mod log;
+
+use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use aiops_model::Envelope;
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use self::group::{Group, Pending};
+use self::log::{Limits, StreamLog};
 use crate::{
     Delivery, EmbeddedConfig, EventBus, EventsError, EventsResult, Offset, ReadQuery, StartFrom, StoredEvent,
     StreamName, Subscription,
@@ -40,9 +45,12 @@ use crate::{
 mod tests;
 
 const BACKEND: &str = "embedded event log";
-const HEADER_LEN: usize = 8;
-/// Upper bound of one record; larger lengths in a header mean a corrupt record.
-const MAX_RECORD_LEN: u32 = 4 * 1024 * 1024;
+/// Group state is written at most this often while acks stream in (and always on close).
+const PERSIST_INTERVAL: Duration = Duration::from_millis(200);
+
+fn io_err(source: std::io::Error) -> EventsError {
+    EventsError::Unavailable { backend: BACKEND, source }
+}
 
 /// The default event mesh: durable log files in a local directory.
 #[derive(Debug, Clone)]
@@ -54,106 +62,42 @@ pub struct EmbeddedEventBus {
 struct Inner {
     dir: PathBuf,
     config: EmbeddedConfig,
-    streams: Mutex<HashMap<StreamName, StreamLog>>,
+    streams: Mutex<HashMap<StreamName, Stream>>,
     /// Woken on every publish and nack so that waiting receivers look again.
     published: Notify,
 }
 
 #[derive(Debug)]
-struct StreamLog {
-    file: File,
-    /// Bytes of the file holding complete records.
-    len: u64,
-    entries: Vec<Entry>,
-    /// Entries covered by a finished fsync; only these are visible to readers.
-    visible: usize,
-    ids: HashMap<String, Offset>,
-    names: Interner,
+struct Stream {
+    log: StreamLog,
     groups: HashMap<String, Group>,
     groups_path: PathBuf,
+    groups_dirty: bool,
+    groups_persisted: Instant,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    pos: u64,
-    len: u32,
-    type_idx: u32,
-    subject_idx: Option<u32>,
-}
-
-/// Interns event types and subjects so that filters compare small integers, not decoded JSON.
-#[derive(Debug, Default)]
-struct Interner {
-    names: Vec<String>,
-    index: HashMap<String, u32>,
-}
-
-impl Interner {
-    fn intern(&mut self, name: &str) -> u32 {
-        if let Some(idx) = self.index.get(name) {
-            return *idx;
+impl Stream {
+    fn persist_groups(&mut self, force: bool) -> EventsResult<()> {
+        if self.groups_dirty && (force || self.groups_persisted.elapsed() >= PERSIST_INTERVAL) {
+            group::persist(&self.groups_path, &self.groups)?;
+            self.groups_dirty = false;
+            self.groups_persisted = Instant::now();
         }
-        let idx = self.names.len() as u32;
-        self.names.push(name.to_owned());
-        self.index.insert(name.to_owned(), idx);
-        idx
+        Ok(())
     }
 
-    fn name(&self, idx: u32) -> &str {
-        &self.names[idx as usize]
-    }
-}
-
-#[derive(Debug)]
-struct Group {
-    /// Every offset below this one is done (acked or skipped by the filter).
-    floor: Offset,
-    /// Done offsets at or above `floor`.
-    done: BTreeSet<Offset>,
-    /// The next offset never delivered to this group.
-    next: Offset,
-    pending: BTreeMap<Offset, Pending>,
-}
-
-#[derive(Debug)]
-struct Pending {
-    attempts: u32,
-    visible_at: Instant,
-}
-
-impl Group {
-    fn starting_at(next: Offset) -> Self {
-        Self { floor: next, done: BTreeSet::new(), next, pending: BTreeMap::new() }
+    /// The lowest offset some group has not finished; everything below is done by all.
+    fn done_below(&self) -> Offset {
+        self.groups.values().map(|g| g.floor).min().unwrap_or(self.log.last() + 1)
     }
 
-    fn mark_done(&mut self, offset: Offset) {
-        if offset < self.floor {
-            return;
-        }
-        self.done.insert(offset);
-        while self.done.remove(&self.floor) {
-            self.floor += 1;
-        }
+    /// The group furthest behind, with how many events it has not finished.
+    fn slowest_group(&self) -> Option<(&str, u64)> {
+        self.groups
+            .iter()
+            .min_by_key(|(_, g)| g.floor)
+            .map(|(name, g)| (name.as_str(), (self.log.last() + 1).saturating_sub(g.floor)))
     }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct PersistedGroup {
-    floor: Offset,
-    done: Vec<Offset>,
-}
-
-/// Just the attributes the index needs; serde skips the rest of the envelope.
-#[derive(Deserialize)]
-struct Head {
-    id: String,
-    #[serde(rename = "type")]
-    event_type: String,
-    subject: Option<String>,
-}
-
-fn io_err(source: std::io::Error) -> EventsError {
-    EventsError::Unavailable { backend: BACKEND, source }
 }
 
 impl EmbeddedEventBus {
@@ -173,9 +117,9 @@ impl EmbeddedEventBus {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<StreamName, StreamLog>> {
-        // A panic while holding this lock leaves the maps consistent (every mutation is a
-        // single insert or push), so a poisoned lock is still safe to use.
+    fn lock(&self) -> MutexGuard<'_, HashMap<StreamName, Stream>> {
+        // Every mutation under this lock leaves the maps consistent before it can panic, so a
+        // poisoned lock is still safe to use.
         self.inner.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -183,68 +127,74 @@ impl EmbeddedEventBus {
         Duration::from_millis(self.inner.config.visibility_timeout_ms)
     }
 
-    /// Appends events under the lock and returns (offsets, highest offset written or reused,
-    /// a file handle to sync).
-    fn append(
-        &self,
-        streams: &mut HashMap<StreamName, StreamLog>,
-        stream: &StreamName,
-        events: &[Envelope],
-    ) -> EventsResult<(Vec<Offset>, Offset, File)> {
-        let log = open_stream(&self.inner.dir, streams, stream, true)?
-            .ok_or_else(|| EventsError::Invalid(format!("stream {stream} could not be created")))?;
-        let mut offsets = Vec::with_capacity(events.len());
-        let mut buffer = Vec::new();
-        let mut new_entries = Vec::new();
-        let mut batch_ids: HashMap<&str, Offset> = HashMap::new();
-        let mut highest = 0;
-        for event in events {
-            let existing = log.ids.get(&event.id).copied().or_else(|| batch_ids.get(event.id.as_str()).copied());
-            if let Some(offset) = existing {
-                offsets.push(offset);
-                highest = highest.max(offset);
-                continue;
-            }
-            let payload = serde_json::to_vec(event)
-                .map_err(|err| EventsError::Invalid(format!("event {} cannot be encoded: {err}", event.id)))?;
-            let offset = (log.entries.len() + new_entries.len() + 1) as Offset;
-            let pos = log.len + buffer.len() as u64;
-            buffer.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            buffer.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-            buffer.extend_from_slice(&payload);
-            new_entries.push((
-                event.id.as_str(),
-                event.event_type.as_str(),
-                event.subject.as_deref(),
-                pos,
-                payload.len() as u32,
-            ));
-            batch_ids.insert(event.id.as_str(), offset);
-            offsets.push(offset);
-            highest = highest.max(offset);
+    fn limits(&self) -> Limits {
+        let config = &self.inner.config;
+        Limits {
+            segment_max_bytes: config.segment_max_bytes,
+            max_bytes: config.max_bytes,
+            retention_max_events: config.retention_max_events,
+            retention_max_age_ms: config.retention_max_age_secs.map(|s| (s as i64).saturating_mul(1000)),
         }
-        if !buffer.is_empty() {
-            if let Err(err) = (&log.file).write_all(&buffer) {
-                // Cut off a partial write so the next append does not land behind garbage.
-                let _ = log.file.set_len(log.len);
-                return Err(io_err(err));
-            }
-            log.len += buffer.len() as u64;
-            for (id, event_type, subject, pos, len) in new_entries {
-                let type_idx = log.names.intern(event_type);
-                let subject_idx = subject.map(|s| log.names.intern(s));
-                log.entries.push(Entry { pos, len, type_idx, subject_idx });
-                log.ids.insert(id.to_owned(), log.entries.len() as Offset);
-            }
-        }
-        let file = log.file.try_clone().map_err(io_err)?;
-        Ok((offsets, highest, file))
     }
 
-    async fn sync_and_reveal(&self, stream: &StreamName, file: File, highest: Offset) -> EventsResult<()> {
+    fn stream<'a>(
+        &self,
+        streams: &'a mut HashMap<StreamName, Stream>,
+        name: &StreamName,
+        create: bool,
+    ) -> EventsResult<Option<&'a mut Stream>> {
+        if !streams.contains_key(name) {
+            let dir = self.inner.dir.join(name.as_str());
+            if !create && !dir.exists() {
+                return Ok(None);
+            }
+            let log = StreamLog::open(&dir)?;
+            let groups_path = dir.join("groups.json");
+            let groups = group::load(&groups_path, log.first(), log.last())?;
+            streams.insert(
+                name.clone(),
+                Stream { log, groups, groups_path, groups_dirty: false, groups_persisted: Instant::now() },
+            );
+        }
+        Ok(streams.get_mut(name))
+    }
+
+    /// Appends under the lock; returns (offsets, highest offset written or reused, a handle
+    /// to sync).
+    fn append(
+        &self,
+        streams: &mut HashMap<StreamName, Stream>,
+        name: &StreamName,
+        events: &[Envelope],
+    ) -> EventsResult<(Vec<Offset>, Offset, File)> {
+        let limits = self.limits();
+        let stream = self
+            .stream(streams, name, true)?
+            .ok_or_else(|| EventsError::Invalid(format!("stream {name} could not be created")))?;
+        let done_below = stream.done_below();
+        let removed = stream.log.apply_retention(done_below, &limits)?;
+        if removed > 0 {
+            for group in stream.groups.values_mut() {
+                group.skip_below(stream.log.first());
+            }
+            tracing::debug!(stream = %name, events = removed, "Retention removed old segments.");
+        }
+        match stream.log.append(events, &limits) {
+            Err(EventsError::Overloaded(reason)) => {
+                let lagging = stream
+                    .slowest_group()
+                    .map(|(group, lag)| format!("; consumer group {group} is {lag} events behind"))
+                    .unwrap_or_default();
+                Err(EventsError::Overloaded(format!("{reason}{lagging}")))
+            }
+            other => other,
+        }
+    }
+
+    async fn sync_and_reveal(&self, name: &StreamName, file: File, highest: Offset) -> EventsResult<()> {
         let needs_sync = {
             let streams = self.lock();
-            streams.get(stream).is_some_and(|log| (log.visible as Offset) < highest)
+            streams.get(name).is_some_and(|stream| stream.log.visible < highest)
         };
         if !needs_sync {
             return Ok(());
@@ -256,34 +206,31 @@ impl EmbeddedEventBus {
         // fdatasync covers every write issued before it, including other publishers' records
         // below `highest`, so all of them may become visible now.
         let mut streams = self.lock();
-        if let Some(log) = streams.get_mut(stream) {
-            log.visible = log.visible.max(highest as usize);
+        if let Some(stream) = streams.get_mut(name) {
+            stream.log.visible = stream.log.visible.max(highest);
         }
         drop(streams);
         self.inner.published.notify_waiters();
         Ok(())
     }
 
-    /// Moves events to the dead-letter stream. Called with the lock held.
+    /// Appends letters to the dead-letter stream and syncs them. Called with the lock held.
     fn dead_letter(
         &self,
-        streams: &mut HashMap<StreamName, StreamLog>,
-        stream: &StreamName,
+        streams: &mut HashMap<StreamName, Stream>,
+        name: &StreamName,
         group: &str,
         letters: Vec<(Offset, Envelope, u32)>,
     ) -> EventsResult<()> {
-        if letters.is_empty() {
-            return Ok(());
-        }
-        let dead_stream = stream.dead_letter();
+        let dead = name.dead_letter();
         let envelopes: Vec<Envelope> = letters
             .into_iter()
-            .map(|(offset, event, attempts)| dead_letter_envelope(stream, group, offset, event, attempts))
+            .map(|(offset, event, attempts)| dead_letter_envelope(name, group, offset, event, attempts))
             .collect();
-        let (_, highest, file) = self.append(streams, &dead_stream, &envelopes)?;
+        let (_, highest, file) = self.append(streams, &dead, &envelopes)?;
         file.sync_data().map_err(io_err)?;
-        if let Some(log) = streams.get_mut(&dead_stream) {
-            log.visible = log.visible.max(highest as usize);
+        if let Some(stream) = streams.get_mut(&dead) {
+            stream.log.visible = stream.log.visible.max(highest);
         }
         Ok(())
     }
@@ -293,17 +240,20 @@ impl EmbeddedEventBus {
         let now = Instant::now();
         let visibility = self.visibility();
         let max_deliveries = self.inner.config.max_deliveries.max(1);
+        let max_pending = self.inner.config.max_pending.max(1);
         let mut streams = self.lock();
-        let Some(log) = open_stream(&self.inner.dir, &mut streams, &sub.stream, true)? else {
+        let Some(stream) = self.stream(&mut streams, &sub.stream, true)? else {
             return Ok((Vec::new(), None));
         };
-        let visible = log.visible as Offset;
-        let group = log.groups.entry(sub.group.clone()).or_insert_with(|| match sub.start {
-            StartFrom::Earliest => Group::starting_at(1),
+        let visible = stream.log.visible;
+        let first = stream.log.first();
+        let group = stream.groups.entry(sub.group.clone()).or_insert_with(|| match sub.start {
+            StartFrom::Earliest => Group::starting_at(first),
             StartFrom::Latest => Group::starting_at(visible + 1),
         });
         let mut ready = Vec::new();
         let mut letters = Vec::new();
+        let mut skipped = false;
         let expired: Vec<Offset> =
             group.pending.iter().filter(|(_, pending)| pending.visible_at <= now).map(|(offset, _)| *offset).collect();
         for offset in expired {
@@ -320,45 +270,59 @@ impl EmbeddedEventBus {
             pending.visible_at = now + visibility;
             ready.push((offset, pending.attempts));
         }
-        while ready.len() < max && group.next <= visible {
+        while ready.len() < max && group.next <= visible && group.pending.len() < max_pending {
             let offset = group.next;
             group.next += 1;
             if group.done.contains(&offset) || offset < group.floor {
                 continue;
             }
-            let entry = log.entries[(offset - 1) as usize];
-            if !sub.wants(log.names.name(entry.type_idx)) {
+            let Some(entry) = stream.log.entry(offset) else { continue };
+            let names = &stream.log.names;
+            let subject = entry.subject_idx.map(|idx| names.name(idx));
+            if !sub.wants_head(names.name(entry.type_idx), names.name(entry.source_idx), subject) {
                 group.mark_done(offset);
+                skipped = true;
                 continue;
             }
             group.pending.insert(offset, Pending { attempts: 1, visible_at: now + visibility });
             ready.push((offset, 1));
         }
         let next_expiry = group.pending.values().map(|p| p.visible_at).min();
+        if skipped {
+            stream.groups_dirty = true;
+        }
         let mut deliveries = Vec::with_capacity(ready.len());
         for (offset, attempt) in ready {
-            let event = read_event(&log.file, &log.entries[(offset - 1) as usize], offset)?;
-            deliveries.push(Delivery { offset, event, attempt });
+            let event = stream.log.read(offset)?;
+            if sub.wants_attributes(&event) {
+                deliveries.push(Delivery { offset, event, attempt });
+            } else if let Some(group) = stream.groups.get_mut(&sub.group) {
+                // Filtered on an attribute the index does not hold.
+                group.pending.remove(&offset);
+                group.mark_done(offset);
+                stream.groups_dirty = true;
+            }
         }
         let mut dead = Vec::with_capacity(letters.len());
         for (offset, attempts) in letters {
-            let event = read_event(&log.file, &log.entries[(offset - 1) as usize], offset)?;
-            dead.push((offset, event, attempts));
+            dead.push((offset, stream.log.read(offset)?, attempts));
         }
         if dead.is_empty() {
+            stream.persist_groups(false)?;
             return Ok((deliveries, next_expiry));
         }
         let dead_offsets: Vec<Offset> = dead.iter().map(|(offset, _, _)| *offset).collect();
         self.dead_letter(&mut streams, &sub.stream, &sub.group, dead)?;
         // The letters are durable: only now are the events done for the group.
-        if let Some(log) = streams.get_mut(&sub.stream) {
-            if let Some(group) = log.groups.get_mut(&sub.group) {
+        if let Some(stream) = streams.get_mut(&sub.stream) {
+            if let Some(group) = stream.groups.get_mut(&sub.group) {
                 for offset in dead_offsets {
                     group.pending.remove(&offset);
                     group.mark_done(offset);
                 }
             }
-            persist_groups(log)?;
+            stream.groups_dirty = true;
+            stream.persist_groups(true)?;
         }
         Ok((deliveries, next_expiry))
     }
@@ -392,114 +356,6 @@ pub(crate) fn dead_letter_envelope(
 
 fn event_subject(letter: &Envelope) -> Option<String> {
     letter.data["event"]["subject"].as_str().map(str::to_owned)
-}
-
-fn open_stream<'a>(
-    dir: &Path,
-    streams: &'a mut HashMap<StreamName, StreamLog>,
-    stream: &StreamName,
-    create: bool,
-) -> EventsResult<Option<&'a mut StreamLog>> {
-    if !streams.contains_key(stream) {
-        let path = dir.join(format!("{stream}.log"));
-        if !create && !path.exists() {
-            return Ok(None);
-        }
-        let log = load_stream(dir, stream, &path)?;
-        streams.insert(stream.clone(), log);
-    }
-    Ok(streams.get_mut(stream))
-}
-
-fn load_stream(dir: &Path, stream: &StreamName, path: &Path) -> EventsResult<StreamLog> {
-    let file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io_err)?;
-    let mut reader = BufReader::with_capacity(1 << 20, file.try_clone().map_err(io_err)?);
-    let mut entries = Vec::new();
-    let mut ids = HashMap::new();
-    let mut names = Interner::default();
-    let mut pos = 0u64;
-    let mut header = [0u8; HEADER_LEN];
-    let mut payload = Vec::new();
-    let file_len = file.metadata().map_err(io_err)?.len();
-    loop {
-        match reader.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(err) => return Err(io_err(err)),
-        }
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if len == 0 || len > MAX_RECORD_LEN {
-            break;
-        }
-        payload.resize(len as usize, 0);
-        if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
-            break;
-        }
-        let Ok(head) = serde_json::from_slice::<Head>(&payload) else { break };
-        let type_idx = names.intern(&head.event_type);
-        let subject_idx = head.subject.as_deref().map(|s| names.intern(s));
-        entries.push(Entry { pos, len, type_idx, subject_idx });
-        ids.insert(head.id, entries.len() as Offset);
-        pos += HEADER_LEN as u64 + u64::from(len);
-    }
-    if pos < file_len {
-        tracing::warn!(
-            stream = %stream,
-            kept_bytes = pos,
-            dropped_bytes = file_len - pos,
-            "Cut a torn or corrupt tail off the event log; events after the last good record were never acknowledged."
-        );
-        file.set_len(pos).map_err(io_err)?;
-        file.sync_data().map_err(io_err)?;
-    }
-    let groups_path = dir.join(format!("{stream}.groups.json"));
-    let groups = load_groups(&groups_path, entries.len() as Offset)?;
-    let visible = entries.len();
-    Ok(StreamLog { file, len: pos, entries, visible, ids, names, groups, groups_path })
-}
-
-fn load_groups(path: &Path, last: Offset) -> EventsResult<HashMap<String, Group>> {
-    let text = match std::fs::read(path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(err) => return Err(io_err(err)),
-    };
-    let persisted: HashMap<String, PersistedGroup> = serde_json::from_slice(&text)
-        .map_err(|err| EventsError::Corrupt { backend: BACKEND, detail: format!("{}: {err}", path.display()) })?;
-    Ok(persisted
-        .into_iter()
-        .map(|(name, p)| {
-            // Offsets past the log's end can only come from a log that lost its tail.
-            let floor = p.floor.min(last + 1);
-            let mut group = Group::starting_at(floor);
-            group.done = p.done.into_iter().filter(|o| *o >= floor && *o <= last).collect();
-            (name, group)
-        })
-        .collect())
-}
-
-fn persist_groups(log: &StreamLog) -> EventsResult<()> {
-    let persisted: HashMap<&str, PersistedGroup> = log
-        .groups
-        .iter()
-        .map(|(name, group)| {
-            (name.as_str(), PersistedGroup { floor: group.floor, done: group.done.iter().copied().collect() })
-        })
-        .collect();
-    let bytes = serde_json::to_vec(&persisted)
-        .map_err(|err| EventsError::Invalid(format!("group state cannot be encoded: {err}")))?;
-    let tmp = log.groups_path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes).map_err(io_err)?;
-    std::fs::rename(&tmp, &log.groups_path).map_err(io_err)
-}
-
-fn read_event(file: &File, entry: &Entry, offset: Offset) -> EventsResult<Envelope> {
-    let mut buffer = vec![0u8; HEADER_LEN + entry.len as usize];
-    file.read_exact_at(&mut buffer, entry.pos).map_err(io_err)?;
-    let payload = &buffer[HEADER_LEN..];
-    serde_json::from_slice(payload)
-        .map_err(|err| EventsError::Corrupt { backend: BACKEND, detail: format!("record at offset {offset}: {err}") })
 }
 
 #[async_trait]
@@ -546,10 +402,10 @@ impl EventBus for EmbeddedEventBus {
 
     async fn ack(&self, sub: &Subscription, offsets: &[Offset]) -> EventsResult<()> {
         let mut streams = self.lock();
-        let Some(log) = open_stream(&self.inner.dir, &mut streams, &sub.stream, false)? else {
+        let Some(stream) = self.stream(&mut streams, &sub.stream, false)? else {
             return Ok(());
         };
-        let Some(group) = log.groups.get_mut(&sub.group) else { return Ok(()) };
+        let Some(group) = stream.groups.get_mut(&sub.group) else { return Ok(()) };
         let mut changed = false;
         for offset in offsets {
             if group.pending.remove(offset).is_some() {
@@ -558,7 +414,8 @@ impl EventBus for EmbeddedEventBus {
             }
         }
         if changed {
-            persist_groups(log)?;
+            stream.groups_dirty = true;
+            stream.persist_groups(false)?;
         }
         Ok(())
     }
@@ -566,10 +423,10 @@ impl EventBus for EmbeddedEventBus {
     async fn nack(&self, sub: &Subscription, offset: Offset, retry_after: Duration) -> EventsResult<()> {
         {
             let mut streams = self.lock();
-            let Some(log) = open_stream(&self.inner.dir, &mut streams, &sub.stream, false)? else {
+            let Some(stream) = self.stream(&mut streams, &sub.stream, false)? else {
                 return Ok(());
             };
-            if let Some(pending) = log.groups.get_mut(&sub.group).and_then(|g| g.pending.get_mut(&offset)) {
+            if let Some(pending) = stream.groups.get_mut(&sub.group).and_then(|g| g.pending.get_mut(&offset)) {
                 pending.visible_at = Instant::now() + retry_after;
             }
         }
@@ -577,60 +434,55 @@ impl EventBus for EmbeddedEventBus {
         Ok(())
     }
 
-    async fn read(&self, stream: &StreamName, query: &ReadQuery) -> EventsResult<Vec<StoredEvent>> {
+    async fn read(&self, name: &StreamName, query: &ReadQuery) -> EventsResult<Vec<StoredEvent>> {
         let mut streams = self.lock();
-        let Some(log) = open_stream(&self.inner.dir, &mut streams, stream, false)? else {
+        let Some(stream) = self.stream(&mut streams, name, false)? else {
             return Ok(Vec::new());
         };
-        let first = query.after.saturating_add(1);
-        let last = query.before.map_or(log.visible as Offset, |b| b.saturating_sub(1).min(log.visible as Offset));
-        let matches = |offset: Offset| {
-            let entry = &log.entries[(offset - 1) as usize];
-            let type_ok = query.types.is_empty()
-                || query.types.iter().any(|p| aiops_model::event_type::matches(p, log.names.name(entry.type_idx)));
-            let subject_ok = query
-                .subject
-                .as_deref()
-                .is_none_or(|want| entry.subject_idx.is_some_and(|idx| log.names.name(idx) == want));
-            type_ok && subject_ok
-        };
+        let log = &stream.log;
+        let mut first = query.after.saturating_add(1).max(log.first());
+        if let Some(since) = query.since {
+            first = first.max(log.first_since(since.timestamp_millis()));
+        }
+        let last = query.before.map_or(log.visible, |b| b.saturating_sub(1).min(log.visible));
         let mut out = Vec::new();
         if first > last || query.limit == 0 {
             return Ok(out);
         }
-        let mut push = |offset: Offset| -> EventsResult<bool> {
-            if matches(offset) {
-                let event = read_event(&log.file, &log.entries[(offset - 1) as usize], offset)?;
-                out.push(StoredEvent { offset, event });
-            }
-            Ok(out.len() < query.limit)
+        let types: Vec<&str> = query.types.iter().map(String::as_str).collect();
+        let subject_idx = query.subject.as_deref().map(|s| log.names.find(s));
+        let wanted = |offset: Offset| {
+            let Some(entry) = log.entry(offset) else { return false };
+            let type_ok = types.is_empty()
+                || types.iter().any(|p| aiops_model::event_type::matches(p, log.names.name(entry.type_idx)));
+            let subject_ok = match subject_idx {
+                None => true,
+                Some(None) => false,
+                Some(Some(idx)) => entry.subject_idx == Some(idx),
+            };
+            type_ok && subject_ok
         };
-        if query.newest_first {
-            for offset in (first..=last).rev() {
-                if !push(offset)? {
-                    break;
-                }
-            }
-        } else {
-            for offset in first..=last {
-                if !push(offset)? {
-                    break;
-                }
+        let offsets: Box<dyn Iterator<Item = Offset>> =
+            if query.newest_first { Box::new((first..=last).rev()) } else { Box::new(first..=last) };
+        for offset in offsets.filter(|o| wanted(*o)) {
+            out.push(StoredEvent { offset, event: log.read(offset)? });
+            if out.len() >= query.limit {
+                break;
             }
         }
         Ok(out)
     }
 
-    async fn last_offset(&self, stream: &StreamName) -> EventsResult<Offset> {
+    async fn last_offset(&self, name: &StreamName) -> EventsResult<Offset> {
         let mut streams = self.lock();
-        Ok(open_stream(&self.inner.dir, &mut streams, stream, false)?.map_or(0, |log| log.visible as Offset))
+        Ok(self.stream(&mut streams, name, false)?.map_or(0, |stream| stream.log.visible))
     }
 
     async fn close(&self) -> EventsResult<()> {
-        let streams = self.lock();
-        for log in streams.values() {
-            persist_groups(log)?;
-            log.file.sync_all().map_err(io_err)?;
+        let mut streams = self.lock();
+        for stream in streams.values_mut() {
+            stream.persist_groups(true)?;
+            stream.log.sync()?;
         }
         Ok(())
     }

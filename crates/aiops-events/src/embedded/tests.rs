@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::EmbeddedEventBus;
 use crate::conformance::{Harness, MAX_DELIVERIES, VISIBILITY};
-use crate::{EmbeddedConfig, EventBus, ReadQuery, StreamName};
+use crate::{EmbeddedConfig, EventBus, EventsError, ReadQuery, StreamName, Subscription};
 
 struct EmbeddedHarness {
     dir: tempfile::TempDir,
@@ -42,7 +42,10 @@ async fn torn_tail_is_cut_and_earlier_events_survive() {
     bus.publish(&stream, vec![event.clone()]).await.unwrap();
     drop(bus);
     // A crash in the middle of the next write leaves half a record behind.
-    let mut file = std::fs::OpenOptions::new().append(true).open(harness.dir.path().join("torn.log")).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(harness.dir.path().join("torn").join("00000000000000000001.log"))
+        .unwrap();
     file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, b'{', b'"']).unwrap();
     drop(file);
     let bus = harness.open().await;
@@ -69,4 +72,78 @@ async fn oversized_batch_and_invalid_event_are_refused_and_nothing_is_stored() {
     let many: Vec<_> = (0..1001).map(|_| aiops_model::Envelope::new("t", "test.ok", serde_json::json!({}))).collect();
     assert!(matches!(bus.publish(&stream, many).await, Err(crate::EventsError::Overloaded(_))));
     assert_eq!(bus.last_offset(&stream).await.unwrap(), 0);
+}
+
+fn small(dir: &std::path::Path, max_bytes: u64) -> EmbeddedConfig {
+    EmbeddedConfig {
+        dir: Some(dir.to_owned()),
+        segment_max_bytes: 4096,
+        max_bytes,
+        retention_max_events: Some(20),
+        retention_max_age_secs: None,
+        max_pending: 5,
+        ..EmbeddedConfig::default()
+    }
+}
+
+fn events(from: usize, n: usize) -> Vec<aiops_model::Envelope> {
+    (from..from + n).map(|i| aiops_model::Envelope::new("t", "test.ret", serde_json::json!({ "n": i }))).collect()
+}
+
+#[tokio::test]
+async fn retention_drops_whole_segments_every_group_is_done_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedEventBus::open(dir.path(), small(dir.path(), u64::MAX)).await.unwrap();
+    let stream = StreamName::new("ret").unwrap();
+    let sub = Subscription::new(stream.clone(), "g", "c");
+    for round in 0..20 {
+        bus.publish(&stream, events(round * 10, 10)).await.unwrap();
+        loop {
+            let got = bus.receive(&sub, 100, std::time::Duration::from_millis(1)).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            bus.ack(&sub, &got.iter().map(|d| d.offset).collect::<Vec<_>>()).await.unwrap();
+        }
+    }
+    let stored = bus.read(&stream, &ReadQuery { limit: 1000, ..ReadQuery::default() }).await.unwrap();
+    assert!(stored.len() >= 20, "at least retention_max_events are kept: {}", stored.len());
+    assert!(stored.len() < 200, "old segments were not deleted: {}", stored.len());
+    assert_eq!(stored.last().unwrap().offset, 200, "offsets stay dense across retention");
+    let segments = std::fs::read_dir(dir.path().join("ret"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".log"))
+        .count();
+    assert!(segments < 10, "{segments} segments left");
+    drop(bus);
+    let bus = EmbeddedEventBus::open(dir.path(), small(dir.path(), u64::MAX)).await.unwrap();
+    assert_eq!(bus.last_offset(&stream).await.unwrap(), 200, "reopens after retention");
+}
+
+#[tokio::test]
+async fn a_lagging_group_keeps_its_events_and_the_bound_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedEventBus::open(dir.path(), small(dir.path(), 16 * 1024)).await.unwrap();
+    let stream = StreamName::new("lag").unwrap();
+    let slow = Subscription::new(stream.clone(), "slow", "c");
+    // The group exists and has received (but not acknowledged) its first events.
+    bus.publish(&stream, events(0, 5)).await.unwrap();
+    let held = bus.receive(&slow, 100, std::time::Duration::from_millis(1)).await.unwrap();
+    assert_eq!(held.len(), 5);
+    assert!(bus.receive(&slow, 100, std::time::Duration::from_millis(1)).await.unwrap().is_empty());
+    let mut refused = None;
+    for round in 1..200 {
+        if let Err(err) = bus.publish(&stream, events(round * 10, 10)).await {
+            refused = Some(err);
+            break;
+        }
+    }
+    let err = refused.expect("the stream never reached its bound");
+    assert!(matches!(&err, EventsError::Overloaded(msg) if msg.contains("consumer group slow is")), "{err}");
+    // Nothing the slow group has not finished was deleted.
+    let first = bus.read(&stream, &ReadQuery { limit: 1, ..ReadQuery::default() }).await.unwrap();
+    assert_eq!(first[0].offset, 1);
+    // max_pending: the slow consumer holds 5 and gets no more until it acks.
+    bus.ack(&slow, &held.iter().map(|d| d.offset).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(bus.receive(&slow, 100, std::time::Duration::from_millis(1)).await.unwrap().len(), 5);
 }

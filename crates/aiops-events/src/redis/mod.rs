@@ -75,6 +75,8 @@ impl Default for RedisConfig {
 const PUBLISH: &str = r#"
 local out = {}
 local n = tonumber(ARGV[1])
+local now = redis.call('TIME')
+local appended = tostring(now[1] * 1000 + math.floor(now[2] / 1000))
 local i = 2
 for _ = 1, n do
   local id = ARGV[i]
@@ -84,7 +86,7 @@ for _ = 1, n do
   else
     local offset = redis.call('INCR', KEYS[3])
     redis.call('XADD', KEYS[1], '0-' .. offset, 'id', id, 'type', ARGV[i + 1], 'source', ARGV[i + 2],
-      'subject', ARGV[i + 3], 'time', ARGV[i + 4], 'event', ARGV[i + 5])
+      'subject', ARGV[i + 3], 'time', ARGV[i + 4], 'appended_ms', appended, 'event', ARGV[i + 5])
     redis.call('HSET', KEYS[2], id, offset)
     table.insert(out, offset)
   end
@@ -285,6 +287,25 @@ impl RedisEventBus {
         invocation.invoke_async(&mut conn).await.map_err(unavailable)
     }
 
+    /// The first offset Redis stored at or after `ms` (binary search over `appended_ms`).
+    async fn first_since(&self, key: &str, ms: i64) -> EventsResult<Offset> {
+        let appended =
+            |entry: &StreamId| field(entry, "appended_ms").ok().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        let Some(oldest) = self.range(key, "-", "+", 1, false).await?.into_iter().next() else { return Ok(1) };
+        let Some(newest) = self.range(key, "-", "+", 1, true).await?.into_iter().next() else { return Ok(1) };
+        let (mut low, mut high) = (offset_of(&oldest.id)?, offset_of(&newest.id)? + 1);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let at = self.range(key, &entry_id(mid), "+", 1, false).await?;
+            match at.first() {
+                Some(entry) if appended(entry) < ms => low = offset_of(&entry.id)? + 1,
+                Some(_) => high = mid,
+                None => high = mid,
+            }
+        }
+        Ok(low)
+    }
+
     async fn range(&self, key: &str, from: &str, to: &str, count: usize, reverse: bool) -> EventsResult<Vec<StreamId>> {
         let mut conn = self.shared.clone();
         let mut cmd = if reverse { redis::cmd("XREVRANGE") } else { redis::cmd("XRANGE") };
@@ -348,12 +369,11 @@ impl EventBus for RedisEventBus {
                 };
                 let mut skipped = Vec::new();
                 for entry in read.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-                    let event_type = field(&entry, "type")?;
-                    if !sub.wants(&event_type) {
-                        skipped.push(offset_of(&entry.id)?);
+                    let (offset, event) = decode(&entry)?;
+                    if !sub.wants(&event) {
+                        skipped.push(offset);
                         continue;
                     }
-                    let (offset, event) = decode(&entry)?;
                     deliveries.push(Delivery { offset, event, attempt: 1 });
                 }
                 if !skipped.is_empty() {
@@ -407,7 +427,10 @@ impl EventBus for RedisEventBus {
         if query.limit == 0 {
             return Ok(out);
         }
-        let first = query.after.saturating_add(1);
+        let mut first = query.after.saturating_add(1);
+        if let Some(since) = query.since {
+            first = first.max(self.first_since(&key, since.timestamp_millis()).await?);
+        }
         let last = match query.before {
             Some(before) if before <= first => return Ok(out),
             Some(before) => before - 1,

@@ -1,6 +1,6 @@
 //! Ingest and query of events.
 
-use aiops_events::{ReadQuery, StreamName};
+use aiops_events::{EventBusExt, ReadQuery, StreamName};
 use aiops_model::Envelope;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -66,6 +66,7 @@ pub(crate) struct EventQuery {
     event_type: Option<String>,
     subject: Option<String>,
     after: Option<u64>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
     limit: Option<usize>,
     order: Option<String>,
 }
@@ -76,11 +77,7 @@ pub(crate) async fn query(
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state.tokens, &headers, Scope::Read)?;
-    let stream = match q.stream.as_deref() {
-        None | Some("control") => state.streams.control.clone(),
-        Some("telemetry") => state.streams.telemetry.clone(),
-        Some(other) => StreamName::new(other)?,
-    };
+    let stream = stream_named(&state, q.stream.as_deref())?;
     let newest_first = match q.order.as_deref() {
         None | Some("desc") => true,
         Some("asc") => false,
@@ -91,9 +88,73 @@ pub(crate) async fn query(
         before: None,
         types: q.event_type.into_iter().flat_map(|t| t.split(',').map(str::to_owned).collect::<Vec<_>>()).collect(),
         subject: q.subject,
+        since: q.since,
         limit: q.limit.unwrap_or(100).min(state.limits.max_page),
         newest_first,
     };
     let events = state.bus.read(&stream, &read).await?;
     Ok(Json(json!({ "stream": stream.as_str(), "events": events })))
+}
+
+/// The stream a query names; the control stream by default.
+fn stream_named(state: &ApiState, name: Option<&str>) -> Result<StreamName, ApiError> {
+    Ok(match name {
+        None | Some("control") => state.streams.control.clone(),
+        Some("telemetry") => state.streams.telemetry.clone(),
+        Some(other) => StreamName::new(other)?,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeadLetterQuery {
+    stream: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Events a consumer group gave up on, newest first, with the reason.
+pub(crate) async fn dead_letters(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<DeadLetterQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state.tokens, &headers, Scope::Read)?;
+    let stream = stream_named(&state, q.stream.as_deref())?;
+    let read = ReadQuery {
+        limit: q.limit.unwrap_or(100).min(state.limits.max_page),
+        newest_first: true,
+        ..ReadQuery::default()
+    };
+    let letters = state.bus.read(&stream.dead_letter(), &read).await?;
+    Ok(Json(json!({ "stream": stream.as_str(), "dead_letters": letters })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Redrive {
+    stream: Option<String>,
+    offsets: Vec<u64>,
+}
+
+/// Publishes dead-lettered events again to their stream, so every group sees them anew.
+pub(crate) async fn redrive(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<Redrive>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = authorize(&state.tokens, &headers, Scope::Admin)?;
+    if request.offsets.is_empty() || request.offsets.len() > state.limits.max_batch {
+        return Err(ApiError::Invalid(format!(
+            "offsets must hold 1 to {} dead-letter offsets",
+            state.limits.max_batch
+        )));
+    }
+    let stream = stream_named(&state, request.stream.as_deref())?;
+    let mut redriven = Vec::with_capacity(request.offsets.len());
+    for offset in request.offsets {
+        let new_offset = state.bus.redrive(&stream, offset).await?;
+        redriven.push(json!({ "dead_letter_offset": offset, "offset": new_offset }));
+    }
+    tracing::info!(stream = %stream, by = %who, n = redriven.len(), "Dead letters re-driven.");
+    Ok(Json(json!({ "stream": stream.as_str(), "redriven": redriven })))
 }

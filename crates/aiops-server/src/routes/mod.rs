@@ -23,6 +23,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/v1/events", post(events::ingest_one).get(events::query))
         .route("/v1/events/batch", post(events::ingest_batch))
+        .route("/v1/dead-letters", get(events::dead_letters))
+        .route("/v1/dead-letters/redrive", post(events::redrive))
         .route("/v1/problems", get(problems::list))
         .route("/v1/problems/{id}", get(problems::show))
         .route("/v1/diagnoses", get(problems::diagnoses))

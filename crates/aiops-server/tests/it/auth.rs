@@ -1,34 +1,11 @@
-//! Token auth and scopes, through the router without a socket.
+//! Token auth and scopes.
 
-use std::sync::Arc;
-
-use aiops_agents::Streams;
-use aiops_construction::{Secrets, ToolCatalog};
-use aiops_events::{EmbeddedConfig, EmbeddedEventBus};
-use aiops_knowledge::SqliteKnowledgeStore;
-use aiops_registry::SqliteRegistry;
-use aiops_server::{router, ApiLimits, ApiState, ApiToken, Scope};
+use aiops_server::router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 
-async fn state(dir: &std::path::Path) -> ApiState {
-    let store = Arc::new(SqliteKnowledgeStore::open(&dir.join("aiops.db"), 384).await.unwrap());
-    ApiState {
-        bus: Arc::new(EmbeddedEventBus::open(&dir.join("events"), EmbeddedConfig::default()).await.unwrap()),
-        streams: Streams::default(),
-        knowledge: store.clone(),
-        audit: store,
-        registry: Arc::new(SqliteRegistry::open(&dir.join("aiops.db")).await.unwrap()),
-        tools: ToolCatalog::new(reqwest::Client::new(), Secrets::new()),
-        tokens: Arc::new(vec![
-            ApiToken { name: "reader".into(), secret: "read-secret-0123456789".into(), scopes: vec![Scope::Read] },
-            ApiToken { name: "agent".into(), secret: "ingest-secret-0123456789".into(), scopes: vec![Scope::Ingest] },
-        ]),
-        render_metrics: Arc::new(String::new),
-        limits: ApiLimits::default(),
-    }
-}
+use crate::support::state;
 
 fn request(method: &str, path: &str, token: Option<&str>, body: &str) -> Request<Body> {
     let mut builder = Request::builder().method(method).uri(path).header("content-type", "application/json");

@@ -1,0 +1,5 @@
+//! The HTTP API through the router, without a socket, over real embedded backends.
+
+mod auth;
+mod dead_letters;
+mod support;
