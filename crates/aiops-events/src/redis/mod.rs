@@ -5,12 +5,15 @@
 //! hash tag, so a stream and its keys share a cluster slot). Entry ids are `0-<offset>`, so
 //! offsets are dense, start at 1, and `XRANGE <prefix>{S} 0-5 0-9` reads offsets 5 to 9. Each
 //! entry has the fields `id`, `type`, `source`, `subject`, `time` (RFC 3339) and `event` (the
-//! whole envelope as CloudEvents JSON). Beside it: `<prefix>{S}:ids` (hash: event id → offset,
-//! for idempotent publishing) and `<prefix>{S}:seq` (the last offset). Consumer groups are
+//! whole envelope as CloudEvents JSON). Beside it: `<prefix>{S}:ids` (sorted set: event id
+//! scored by its offset, for idempotent publishing and trimming with the stream) and `<prefix>{S}:seq` (the last offset). Consumer groups are
 //! Redis consumer groups named after the agent, so `XREADGROUP GROUP monitor c1 STREAMS
 //! aiops:{telemetry} >` reads what the Monitor reads.
 //!
 //! # Semantics
+//! - Retention (`XTRIM MINID`, every 1024 offsets) removes entries every group has finished
+//!   once they exceed `retention_max_events` or `retention_max_age_secs`; a stream at
+//!   `max_length` refuses publishes with an error naming the group furthest behind.
 //! - Publish is one Lua script per batch: duplicates are detected and offsets assigned
 //!   atomically. Durability is Redis's: run it with `appendonly yes` and `appendfsync always`
 //!   for "durable when acknowledged" (with `everysec` a machine crash may lose the last second).
@@ -40,6 +43,8 @@ use crate::{
 mod tests;
 
 const BACKEND: &str = "redis";
+/// Retention runs when a publish crosses a multiple of this offset.
+const TRIM_EVERY: Offset = 1024;
 
 /// Settings of the Redis backend (`[events] backend = "redis"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +62,14 @@ pub struct RedisConfig {
     pub max_batch: usize,
     /// Timeout of one Redis command, in milliseconds. Default: 5000.
     pub command_timeout_ms: u64,
+    /// Hard bound of one stream, in events; publishing beyond it fails (0: no bound).
+    /// Default: 10000000.
+    pub max_length: u64,
+    /// Events kept per stream at least; older ones every group has finished are trimmed.
+    /// Default: 5000000.
+    pub retention_max_events: Option<u64>,
+    /// Age after which entries every group has finished are trimmed, in seconds. Default: 604800.
+    pub retention_max_age_secs: Option<u64>,
 }
 
 impl Default for RedisConfig {
@@ -68,26 +81,33 @@ impl Default for RedisConfig {
             visibility_timeout_ms: crate::bus::default_visibility().as_millis() as u64,
             max_batch: 1000,
             command_timeout_ms: 5000,
+            max_length: 10_000_000,
+            retention_max_events: Some(5_000_000),
+            retention_max_age_secs: Some(7 * 24 * 3600),
         }
     }
 }
 
 const PUBLISH: &str = r#"
-local out = {}
 local n = tonumber(ARGV[1])
+local max_length = tonumber(ARGV[2])
+if max_length > 0 and redis.call('XLEN', KEYS[1]) + n > max_length then
+  return redis.error_reply('AIOPS_FULL the stream holds its maximum of ' .. max_length .. ' events')
+end
+local out = {}
 local now = redis.call('TIME')
 local appended = tostring(now[1] * 1000 + math.floor(now[2] / 1000))
-local i = 2
+local i = 3
 for _ = 1, n do
   local id = ARGV[i]
-  local existing = redis.call('HGET', KEYS[2], id)
+  local existing = redis.call('ZSCORE', KEYS[2], id)
   if existing then
     table.insert(out, tonumber(existing))
   else
     local offset = redis.call('INCR', KEYS[3])
     redis.call('XADD', KEYS[1], '0-' .. offset, 'id', id, 'type', ARGV[i + 1], 'source', ARGV[i + 2],
       'subject', ARGV[i + 3], 'time', ARGV[i + 4], 'appended_ms', appended, 'event', ARGV[i + 5])
-    redis.call('HSET', KEYS[2], id, offset)
+    redis.call('ZADD', KEYS[2], offset, id)
     table.insert(out, offset)
   end
   i = i + 6
@@ -271,7 +291,7 @@ impl RedisEventBus {
     async fn publish_checked(&self, stream: &StreamName, events: &[Envelope]) -> EventsResult<Vec<Offset>> {
         let key = self.key(stream);
         let mut invocation = self.publish.key(&key);
-        invocation.key(format!("{key}:ids")).key(format!("{key}:seq")).arg(events.len());
+        invocation.key(format!("{key}:ids")).key(format!("{key}:seq")).arg(events.len()).arg(self.config.max_length);
         for event in events {
             let json = serde_json::to_string(event)
                 .map_err(|err| EventsError::Invalid(format!("event {} cannot be encoded: {err}", event.id)))?;
@@ -284,7 +304,100 @@ impl RedisEventBus {
                 .arg(json);
         }
         let mut conn = self.shared.clone();
-        invocation.invoke_async(&mut conn).await.map_err(unavailable)
+        let offsets: Vec<Offset> = match invocation.invoke_async(&mut conn).await {
+            Ok(offsets) => offsets,
+            Err(err) if err.to_string().contains("AIOPS_FULL") => {
+                let lagging = self.slowest_group(&key).await.ok().flatten();
+                let lagging = lagging.map(|(group, lag)| format!("; consumer group {group} is {lag} events behind"));
+                return Err(EventsError::Overloaded(format!(
+                    "stream {stream} holds its maximum of {} events{}",
+                    self.config.max_length,
+                    lagging.unwrap_or_default()
+                )));
+            }
+            Err(err) => return Err(unavailable(err)),
+        };
+        let highest = offsets.iter().copied().max().unwrap_or(0);
+        if highest / TRIM_EVERY != highest.saturating_sub(events.len() as Offset) / TRIM_EVERY {
+            if let Err(err) = self.apply_retention(&key).await {
+                tracing::warn!(stream = %stream, error = %err, "Trimming the stream failed; the next batch retries.");
+            }
+        }
+        Ok(offsets)
+    }
+
+    /// For each group, the lowest offset it has not finished (pending or never delivered).
+    async fn group_floors(&self, key: &str) -> EventsResult<Vec<(String, Offset)>> {
+        let mut conn = self.shared.clone();
+        let groups: redis::streams::StreamInfoGroupsReply =
+            redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(&mut conn).await.map_err(unavailable)?;
+        let mut floors = Vec::with_capacity(groups.groups.len());
+        for group in groups.groups {
+            let delivered = offset_of(&group.last_delivered_id).unwrap_or(0);
+            let mut floor = delivered + 1;
+            if group.pending > 0 {
+                let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+                    .arg(key)
+                    .arg(&group.name)
+                    .arg("-")
+                    .arg("+")
+                    .arg(1)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                if let Some(oldest) = pending.ids.first() {
+                    floor = floor.min(offset_of(&oldest.id)?);
+                }
+            }
+            floors.push((group.name, floor));
+        }
+        Ok(floors)
+    }
+
+    async fn slowest_group(&self, key: &str) -> EventsResult<Option<(String, Offset)>> {
+        let last =
+            self.range(key, "-", "+", 1, true).await?.first().map(|e| offset_of(&e.id)).transpose()?.unwrap_or(0);
+        Ok(self
+            .group_floors(key)
+            .await?
+            .into_iter()
+            .min_by_key(|(_, floor)| *floor)
+            .map(|(name, floor)| (name, (last + 1).saturating_sub(floor))))
+    }
+
+    /// Trims entries every group has finished that exceed the length or age limit.
+    async fn apply_retention(&self, key: &str) -> EventsResult<()> {
+        let Some(newest) = self.range(key, "-", "+", 1, true).await?.into_iter().next() else { return Ok(()) };
+        let last = offset_of(&newest.id)?;
+        let done_below = self.group_floors(key).await?.into_iter().map(|(_, floor)| floor).min().unwrap_or(last + 1);
+        let by_length = self.config.retention_max_events.map_or(0, |max| (last + 1).saturating_sub(max));
+        let by_age = match self.config.retention_max_age_secs {
+            Some(age) => {
+                let cutoff_ms = chrono::Utc::now().timestamp_millis() - (age as i64).saturating_mul(1000);
+                self.first_since(key, cutoff_ms).await?
+            }
+            None => 0,
+        };
+        let cut = by_length.max(by_age).min(done_below);
+        if cut <= 1 {
+            return Ok(());
+        }
+        let mut conn = self.shared.clone();
+        let _: i64 = redis::cmd("XTRIM")
+            .arg(key)
+            .arg("MINID")
+            .arg(entry_id(cut))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let _: i64 = redis::cmd("ZREMRANGEBYSCORE")
+            .arg(format!("{key}:ids"))
+            .arg("-inf")
+            .arg(format!("({cut}"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     /// The first offset Redis stored at or after `ms` (binary search over `appended_ms`).

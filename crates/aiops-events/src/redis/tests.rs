@@ -100,3 +100,46 @@ async fn a_publish_while_redis_is_down_is_an_error_and_works_after_restart() {
     }
     assert_eq!(published, Some(2), "the AOF kept the first event; the failed one was never stored");
 }
+
+fn batch(from: usize, n: usize) -> Vec<aiops_model::Envelope> {
+    (from..from + n).map(|i| aiops_model::Envelope::new("t", "test.ret", serde_json::json!({ "n": i }))).collect()
+}
+
+#[tokio::test]
+async fn retention_trims_only_what_every_group_finished_and_the_bound_names_the_laggard() {
+    let harness = RedisHarness::new();
+    let config = RedisConfig { retention_max_events: Some(100), max_length: 2500, ..harness.config() };
+    let bus = RedisEventBus::connect(&config).await.unwrap();
+    let stream = StreamName::new("ret").unwrap();
+    let sub = crate::Subscription::new(stream.clone(), "fast", "c");
+    for round in 0..30 {
+        bus.publish(&stream, batch(round * 100, 100)).await.unwrap();
+        loop {
+            let got = bus.receive(&sub, 500, std::time::Duration::from_millis(1)).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            bus.ack(&sub, &got.iter().map(|d| d.offset).collect::<Vec<_>>()).await.unwrap();
+        }
+    }
+    let length: u64 = redis_cli(&harness.server, &["XLEN", "aiops:{ret}"]).trim().parse().unwrap();
+    assert!((100..3000).contains(&length), "trimmed to {length}");
+    assert_eq!(bus.last_offset(&stream).await.unwrap(), 3000);
+
+    // A group that never acknowledges holds everything from its first pending event on.
+    let lag_stream = StreamName::new("lag").unwrap();
+    let slow = crate::Subscription::new(lag_stream.clone(), "slow", "c");
+    bus.publish(&lag_stream, batch(0, 10)).await.unwrap();
+    assert_eq!(bus.receive(&slow, 10, std::time::Duration::from_millis(1)).await.unwrap().len(), 10);
+    let mut refused = None;
+    for round in 1..40 {
+        if let Err(err) = bus.publish(&lag_stream, batch(round * 100, 100)).await {
+            refused = Some(err);
+            break;
+        }
+    }
+    let err = refused.expect("the bound was never hit");
+    assert!(matches!(&err, crate::EventsError::Overloaded(m) if m.contains("consumer group slow is")), "{err}");
+    let oldest = redis_cli(&harness.server, &["XRANGE", "aiops:{lag}", "-", "+", "COUNT", "1"]);
+    assert!(oldest.lines().next() == Some("0-1"), "a pending event was trimmed: {oldest}");
+}
