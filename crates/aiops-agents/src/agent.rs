@@ -78,7 +78,8 @@ impl AgentContext {
             id: String::new(),
             reason: err.to_string(),
         })?;
-        let mut event = Envelope::new(format!("aiops/{agent}"), event_type, data).with_subject(subject);
+        let mut event =
+            Envelope::new(format!("aiops/{}/{agent}", self.instance), event_type, data).with_subject(subject);
         event.severity = severity;
         self.bus.publish_one(&self.streams.control, event.clone()).await?;
         Ok(event)

@@ -1,4 +1,5 @@
 //! End-to-end tests of the `aiops` binary: real processes, real HTTP, real files.
 
+mod cluster;
 mod demo;
 mod serve;
