@@ -148,6 +148,20 @@ fn redis_benchmark(port: u16) -> anyhow::Result<f64> {
     Ok(rps.parse()?)
 }
 
+/// User CPU seconds the Redis server has used so far.
+fn redis_cpu(port: u16) -> f64 {
+    std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "INFO", "cpu"])
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("used_cpu_user:").map(|v| v.trim().parse().unwrap_or(0.0)))
+        })
+        .unwrap_or(0.0)
+}
+
 pub(crate) async fn run() -> anyhow::Result<Value> {
     let server = RedisServer::start_with(RedisOptions::default().aof(true)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let dir = tempfile::tempdir()?;
@@ -156,11 +170,15 @@ pub(crate) async fn run() -> anyhow::Result<Value> {
         server.port()
     ));
 
+    let cpu_before = redis_cpu(server.port());
     let raw = redis_benchmark(server.port())?;
+    let raw_cpu = redis_cpu(server.port()) - cpu_before;
     let redis_config = RedisConfig { url: server.url(), ..RedisConfig::default() };
     let redis: Arc<dyn EventBus> = Arc::new(RedisEventBus::connect(&redis_config).await?);
     let redis_single = publish_rate(redis.clone(), "single", 1).await?;
+    let cpu_before = redis_cpu(server.port());
     let redis_batched = publish_rate(redis.clone(), "batched", BATCH).await?;
+    let ours_cpu = redis_cpu(server.port()) - cpu_before;
     let (redis_p50, redis_p99) = latency(redis.clone(), "latency").await?;
 
     let embedded: Arc<dyn EventBus> = Arc::new(EmbeddedEventBus::open(dir.path(), EmbeddedConfig::default()).await?);
@@ -184,6 +202,11 @@ pub(crate) async fn run() -> anyhow::Result<Value> {
     say(format!("{:<42} {:>8.2} / {:.2}", "redis end-to-end p50 / p99 ms @10k/s", redis_p50, redis_p99));
     say(format!("{:<42} {:>8.2} / {:.2}", "embedded end-to-end p50 / p99 ms @10k/s", embedded_p50, embedded_p99));
     say(format!(
+        "Redis server CPU per event: raw XADD {:.2} µs, redis backend batches of 16 {:.2} µs",
+        raw_cpu * 1e6 / EVENTS as f64,
+        ours_cpu * 1e6 / EVENTS as f64
+    ));
+    say(format!(
         "redis backend / raw: {:.2}   embedded (batches of 16) / raw Redis: {:.2}",
         redis_batched / raw,
         embedded_batched / raw
@@ -202,6 +225,8 @@ pub(crate) async fn run() -> anyhow::Result<Value> {
         "embedded_p99_ms": embedded_p99,
         "redis_p50_ms": redis_p50,
         "redis_p99_ms": redis_p99,
+        "raw_redis_cpu_us_per_event": raw_cpu * 1e6 / EVENTS as f64,
+        "redis_cpu_us_per_event": ours_cpu * 1e6 / EVENTS as f64,
         "clients": CLIENTS,
         "batch": BATCH,
     }))

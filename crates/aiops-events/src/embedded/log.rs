@@ -262,9 +262,9 @@ impl StreamLog {
         self.first + idx as Offset
     }
 
-    /// Appends the events not stored yet; returns every event's offset, the highest offset
-    /// written or reused, and a handle of the active segment to sync.
-    pub(super) fn append(&mut self, events: &[Envelope], limits: &Limits) -> EventsResult<(Vec<Offset>, Offset, File)> {
+    /// Appends the events not stored yet; returns every event's offset and the highest offset
+    /// written or reused.
+    pub(super) fn append(&mut self, events: &[Envelope], limits: &Limits) -> EventsResult<(Vec<Offset>, Offset)> {
         let mut offsets = Vec::with_capacity(events.len());
         let mut records: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut batch_ids: HashMap<&str, Offset> = HashMap::new();
@@ -288,8 +288,7 @@ impl StreamLog {
         }
         let batch_bytes: u64 = records.iter().map(|(_, p)| (HEADER_LEN + p.len()) as u64).sum();
         if records.is_empty() {
-            let file = self.active_file()?;
-            return Ok((offsets, highest, file));
+            return Ok((offsets, highest));
         }
         if self.bytes + batch_bytes > limits.max_bytes {
             return Err(EventsError::Overloaded(format!(
@@ -323,7 +322,6 @@ impl StreamLog {
         }
         segment.len += buffer.len() as u64;
         segment.last_append_ms = appended_ms;
-        let file = segment.file.try_clone().map_err(io_err)?;
         self.bytes += buffer.len() as u64;
         self.last_append_ms = appended_ms;
         for ((idx, payload), pos) in records.iter().zip(positions) {
@@ -339,15 +337,15 @@ impl StreamLog {
                 appended_ms,
             );
         }
-        Ok((offsets, highest, file))
+        Ok((offsets, highest))
     }
 
-    fn active_file(&mut self) -> EventsResult<File> {
-        let base = match self.segments.keys().next_back() {
-            Some(base) => *base,
-            None => self.create_segment()?,
-        };
-        self.segments[&base].file.try_clone().map_err(io_err)
+    /// A handle of the active segment (created if the stream has none), for syncing.
+    pub(super) fn active_handle(&self) -> EventsResult<File> {
+        match self.segments.values().next_back() {
+            Some(segment) => segment.file.try_clone().map_err(io_err),
+            None => Err(EventsError::Invalid("the stream has no segment yet".into())),
+        }
     }
 
     fn create_segment(&mut self) -> EventsResult<Offset> {

@@ -74,6 +74,10 @@ struct Stream {
     groups_path: PathBuf,
     groups_dirty: bool,
     groups_persisted: Instant,
+    /// An fsync of this stream is running.
+    syncing: bool,
+    /// Woken when an fsync of this stream ends.
+    synced: Arc<Notify>,
 }
 
 impl Stream {
@@ -153,7 +157,15 @@ impl EmbeddedEventBus {
             let groups = group::load(&groups_path, log.first(), log.last())?;
             streams.insert(
                 name.clone(),
-                Stream { log, groups, groups_path, groups_dirty: false, groups_persisted: Instant::now() },
+                Stream {
+                    log,
+                    groups,
+                    groups_path,
+                    groups_dirty: false,
+                    groups_persisted: Instant::now(),
+                    syncing: false,
+                    synced: Arc::new(Notify::new()),
+                },
             );
         }
         Ok(streams.get_mut(name))
@@ -166,7 +178,7 @@ impl EmbeddedEventBus {
         streams: &mut HashMap<StreamName, Stream>,
         name: &StreamName,
         events: &[Envelope],
-    ) -> EventsResult<(Vec<Offset>, Offset, File)> {
+    ) -> EventsResult<(Vec<Offset>, Offset)> {
         let limits = self.limits();
         let stream = self
             .stream(streams, name, true)?
@@ -191,27 +203,65 @@ impl EmbeddedEventBus {
         }
     }
 
-    async fn sync_and_reveal(&self, name: &StreamName, file: File, highest: Offset) -> EventsResult<()> {
-        let needs_sync = {
-            let streams = self.lock();
-            streams.get(name).is_some_and(|stream| stream.log.visible < highest)
-        };
-        if !needs_sync {
-            return Ok(());
+    /// Waits until `highest` is durable, with group commit: one publisher at a time runs an
+    /// fsync covering everything written when it started; publishers arriving meanwhile wait
+    /// for it and find themselves covered, or lead the next one.
+    async fn sync_and_reveal(&self, name: &StreamName, highest: Offset) -> EventsResult<()> {
+        enum Step {
+            Done,
+            Wait(Arc<Notify>),
+            Lead(Offset, EventsResult<File>),
         }
-        tokio::task::spawn_blocking(move || file.sync_data())
-            .await
-            .map_err(|err| io_err(std::io::Error::other(err)))?
-            .map_err(io_err)?;
-        // fdatasync covers every write issued before it, including other publishers' records
-        // below `highest`, so all of them may become visible now.
-        let mut streams = self.lock();
-        if let Some(stream) = streams.get_mut(name) {
-            stream.log.visible = stream.log.visible.max(highest);
+        loop {
+            let step = {
+                let mut streams = self.lock();
+                match streams.get_mut(name) {
+                    None => Step::Done,
+                    Some(stream) if stream.log.visible >= highest => Step::Done,
+                    Some(stream) if stream.syncing => Step::Wait(stream.synced.clone()),
+                    Some(stream) => {
+                        stream.syncing = true;
+                        Step::Lead(stream.log.last(), stream.log.active_handle())
+                    }
+                }
+            };
+            match step {
+                Step::Done => return Ok(()),
+                Step::Wait(synced) => {
+                    let notified = synced.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    // Checked again with the waiter registered, so a sync ending now is not missed.
+                    let still_running = self.lock().get(name).is_some_and(|s| s.syncing && s.log.visible < highest);
+                    if still_running {
+                        notified.await;
+                    }
+                }
+                Step::Lead(target, file) => {
+                    let result = match file {
+                        Ok(file) => tokio::task::spawn_blocking(move || file.sync_data())
+                            .await
+                            .map_err(|err| io_err(std::io::Error::other(err)))
+                            .and_then(|synced| synced.map_err(io_err)),
+                        Err(err) => Err(err),
+                    };
+                    {
+                        let mut streams = self.lock();
+                        if let Some(stream) = streams.get_mut(name) {
+                            stream.syncing = false;
+                            if result.is_ok() {
+                                // fdatasync covers every write issued before it, including
+                                // other publishers' records up to `target`.
+                                stream.log.visible = stream.log.visible.max(target);
+                            }
+                            stream.synced.notify_waiters();
+                        }
+                    }
+                    result?;
+                    self.inner.published.notify_waiters();
+                }
+            }
         }
-        drop(streams);
-        self.inner.published.notify_waiters();
-        Ok(())
     }
 
     /// Appends letters to the dead-letter stream and syncs them. Called with the lock held.
@@ -227,8 +277,10 @@ impl EmbeddedEventBus {
             .into_iter()
             .map(|(offset, event, attempts)| dead_letter_envelope(name, group, offset, event, attempts))
             .collect();
-        let (_, highest, file) = self.append(streams, &dead, &envelopes)?;
-        file.sync_data().map_err(io_err)?;
+        let (_, highest) = self.append(streams, &dead, &envelopes)?;
+        if let Some(stream) = streams.get(&dead) {
+            stream.log.active_handle()?.sync_data().map_err(io_err)?;
+        }
         if let Some(stream) = streams.get_mut(&dead) {
             stream.log.visible = stream.log.visible.max(highest);
         }
@@ -374,11 +426,11 @@ impl EventBus for EmbeddedEventBus {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let (offsets, highest, file) = {
+        let (offsets, highest) = {
             let mut streams = self.lock();
             self.append(&mut streams, stream, &events)?
         };
-        self.sync_and_reveal(stream, file, highest).await?;
+        self.sync_and_reveal(stream, highest).await?;
         Ok(offsets)
     }
 

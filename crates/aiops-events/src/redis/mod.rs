@@ -14,7 +14,8 @@
 //! - Retention (`XTRIM MINID`, every 1024 offsets) removes entries every group has finished
 //!   once they exceed `retention_max_events` or `retention_max_age_secs`; a stream at
 //!   `max_length` refuses publishes with an error naming the group furthest behind.
-//! - Publish is one Lua script per batch: duplicates are detected and offsets assigned
+//! - Publish is one Lua script per batch: one `ZMSCORE` finds the ids stored already, one
+//!   `INCRBY` reserves the new offsets, then one `XADD` per new event and one `ZADD` for all,
 //!   atomically. Durability is Redis's: run it with `appendonly yes` and `appendfsync always`
 //!   for "durable when acknowledged" (with `everysec` a machine crash may lose the last second).
 //! - Pending entries idle longer than the visibility timeout are reclaimed with `XAUTOCLAIM`;
@@ -94,24 +95,39 @@ local max_length = tonumber(ARGV[2])
 if max_length > 0 and redis.call('XLEN', KEYS[1]) + n > max_length then
   return redis.error_reply('AIOPS_FULL the stream holds its maximum of ' .. max_length .. ' events')
 end
-local out = {}
+local ids = {}
+for k = 1, n do ids[k] = ARGV[3 + (k - 1) * 6] end
+local known = redis.call('ZMSCORE', KEYS[2], unpack(ids))
+local fresh, seen = 0, {}
+for k = 1, n do
+  if not known[k] and not seen[ids[k]] then
+    fresh = fresh + 1
+    seen[ids[k]] = true
+  end
+end
+local offset = 0
+if fresh > 0 then offset = redis.call('INCRBY', KEYS[3], fresh) - fresh end
 local now = redis.call('TIME')
 local appended = tostring(now[1] * 1000 + math.floor(now[2] / 1000))
-local i = 3
-for _ = 1, n do
-  local id = ARGV[i]
-  local existing = redis.call('ZSCORE', KEYS[2], id)
-  if existing then
-    table.insert(out, tonumber(existing))
+local out, assigned, scored = {}, {}, {}
+for k = 1, n do
+  local id = ids[k]
+  if known[k] then
+    out[k] = tonumber(known[k])
+  elseif assigned[id] then
+    out[k] = assigned[id]
   else
-    local offset = redis.call('INCR', KEYS[3])
-    redis.call('XADD', KEYS[1], '0-' .. offset, 'id', id, 'type', ARGV[i + 1], 'source', ARGV[i + 2],
-      'subject', ARGV[i + 3], 'time', ARGV[i + 4], 'appended_ms', appended, 'event', ARGV[i + 5])
-    redis.call('ZADD', KEYS[2], offset, id)
-    table.insert(out, offset)
+    offset = offset + 1
+    local a = 3 + (k - 1) * 6
+    redis.call('XADD', KEYS[1], '0-' .. offset, 'id', id, 'type', ARGV[a + 1], 'source', ARGV[a + 2],
+      'subject', ARGV[a + 3], 'time', ARGV[a + 4], 'appended_ms', appended, 'event', ARGV[a + 5])
+    assigned[id] = offset
+    out[k] = offset
+    scored[#scored + 1] = offset
+    scored[#scored + 1] = id
   end
-  i = i + 6
 end
+if #scored > 0 then redis.call('ZADD', KEYS[2], unpack(scored)) end
 return out
 "#;
 
