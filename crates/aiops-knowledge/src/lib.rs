@@ -6,12 +6,14 @@
 //! every action). Backends:
 //! - [`SqliteKnowledgeStore`] (default): one SQLite file with an in-process vector index that
 //!   is rebuilt from the file at start, so it survives restarts.
+//! - [`PgKnowledgeStore`]: PostgreSQL with pgvector (HNSW, cosine), shared by several instances.
 //!
 //! The [`conformance`] suite states what every backend must do.
 
 mod config;
 mod error;
 mod model;
+mod postgres;
 mod sqlite;
 mod store;
 
@@ -23,5 +25,6 @@ pub use error::{BoxError, KnowledgeError, KnowledgeResult};
 pub use model::{
     AuditEntry, Direction, Edge, Node, NodeKind, Outcome, Relation, ScoredNode, SimilarityQuery, SolutionStats,
 };
+pub use postgres::{apply_pg_migrations, PgKnowledgeStore};
 pub use sqlite::{apply_migrations, open_sqlite_pool, SqliteKnowledgeStore};
 pub use store::{AuditLog, KnowledgeStore};

@@ -1,0 +1,527 @@
+//! The PostgreSQL engine: the same tables as SQLite, embeddings in a pgvector column with an
+//! HNSW index (cosine distance), for teams that outgrow one machine.
+//!
+//! Vectors travel as pgvector's text form (`[0.1,0.2,...]`) cast in SQL, so no driver
+//! extension is needed. Times are stored as milliseconds since the epoch, like on SQLite, so
+//! export/import between the engines is lossless. The store's dimension is fixed when its
+//! tables are created (recorded in `kn_meta`); opening it with another dimension is refused.
+//! A PostgreSQL restart is survived: the pool discards broken connections and reconnects, and
+//! calls made while the server is down fail with [`KnowledgeError::Unavailable`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+
+use crate::{
+    AuditEntry, AuditLog, Direction, Edge, KnowledgeError, KnowledgeResult, KnowledgeStore, Node, NodeKind, Outcome,
+    Relation, ScoredNode, SimilarityQuery, SolutionStats,
+};
+
+#[cfg(test)]
+mod tests;
+
+const BACKEND: &str = "postgres";
+
+/// Versioned migrations; `{dimensions}` is replaced by the store's dimension.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE kn_meta (dimensions INTEGER NOT NULL);
+INSERT INTO kn_meta (dimensions) VALUES ({dimensions});
+CREATE TABLE kn_nodes (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    data JSONB NOT NULL,
+    embedding vector({dimensions}),
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX kn_nodes_kind ON kn_nodes (kind);
+CREATE INDEX kn_nodes_embedding ON kn_nodes USING hnsw (embedding vector_cosine_ops);
+CREATE TABLE kn_edges (
+    src TEXT NOT NULL REFERENCES kn_nodes(id) ON DELETE CASCADE,
+    dst TEXT NOT NULL REFERENCES kn_nodes(id) ON DELETE CASCADE,
+    relation TEXT NOT NULL,
+    weight DOUBLE PRECISION NOT NULL,
+    data JSONB NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (src, dst, relation)
+);
+CREATE INDEX kn_edges_dst ON kn_edges (dst, relation);
+CREATE TABLE kn_solution_stats (
+    solution_id TEXT PRIMARY KEY REFERENCES kn_nodes(id) ON DELETE CASCADE,
+    attempts BIGINT NOT NULL,
+    successes BIGINT NOT NULL,
+    total_recover_ms BIGINT NOT NULL,
+    last_used BIGINT NOT NULL
+);
+CREATE TABLE kn_outcomes (
+    action_id TEXT PRIMARY KEY,
+    problem_id TEXT NOT NULL,
+    solution_id TEXT NOT NULL,
+    success BOOLEAN NOT NULL,
+    recover_ms BIGINT,
+    at BIGINT NOT NULL
+);
+CREATE TABLE audit_log (
+    seq BIGSERIAL PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail JSONB NOT NULL
+);
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+"#];
+
+fn unavailable(err: sqlx::Error) -> KnowledgeError {
+    KnowledgeError::Unavailable { backend: BACKEND, source: err.into() }
+}
+
+fn backend(err: sqlx::Error) -> KnowledgeError {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            unavailable(err)
+        }
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) => {
+            // 57P0x: the server is shutting down or restarting; 08xxx: connection failures.
+            unavailable(sqlx::Error::Database(db))
+        }
+        other => KnowledgeError::Backend { backend: BACKEND, source: other.into() },
+    }
+}
+
+fn vector_text(embedding: &[f32]) -> String {
+    let mut text = String::with_capacity(embedding.len() * 10 + 2);
+    text.push('[');
+    for (idx, value) in embedding.iter().enumerate() {
+        if idx > 0 {
+            text.push(',');
+        }
+        text.push_str(&value.to_string());
+    }
+    text.push(']');
+    text
+}
+
+fn parse_vector(text: &str) -> KnowledgeResult<Vec<f32>> {
+    text.trim_matches(|c| c == '[' || c == ']')
+        .split(',')
+        .filter(|v| !v.is_empty())
+        .map(|v| v.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|err| KnowledgeError::Backend { backend: BACKEND, source: err.into() })
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// Applies the migrations `component` does not have yet, each in one transaction with its
+/// version row. Two instances starting at once on an empty database may race; the loser
+/// fails its start with a clear error and succeeds on the next.
+///
+/// # Errors
+/// [`KnowledgeError::SchemaTooNew`] when the database is newer than `migrations`.
+pub async fn apply_pg_migrations(pool: &PgPool, component: &str, migrations: &[String]) -> KnowledgeResult<()> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT PRIMARY KEY, version INTEGER NOT NULL)")
+        .execute(pool)
+        .await
+        .map_err(backend)?;
+    let found: i32 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = $1")
+        .bind(component)
+        .fetch_one(pool)
+        .await
+        .map_err(backend)?;
+    let supported = migrations.len() as i64;
+    if i64::from(found) > supported {
+        return Err(KnowledgeError::SchemaTooNew { component: component.into(), found: found.into(), supported });
+    }
+    for (idx, sql) in migrations.iter().enumerate().skip(found as usize) {
+        let version = idx + 1;
+        // One script per migration, sent through the pool: its tables and its version row
+        // commit together. `component` is a compile-time name of ours, never user input.
+        let script = format!(
+            "BEGIN;\n{sql}\nINSERT INTO schema_migrations (component, version) VALUES ('{component}', {version})
+             ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version;\nCOMMIT;"
+        );
+        sqlx::raw_sql(&script).execute(pool).await.map_err(backend)?;
+        tracing::info!(component, version, "Applied database migration.");
+    }
+    Ok(())
+}
+
+/// The knowledge store on PostgreSQL with pgvector.
+#[derive(Debug, Clone)]
+pub struct PgKnowledgeStore {
+    pool: PgPool,
+    dimensions: usize,
+}
+
+impl PgKnowledgeStore {
+    /// Connects, migrates and checks the store's dimension.
+    ///
+    /// # Errors
+    /// [`KnowledgeError::Unavailable`] when the server cannot be reached,
+    /// [`KnowledgeError::DimensionMismatch`] when the tables were made for another dimension.
+    pub async fn connect(url: &str, dimensions: usize, max_connections: u32) -> KnowledgeResult<Self> {
+        if dimensions == 0 || dimensions > 16_000 {
+            return Err(KnowledgeError::Invalid(format!(
+                "embedding dimensions must be within 1..=16000, got {dimensions}"
+            )));
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(unavailable)?;
+        let migrations: Vec<String> =
+            MIGRATIONS.iter().map(|m| m.replace("{dimensions}", &dimensions.to_string())).collect();
+        apply_pg_migrations(&pool, "knowledge", &migrations).await?;
+        let stored: i32 =
+            sqlx::query_scalar("SELECT dimensions FROM kn_meta").fetch_one(&pool).await.map_err(backend)?;
+        if stored as usize != dimensions {
+            return Err(KnowledgeError::DimensionMismatch { expected: stored as usize, actual: dimensions });
+        }
+        Ok(Self { pool, dimensions })
+    }
+
+    async fn require_node(&self, id: &str) -> KnowledgeResult<()> {
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM kn_nodes WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        exists.map(|_| ()).ok_or_else(|| KnowledgeError::NotFound { id: id.into() })
+    }
+}
+
+const NODE_COLUMNS: &str = "id, kind, name, data::text AS data, embedding::text AS embedding, created_at, updated_at";
+
+fn row_to_node(row: &PgRow, prefix: &str) -> KnowledgeResult<Node> {
+    let col = |name: &str| format!("{prefix}{name}");
+    let data: String = row.try_get(col("data").as_str()).map_err(backend)?;
+    let embedding: Option<String> = row.try_get(col("embedding").as_str()).map_err(backend)?;
+    Ok(Node {
+        id: row.try_get(col("id").as_str()).map_err(backend)?,
+        kind: NodeKind::from_str(&row.try_get::<String, _>(col("kind").as_str()).map_err(backend)?)?,
+        name: row.try_get(col("name").as_str()).map_err(backend)?,
+        data: serde_json::from_str(&data)
+            .map_err(|e| KnowledgeError::Backend { backend: BACKEND, source: e.into() })?,
+        embedding: embedding.as_deref().map(parse_vector).transpose()?,
+        created_at: from_millis(row.try_get(col("created_at").as_str()).map_err(backend)?),
+        updated_at: from_millis(row.try_get(col("updated_at").as_str()).map_err(backend)?),
+    })
+}
+
+#[async_trait]
+impl KnowledgeStore for PgKnowledgeStore {
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    async fn upsert_node(&self, node: Node) -> KnowledgeResult<()> {
+        node.validate(self.dimensions)?;
+        let now = Utc::now().timestamp_millis();
+        sqlx::query(
+            "INSERT INTO kn_nodes (id, kind, name, data, embedding, created_at, updated_at)
+             VALUES ($1, $2, $3, $4::jsonb, $5::vector, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, data = EXCLUDED.data,
+                 embedding = EXCLUDED.embedding, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&node.id)
+        .bind(node.kind.as_str())
+        .bind(&node.name)
+        .bind(node.data.to_string())
+        .bind(node.embedding.as_deref().map(vector_text))
+        .bind(node.created_at.timestamp_millis().min(now))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn get_node(&self, id: &str) -> KnowledgeResult<Option<Node>> {
+        let row = sqlx::query(&format!("SELECT {NODE_COLUMNS} FROM kn_nodes WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.map(|r| row_to_node(&r, "")).transpose()
+    }
+
+    async fn delete_node(&self, id: &str) -> KnowledgeResult<bool> {
+        let done =
+            sqlx::query("DELETE FROM kn_nodes WHERE id = $1").bind(id).execute(&self.pool).await.map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn link(&self, edge: Edge) -> KnowledgeResult<()> {
+        if !(0.0..=1.0).contains(&edge.weight) {
+            return Err(KnowledgeError::Invalid(format!("edge weight must be within 0..=1, got {}", edge.weight)));
+        }
+        self.require_node(&edge.from).await?;
+        self.require_node(&edge.to).await?;
+        sqlx::query(
+            "INSERT INTO kn_edges (src, dst, relation, weight, data, updated_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6)
+             ON CONFLICT (src, dst, relation) DO UPDATE SET weight = EXCLUDED.weight, data = EXCLUDED.data,
+                 updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&edge.from)
+        .bind(&edge.to)
+        .bind(edge.relation.as_str())
+        .bind(edge.weight)
+        .bind(edge.data.to_string())
+        .bind(Utc::now().timestamp_millis())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn unlink(&self, from: &str, to: &str, relation: Relation) -> KnowledgeResult<bool> {
+        let done = sqlx::query("DELETE FROM kn_edges WHERE src = $1 AND dst = $2 AND relation = $3")
+            .bind(from)
+            .bind(to)
+            .bind(relation.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn neighbors(
+        &self,
+        id: &str,
+        relation: Option<Relation>,
+        direction: Direction,
+    ) -> KnowledgeResult<Vec<(Edge, Node)>> {
+        let (this_end, other_end) = match direction {
+            Direction::Outgoing => ("src", "dst"),
+            Direction::Incoming => ("dst", "src"),
+        };
+        let sql = format!(
+            "SELECT e.src, e.dst, e.relation, e.weight, e.data::text AS e_data,
+                    n.id AS n_id, n.kind AS n_kind, n.name AS n_name, n.data::text AS n_data,
+                    n.embedding::text AS n_embedding, n.created_at AS n_created_at, n.updated_at AS n_updated_at
+             FROM kn_edges e JOIN kn_nodes n ON n.id = e.{other_end}
+             WHERE e.{this_end} = $1 AND ($2::text IS NULL OR e.relation = $2)
+             ORDER BY e.weight DESC, n.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(id)
+            .bind(relation.map(Relation::as_str))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let data: String = row.try_get("e_data").map_err(backend)?;
+                let edge = Edge {
+                    from: row.try_get("src").map_err(backend)?,
+                    to: row.try_get("dst").map_err(backend)?,
+                    relation: Relation::from_str(&row.try_get::<String, _>("relation").map_err(backend)?)?,
+                    weight: row.try_get("weight").map_err(backend)?,
+                    data: serde_json::from_str(&data)
+                        .map_err(|e| KnowledgeError::Backend { backend: BACKEND, source: e.into() })?,
+                };
+                Ok((edge, row_to_node(row, "n_")?))
+            })
+            .collect()
+    }
+
+    async fn similar(&self, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>> {
+        if query.embedding.len() != self.dimensions {
+            return Err(KnowledgeError::DimensionMismatch { expected: self.dimensions, actual: query.embedding.len() });
+        }
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // With a filter, keep scanning the HNSW graph until k rows pass it (pgvector ≥ 0.8).
+        sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order").execute(&mut *tx).await.map_err(backend)?;
+        let sql = format!(
+            "SELECT {NODE_COLUMNS}, 1 - (embedding <=> $1::vector) AS score FROM kn_nodes
+             WHERE embedding IS NOT NULL AND ($2::text IS NULL OR kind = $2)
+             ORDER BY embedding <=> $1::vector LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(vector_text(&query.embedding))
+            .bind(query.kind.map(NodeKind::as_str))
+            .bind(query.k as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        let mut hits = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let score: f64 = row.try_get("score").map_err(backend)?;
+            let score = score as f32;
+            if score >= query.min_score {
+                hits.push(ScoredNode { node: row_to_node(row, "")?, score });
+            }
+        }
+        // relaxed_order may return near-ties slightly out of order.
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.node.id.cmp(&b.node.id)));
+        Ok(hits)
+    }
+
+    async fn record_outcome(&self, outcome: &Outcome) -> KnowledgeResult<SolutionStats> {
+        self.require_node(&outcome.problem_id).await?;
+        self.require_node(&outcome.solution_id).await?;
+        let success = i64::from(outcome.success);
+        let recover_ms = if outcome.success { outcome.recover_ms.unwrap_or(0) as i64 } else { 0 };
+        let at = outcome.at.timestamp_millis();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let first_time = sqlx::query(
+            "INSERT INTO kn_outcomes (action_id, problem_id, solution_id, success, recover_ms, at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (action_id) DO NOTHING",
+        )
+        .bind(&outcome.action_id)
+        .bind(&outcome.problem_id)
+        .bind(&outcome.solution_id)
+        .bind(outcome.success)
+        .bind(outcome.recover_ms.map(|ms| ms as i64))
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected()
+            == 1;
+        if first_time {
+            sqlx::query(
+                "INSERT INTO kn_solution_stats (solution_id, attempts, successes, total_recover_ms, last_used)
+                 VALUES ($1, 1, $2, $3, $4)
+                 ON CONFLICT (solution_id) DO UPDATE SET attempts = kn_solution_stats.attempts + 1,
+                     successes = kn_solution_stats.successes + EXCLUDED.successes,
+                     total_recover_ms = kn_solution_stats.total_recover_ms + EXCLUDED.total_recover_ms,
+                     last_used = GREATEST(kn_solution_stats.last_used, EXCLUDED.last_used)",
+            )
+            .bind(&outcome.solution_id)
+            .bind(success)
+            .bind(recover_ms)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            // The solves edge carries this solution's record on this problem.
+            sqlx::query(
+                "INSERT INTO kn_edges (src, dst, relation, weight, data, updated_at)
+                 VALUES ($1, $2, 'solves', $3::float8, jsonb_build_object('attempts', 1, 'successes', $3), $4)
+                 ON CONFLICT (src, dst, relation) DO UPDATE SET
+                     data = jsonb_build_object(
+                         'attempts', COALESCE((kn_edges.data->>'attempts')::bigint, 0) + 1,
+                         'successes', COALESCE((kn_edges.data->>'successes')::bigint, 0) + $3),
+                     weight = (COALESCE((kn_edges.data->>'successes')::bigint, 0) + $3)::float8
+                              / (COALESCE((kn_edges.data->>'attempts')::bigint, 0) + 1),
+                     updated_at = $4",
+            )
+            .bind(&outcome.solution_id)
+            .bind(&outcome.problem_id)
+            .bind(success)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        self.solution_stats(&outcome.solution_id)
+            .await?
+            .ok_or_else(|| KnowledgeError::NotFound { id: outcome.solution_id.clone() })
+    }
+
+    async fn solution_stats(&self, solution_id: &str) -> KnowledgeResult<Option<SolutionStats>> {
+        let row = sqlx::query(
+            "SELECT attempts, successes, total_recover_ms, last_used FROM kn_solution_stats WHERE solution_id = $1",
+        )
+        .bind(solution_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|row| {
+            let attempts: i64 = row.try_get("attempts").map_err(backend)?;
+            let successes: i64 = row.try_get("successes").map_err(backend)?;
+            let total: i64 = row.try_get("total_recover_ms").map_err(backend)?;
+            Ok(SolutionStats {
+                attempts: attempts as u64,
+                successes: successes as u64,
+                failures: (attempts - successes) as u64,
+                mean_recover_ms: (successes > 0).then(|| total as f64 / successes as f64),
+                last_used: Some(from_millis(row.try_get("last_used").map_err(backend)?)),
+            })
+        })
+        .transpose()
+    }
+
+    async fn nodes(&self, kind: NodeKind, limit: usize) -> KnowledgeResult<Vec<Node>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {NODE_COLUMNS} FROM kn_nodes WHERE kind = $1 ORDER BY updated_at DESC, id LIMIT $2"
+        ))
+        .bind(kind.as_str())
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|row| row_to_node(row, "")).collect()
+    }
+
+    async fn count_nodes(&self) -> KnowledgeResult<Vec<(NodeKind, u64)>> {
+        let rows = sqlx::query("SELECT kind, COUNT(*) AS n FROM kn_nodes GROUP BY kind ORDER BY kind")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind").map_err(backend)?;
+                let n: i64 = row.try_get("n").map_err(backend)?;
+                Ok((NodeKind::from_str(&kind)?, n as u64))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl AuditLog for PgKnowledgeStore {
+    async fn append(&self, entry: AuditEntry) -> KnowledgeResult<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5::jsonb) RETURNING seq",
+        )
+        .bind(entry.at.timestamp_millis())
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.subject)
+        .bind(entry.detail.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
+    async fn recent(&self, limit: usize) -> KnowledgeResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, subject, detail::text AS detail FROM audit_log ORDER BY seq DESC LIMIT $1",
+        )
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let detail: String = row.try_get("detail").map_err(backend)?;
+                Ok(AuditEntry {
+                    seq: row.try_get("seq").map_err(backend)?,
+                    at: from_millis(row.try_get("at").map_err(backend)?),
+                    actor: row.try_get("actor").map_err(backend)?,
+                    action: row.try_get("action").map_err(backend)?,
+                    subject: row.try_get("subject").map_err(backend)?,
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .collect()
+    }
+}
