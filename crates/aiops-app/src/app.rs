@@ -82,6 +82,18 @@ fn read_tokens(config: &Config) -> AppResult<Vec<ApiToken>> {
         .collect()
 }
 
+/// Opens the configured knowledge store alone (for `aiops kb`), migrating it if needed.
+///
+/// # Errors
+/// When the store cannot be opened.
+pub async fn open_knowledge(config: &Config) -> AppResult<Knowledge> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::Io {
+        context: format!("creating data directory {}", config.data_dir.display()),
+        source,
+    })?;
+    Ok(config.knowledge.build(&config.data_dir, &|name| std::env::var(name).ok()).await?)
+}
+
 impl App {
     /// Starts the core on the configured listen address.
     ///
@@ -109,7 +121,7 @@ impl App {
             source,
         })?;
         let bus = config.events.build(data_dir).await?;
-        let knowledge = config.knowledge.build(data_dir).await?;
+        let knowledge = config.knowledge.build(data_dir, &|name| std::env::var(name).ok()).await?;
         let registry: Arc<dyn Registry> =
             Arc::new(SqliteRegistry::open(&config.knowledge.sqlite_path(data_dir)).await?);
         let embedder = config.ai.embedder.build()?;

@@ -182,11 +182,10 @@ impl Config {
                 problems.push(format!("server.tokens[{idx}].scopes: name at least one scope"));
             }
         }
-        let KnowledgeConfig::Sqlite(knowledge) = &self.knowledge;
-        if knowledge.dimensions != self.ai.embedder.dimensions() {
+        if self.knowledge.dimensions() != self.ai.embedder.dimensions() {
             problems.push(format!(
                 "knowledge.dimensions ({}) must equal the embedder's dimensions ({})",
-                knowledge.dimensions,
+                self.knowledge.dimensions(),
                 self.ai.embedder.dimensions()
             ));
         }

@@ -11,6 +11,6 @@ mod app;
 mod config;
 mod error;
 
-pub use app::App;
+pub use app::{open_knowledge, App};
 pub use config::{Config, PatternsConfig, ServerConfig, TokenConfig, ToolsConfig};
 pub use error::{AppError, AppResult};

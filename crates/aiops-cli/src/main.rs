@@ -45,6 +45,14 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The knowledge graph of the configured store: export, import, show, search.
+    Kb {
+        /// Config file (TOML). Without it, the embedded defaults.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: KbCommand,
+    },
     /// Remediation tools of a running core.
     Tools {
         #[command(subcommand)]
@@ -80,6 +88,37 @@ enum ConfigCommand {
         /// Config file (TOML).
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KbCommand {
+    /// Writes every node, outcome, edge and audit entry as JSON Lines.
+    Export {
+        /// Output file; standard output when left out.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Reads an export into the store (to move from SQLite to PostgreSQL, for example).
+    Import {
+        /// The JSON Lines file.
+        file: PathBuf,
+    },
+    /// Shows a node with its edges and statistics.
+    Show {
+        /// Node id.
+        id: String,
+    },
+    /// Finds the nodes most similar to a text.
+    Search {
+        /// The text.
+        text: String,
+        /// Only nodes of this kind (problem, solution, pattern, insight, tool).
+        #[arg(long)]
+        kind: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
     },
 }
 
@@ -158,6 +197,12 @@ fn main() -> ExitCode {
             }
             Command::Config { command: ConfigCommand::Default } => commands::config::print_default(),
             Command::Config { command: ConfigCommand::Check { config } } => commands::config::check(config),
+            Command::Kb { config, command } => match command {
+                KbCommand::Export { output } => commands::kb::export(config, output).await,
+                KbCommand::Import { file } => commands::kb::import(config, file).await,
+                KbCommand::Show { id } => commands::kb::show(config, id).await,
+                KbCommand::Search { text, kind, k } => commands::kb::search(config, text, kind, k).await,
+            },
             Command::Tools { command: ToolsCommand::Propose { file, url } } => {
                 commands::remote::propose_tool(&url, &file).await
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AuditLog, KnowledgeResult, KnowledgeStore, SqliteKnowledgeStore};
+use crate::{AuditLog, KnowledgeError, KnowledgeResult, KnowledgeStore, PgKnowledgeStore, SqliteKnowledgeStore};
 
 /// The variant picks the engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,6 +13,30 @@ use crate::{AuditLog, KnowledgeResult, KnowledgeStore, SqliteKnowledgeStore};
 pub enum KnowledgeConfig {
     /// One SQLite file in the data directory (default).
     Sqlite(SqliteConfig),
+    /// PostgreSQL with pgvector, shared by several instances.
+    Postgres(PostgresConfig),
+}
+
+/// Settings of the PostgreSQL engine. The connection URL (which may hold a password) comes
+/// from an environment variable or a file, never from the config text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Environment variable holding the URL (`postgres://user:pass@host:5432/db`).
+    /// Default: `AIOPS_KNOWLEDGE_URL`.
+    pub url_env: String,
+    /// File holding the URL; used instead of `url_env` when set.
+    pub url_file: Option<PathBuf>,
+    /// Embedding dimension of the store; must match the embedder. Default: 384.
+    pub dimensions: usize,
+    /// Connections in the pool. Default: 8.
+    pub max_connections: u32,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self { url_env: "AIOPS_KNOWLEDGE_URL".into(), url_file: None, dimensions: 384, max_connections: 8 }
+    }
 }
 
 impl Default for KnowledgeConfig {
@@ -47,21 +71,54 @@ pub struct Knowledge {
 }
 
 impl KnowledgeConfig {
-    /// The database file the embedded engine uses (other embedded parts share it).
+    /// The SQLite file of the embedded parts (with PostgreSQL knowledge, the registry still
+    /// keeps its tables there).
     pub fn sqlite_path(&self, data_dir: &Path) -> PathBuf {
         match self {
             Self::Sqlite(cfg) => cfg.path.clone().unwrap_or_else(|| data_dir.join("aiops.db")),
+            Self::Postgres(_) => data_dir.join("aiops.db"),
         }
     }
 
-    /// Opens the configured engine and applies migrations.
+    /// Embedding dimension of the store.
+    pub fn dimensions(&self) -> usize {
+        match self {
+            Self::Sqlite(cfg) => cfg.dimensions,
+            Self::Postgres(cfg) => cfg.dimensions,
+        }
+    }
+
+    /// Opens the configured engine and applies migrations. `env` looks up environment
+    /// variables (the caller decides where they come from).
     ///
     /// # Errors
-    /// When the database cannot be opened or its schema is newer than this binary.
-    pub async fn build(&self, data_dir: &Path) -> KnowledgeResult<Knowledge> {
+    /// When the database cannot be opened, its URL is not configured, or its schema is newer
+    /// than this binary.
+    pub async fn build(&self, data_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> KnowledgeResult<Knowledge> {
         match self {
             Self::Sqlite(cfg) => {
                 let store = Arc::new(SqliteKnowledgeStore::open(&self.sqlite_path(data_dir), cfg.dimensions).await?);
+                Ok(Knowledge { store: store.clone(), audit: store })
+            }
+            Self::Postgres(cfg) => {
+                let url = match &cfg.url_file {
+                    Some(path) => std::fs::read_to_string(path)
+                        .map_err(|err| {
+                            KnowledgeError::Invalid(format!(
+                                "knowledge.url_file {} cannot be read: {err}",
+                                path.display()
+                            ))
+                        })?
+                        .trim()
+                        .to_owned(),
+                    None => env(&cfg.url_env).ok_or_else(|| {
+                        KnowledgeError::Invalid(format!(
+                            "environment variable {} (knowledge.url_env) is not set",
+                            cfg.url_env
+                        ))
+                    })?,
+                };
+                let store = Arc::new(PgKnowledgeStore::connect(&url, cfg.dimensions, cfg.max_connections).await?);
                 Ok(Knowledge { store: store.clone(), audit: store })
             }
         }

@@ -16,11 +16,12 @@ mod model;
 mod postgres;
 mod sqlite;
 mod store;
+mod transfer;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use config::{Knowledge, KnowledgeConfig, SqliteConfig};
+pub use config::{Knowledge, KnowledgeConfig, PostgresConfig, SqliteConfig};
 pub use error::{BoxError, KnowledgeError, KnowledgeResult};
 pub use model::{
     AuditEntry, Direction, Edge, Node, NodeKind, Outcome, Relation, ScoredNode, SimilarityQuery, SolutionStats,
@@ -28,3 +29,4 @@ pub use model::{
 pub use postgres::{apply_pg_migrations, PgKnowledgeStore};
 pub use sqlite::{apply_migrations, open_sqlite_pool, SqliteKnowledgeStore};
 pub use store::{AuditLog, KnowledgeStore};
+pub use transfer::{export, import, Record, TransferCounts};

@@ -58,6 +58,10 @@ pub trait KnowledgeStore: Send + Sync + fmt::Debug + 'static {
     async fn solution_stats(&self, solution_id: &str) -> KnowledgeResult<Option<SolutionStats>>;
     /// Nodes of one kind, most recently updated first, at most `limit`.
     async fn nodes(&self, kind: crate::NodeKind, limit: usize) -> KnowledgeResult<Vec<Node>>;
+    /// Every edge, ordered by (from, to, relation).
+    async fn all_edges(&self) -> KnowledgeResult<Vec<Edge>>;
+    /// Every recorded outcome, oldest first.
+    async fn outcomes(&self) -> KnowledgeResult<Vec<Outcome>>;
     /// Number of nodes of each kind.
     async fn count_nodes(&self) -> KnowledgeResult<Vec<(crate::NodeKind, u64)>>;
 }

@@ -3,5 +3,6 @@
 
 pub(crate) mod config;
 pub(crate) mod demo;
+pub(crate) mod kb;
 pub(crate) mod remote;
 pub(crate) mod serve;

@@ -2,4 +2,5 @@
 
 mod cluster;
 mod demo;
+mod kb;
 mod serve;

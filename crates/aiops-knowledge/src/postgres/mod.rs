@@ -222,6 +222,18 @@ fn row_to_node(row: &PgRow, prefix: &str) -> KnowledgeResult<Node> {
     })
 }
 
+fn row_to_edge(row: &PgRow) -> KnowledgeResult<Edge> {
+    let data: String = row.try_get("e_data").map_err(backend)?;
+    Ok(Edge {
+        from: row.try_get("src").map_err(backend)?,
+        to: row.try_get("dst").map_err(backend)?,
+        relation: Relation::from_str(&row.try_get::<String, _>("relation").map_err(backend)?)?,
+        weight: row.try_get("weight").map_err(backend)?,
+        data: serde_json::from_str(&data)
+            .map_err(|e| KnowledgeError::Backend { backend: BACKEND, source: e.into() })?,
+    })
+}
+
 #[async_trait]
 impl KnowledgeStore for PgKnowledgeStore {
     fn dimensions(&self) -> usize {
@@ -323,20 +335,7 @@ impl KnowledgeStore for PgKnowledgeStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let data: String = row.try_get("e_data").map_err(backend)?;
-                let edge = Edge {
-                    from: row.try_get("src").map_err(backend)?,
-                    to: row.try_get("dst").map_err(backend)?,
-                    relation: Relation::from_str(&row.try_get::<String, _>("relation").map_err(backend)?)?,
-                    weight: row.try_get("weight").map_err(backend)?,
-                    data: serde_json::from_str(&data)
-                        .map_err(|e| KnowledgeError::Backend { backend: BACKEND, source: e.into() })?,
-                };
-                Ok((edge, row_to_node(row, "n_")?))
-            })
-            .collect()
+        rows.iter().map(|row| Ok((row_to_edge(row)?, row_to_node(row, "n_")?))).collect()
     }
 
     async fn similar(&self, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>> {
@@ -469,6 +468,35 @@ impl KnowledgeStore for PgKnowledgeStore {
         .await
         .map_err(backend)?;
         rows.iter().map(|row| row_to_node(row, "")).collect()
+    }
+
+    async fn all_edges(&self) -> KnowledgeResult<Vec<Edge>> {
+        let rows = sqlx::query(
+            "SELECT src, dst, relation, weight, data::text AS e_data FROM kn_edges ORDER BY src, dst, relation",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(row_to_edge).collect()
+    }
+
+    async fn outcomes(&self) -> KnowledgeResult<Vec<Outcome>> {
+        let rows = sqlx::query("SELECT * FROM kn_outcomes ORDER BY at, action_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(Outcome {
+                    action_id: row.try_get("action_id").map_err(backend)?,
+                    problem_id: row.try_get("problem_id").map_err(backend)?,
+                    solution_id: row.try_get("solution_id").map_err(backend)?,
+                    success: row.try_get("success").map_err(backend)?,
+                    recover_ms: row.try_get::<Option<i64>, _>("recover_ms").map_err(backend)?.map(|ms| ms as u64),
+                    at: from_millis(row.try_get("at").map_err(backend)?),
+                })
+            })
+            .collect()
     }
 
     async fn count_nodes(&self) -> KnowledgeResult<Vec<(NodeKind, u64)>> {

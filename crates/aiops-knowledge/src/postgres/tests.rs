@@ -68,3 +68,80 @@ async fn another_dimension_is_refused_and_the_store_survives_a_restart() {
     let tamper = harness.server.psql("DELETE FROM audit_log");
     assert!(tamper.is_err(), "the audit log must refuse deletes");
 }
+
+#[tokio::test]
+async fn export_from_sqlite_imports_into_postgres_without_loss() {
+    use crate::{Direction, Edge, Outcome, Relation, SqliteKnowledgeStore};
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteKnowledgeStore::open(&dir.path().join("k.db"), DIMENSIONS).await.unwrap();
+    let mut problem =
+        Node::new("p1", NodeKind::Problem, "pool exhausted", serde_json::json!({"service": "b", "kind": "x"}));
+    problem.embedding = Some((0..DIMENSIONS).map(|i| i as f32 / 10.0).collect());
+    sqlite.upsert_node(problem).await.unwrap();
+    sqlite
+        .upsert_node(Node::new("s1", NodeKind::Solution, "reset", serde_json::json!({"tool": "reset_db_pool"})))
+        .await
+        .unwrap();
+    sqlite
+        .upsert_node(Node::new("s2", NodeKind::Solution, "clear", serde_json::json!({"tool": "clear_cache"})))
+        .await
+        .unwrap();
+    sqlite
+        .link(Edge {
+            from: "s2".into(),
+            to: "s1".into(),
+            relation: Relation::ConflictsWith,
+            weight: 0.5,
+            data: serde_json::json!({"why": "x"}),
+        })
+        .await
+        .unwrap();
+    for (n, (solution, success)) in [("s1", true), ("s1", true), ("s2", false)].into_iter().enumerate() {
+        let outcome = Outcome {
+            action_id: format!("a{n}"),
+            problem_id: "p1".into(),
+            solution_id: solution.into(),
+            success,
+            recover_ms: success.then_some(700),
+            at: chrono::Utc::now(),
+        };
+        sqlite.record_outcome(&outcome).await.unwrap();
+    }
+    sqlite
+        .append(AuditEntry {
+            seq: 0,
+            at: chrono::Utc::now(),
+            actor: "healing".into(),
+            action: "tool.run".into(),
+            subject: "b".into(),
+            detail: serde_json::json!({"n": 1}),
+        })
+        .await
+        .unwrap();
+    let mut exported = Vec::new();
+    let counts = crate::export(&sqlite, &sqlite, &mut exported).await.unwrap();
+    assert_eq!((counts.nodes, counts.outcomes, counts.edges, counts.audit), (3, 3, 3, 1));
+
+    let harness = PgHarness::new();
+    let pg = PgKnowledgeStore::connect(&harness.server.url(), DIMENSIONS, 2).await.unwrap();
+    let imported = crate::import(&pg, &pg, &mut exported.as_slice()).await.unwrap();
+    assert_eq!(imported, counts);
+    // The same graph, seen from the new engine.
+    let p1 = pg.get_node("p1").await.unwrap().unwrap();
+    let original = sqlite.get_node("p1").await.unwrap().unwrap();
+    assert_eq!(p1.embedding, original.embedding);
+    assert_eq!(p1.created_at, original.created_at);
+    assert_eq!(pg.solution_stats("s1").await.unwrap(), sqlite.solution_stats("s1").await.unwrap());
+    assert_eq!(pg.all_edges().await.unwrap(), sqlite.all_edges().await.unwrap());
+    let solves = pg.neighbors("p1", Some(Relation::Solves), Direction::Incoming).await.unwrap();
+    assert_eq!(solves[0].0.data["attempts"], 2);
+    assert_eq!(pg.recent(10).await.unwrap()[0].detail, serde_json::json!({"n": 1}));
+    // Importing twice changes no statistics.
+    crate::import(&pg, &pg, &mut exported.as_slice()).await.unwrap();
+    assert_eq!(pg.solution_stats("s1").await.unwrap().unwrap().attempts, 2);
+    // A malformed line is refused with its number, and nothing is written.
+    let bad = b"{\"record\":\"node\",\"id\":\"z\",\"kind\":\"solution\",\"name\":\"z\",\"data\":{}}\n";
+    let err = crate::import(&pg, &pg, &mut bad.as_slice()).await.unwrap_err();
+    assert!(err.to_string().contains("line 1"), "{err}");
+    assert!(pg.get_node("z").await.unwrap().is_none());
+}

@@ -510,6 +510,34 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         rows.iter().map(|row| row_to_node(row, "")).collect()
     }
 
+    async fn all_edges(&self) -> KnowledgeResult<Vec<Edge>> {
+        let rows =
+            sqlx::query("SELECT src, dst, relation, weight, data AS e_data FROM kn_edges ORDER BY src, dst, relation")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        rows.iter().map(row_to_edge).collect()
+    }
+
+    async fn outcomes(&self) -> KnowledgeResult<Vec<Outcome>> {
+        let rows = sqlx::query("SELECT * FROM kn_outcomes ORDER BY at, action_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(Outcome {
+                    action_id: row.try_get("action_id").map_err(backend)?,
+                    problem_id: row.try_get("problem_id").map_err(backend)?,
+                    solution_id: row.try_get("solution_id").map_err(backend)?,
+                    success: row.try_get::<i64, _>("success").map_err(backend)? != 0,
+                    recover_ms: row.try_get::<Option<i64>, _>("recover_ms").map_err(backend)?.map(|ms| ms as u64),
+                    at: from_millis(row.try_get("at").map_err(backend)?),
+                })
+            })
+            .collect()
+    }
+
     async fn count_nodes(&self) -> KnowledgeResult<Vec<(NodeKind, u64)>> {
         let rows = sqlx::query("SELECT kind, COUNT(*) AS n FROM kn_nodes GROUP BY kind ORDER BY kind")
             .fetch_all(&self.pool)

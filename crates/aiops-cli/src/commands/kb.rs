@@ -1,0 +1,105 @@
+//! `aiops kb`: the knowledge graph of the configured store, directly (no running core needed):
+//! export and import as JSON Lines, show a node, search by text.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aiops_app::{open_knowledge, Config};
+use aiops_knowledge::{Direction, NodeKind, SimilarityQuery};
+use anyhow::Context;
+
+fn config(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(Config::load(path, std::env::vars())?)
+}
+
+/// Writes the whole graph to `out` (stdout when `None`).
+pub(crate) async fn export(config_path: Option<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<bool> {
+    let knowledge = open_knowledge(&config(config_path.as_deref())?).await?;
+    let counts = match &out {
+        Some(path) => {
+            let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let mut writer = std::io::BufWriter::new(file);
+            aiops_knowledge::export(knowledge.store.as_ref(), knowledge.audit.as_ref(), &mut writer).await?
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            aiops_knowledge::export(knowledge.store.as_ref(), knowledge.audit.as_ref(), &mut stdout).await?
+        }
+    };
+    eprintln!(
+        "exported {} nodes, {} outcomes, {} edges, {} audit entries",
+        counts.nodes, counts.outcomes, counts.edges, counts.audit
+    );
+    Ok(true)
+}
+
+/// Reads an export into the configured store.
+pub(crate) async fn import(config_path: Option<PathBuf>, file: PathBuf) -> anyhow::Result<bool> {
+    let knowledge = open_knowledge(&config(config_path.as_deref())?).await?;
+    let input = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+    let mut reader = std::io::BufReader::new(input);
+    let counts = aiops_knowledge::import(knowledge.store.as_ref(), knowledge.audit.as_ref(), &mut reader)
+        .await
+        .with_context(|| format!("importing {}", file.display()))?;
+    println_out(&format!(
+        "imported {} nodes, {} outcomes, {} edges, {} audit entries",
+        counts.nodes, counts.outcomes, counts.edges, counts.audit
+    ))?;
+    Ok(true)
+}
+
+fn println_out(line: &str) -> anyhow::Result<()> {
+    writeln!(std::io::stdout().lock(), "{line}")?;
+    Ok(())
+}
+
+/// Prints a node, its edges and statistics.
+pub(crate) async fn show(config_path: Option<PathBuf>, id: String) -> anyhow::Result<bool> {
+    let knowledge = open_knowledge(&config(config_path.as_deref())?).await?;
+    let Some(mut node) = knowledge.store.get_node(&id).await? else {
+        anyhow::bail!("node {id} not found");
+    };
+    node.embedding = None;
+    println_out(&format!("{} ({}) {}", node.id, node.kind, node.name))?;
+    println_out(&serde_json::to_string_pretty(&node.data)?)?;
+    if let Some(stats) = knowledge.store.solution_stats(&id).await? {
+        println_out(&format!(
+            "stats: {} of {} healed, mean time to recover {}",
+            stats.successes,
+            stats.attempts,
+            stats.mean_recover_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms"))
+        ))?;
+    }
+    for (direction, arrow) in [(Direction::Outgoing, "→"), (Direction::Incoming, "←")] {
+        for (edge, other) in knowledge.store.neighbors(&id, None, direction).await? {
+            println_out(&format!(
+                "  {arrow} {} {} ({}) weight {:.2} {}",
+                edge.relation.as_str(),
+                other.id,
+                other.name,
+                edge.weight,
+                edge.data
+            ))?;
+        }
+    }
+    Ok(true)
+}
+
+/// Prints the nodes most similar to `text`.
+pub(crate) async fn search(
+    config_path: Option<PathBuf>,
+    text: String,
+    kind: Option<String>,
+    k: usize,
+) -> anyhow::Result<bool> {
+    let config = config(config_path.as_deref())?;
+    let knowledge = open_knowledge(&config).await?;
+    let embedder = config.ai.embedder.build()?;
+    let embedding = embedder.embed(&[text]).await?.remove(0);
+    let kind = kind.map(|k| k.parse::<NodeKind>()).transpose()?;
+    let hits = knowledge.store.similar(&SimilarityQuery { embedding, kind, k, min_score: 0.0 }).await?;
+    for hit in hits {
+        println_out(&format!("{:.3}  {:<9} {}  {}", hit.score, hit.node.kind.as_str(), hit.node.id, hit.node.name))?;
+    }
+    Ok(true)
+}

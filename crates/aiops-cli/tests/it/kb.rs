@@ -1,0 +1,71 @@
+//! `aiops kb`: a knowledge graph moves from SQLite to PostgreSQL with export and import, and
+//! can be shown and searched there.
+
+use std::process::Command;
+
+use aiops_testkit::PostgresServer;
+
+fn aiops(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_aiops")).args(args).envs(envs.iter().copied()).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_graph_moves_from_sqlite_to_postgres_and_is_searchable_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let seed = dir.path().join("seed.jsonl");
+    // Problems carry the embedding of their text, as the Learning agent stores them.
+    let embed = |text: &str| {
+        use aiops_ai::Embedder;
+        let embedder = aiops_ai::HashingEmbedder::new(384).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        serde_json::to_string(&runtime.block_on(embedder.embed(&[text.to_owned()])).unwrap()[0]).unwrap()
+    };
+    let node = |id: &str, kind: &str, name: &str, data: &str| {
+        format!(
+            r#"{{"record":"node","id":"{id}","kind":"{kind}","name":"{name}","data":{data},"embedding":{}}}"#,
+            embed(name)
+        )
+    };
+    let lines = [
+        node("p1", "problem", "bookmarks pool timed out", r#"{"service":"bookmarks","kind":"http_error_ratio"}"#),
+        node("p2", "problem", "billing disk full", r#"{"service":"billing","kind":"health_check_failing"}"#),
+        node("solution:reset_db_pool", "solution", "reset_db_pool()", r#"{"tool":"reset_db_pool"}"#),
+        r#"{"record":"outcome","action_id":"a1","problem_id":"p1","solution_id":"solution:reset_db_pool","success":true,"recover_ms":900,"at":"2026-11-01T10:00:00Z"}"#.to_owned(),
+    ];
+    std::fs::write(&seed, lines.join("\n")).unwrap();
+    let sqlite_env = [("AIOPS__DATA_DIR", data)];
+    let (ok, stdout, stderr) = aiops(&["kb", "import", seed.to_str().unwrap()], &sqlite_env);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "imported 3 nodes, 1 outcomes, 0 edges, 0 audit entries");
+    let export = dir.path().join("export.jsonl");
+    let (ok, _, stderr) = aiops(&["kb", "export", "--output", export.to_str().unwrap()], &sqlite_env);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("exported 3 nodes, 1 outcomes, 1 edges"), "{stderr}");
+
+    let pg = PostgresServer::start().expect("start postgres with pgvector");
+    let url = pg.url();
+    let pg_env =
+        [("AIOPS__DATA_DIR", data), ("AIOPS__KNOWLEDGE__BACKEND", "postgres"), ("AIOPS_KNOWLEDGE_URL", url.as_str())];
+    let (ok, stdout, stderr) = aiops(&["kb", "import", export.to_str().unwrap()], &pg_env);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "imported 3 nodes, 1 outcomes, 1 edges, 0 audit entries");
+    let (ok, stdout, stderr) = aiops(&["kb", "show", "solution:reset_db_pool"], &pg_env);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("stats: 1 of 1 healed, mean time to recover 900 ms"), "{stdout}");
+    assert!(stdout.contains("→ solves p1"), "{stdout}");
+    let (ok, stdout, stderr) = aiops(&["kb", "search", "bookmarks pool timed out", "--kind", "problem"], &pg_env);
+    assert!(ok, "{stderr}");
+    assert!(stdout.lines().next().unwrap_or_default().contains("p1"), "{stdout}");
+    // Without the URL the error says what to set.
+    let (ok, _, stderr) =
+        aiops(&["kb", "show", "p1"], &[("AIOPS__DATA_DIR", data), ("AIOPS__KNOWLEDGE__BACKEND", "postgres")]);
+    assert!(!ok);
+    assert!(stderr.contains("AIOPS_KNOWLEDGE_URL"), "{stderr}");
+}
