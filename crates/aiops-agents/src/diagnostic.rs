@@ -113,6 +113,7 @@ impl Diagnostic {
                 kind: Some(NodeKind::Problem),
                 k: self.config.similar_k,
                 min_score: self.config.similar_min_score,
+                ..Default::default()
             })
             .await?;
         let mut history: HashMap<String, (f64, f64)> = HashMap::new();

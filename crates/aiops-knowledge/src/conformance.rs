@@ -67,7 +67,13 @@ pub async fn nodes_and_index_survive_reopen(harness: &dyn Harness) {
     assert!(problems.iter().any(|n| n.id == id), "nodes() misses a stored node");
     assert!(problems.iter().all(|n| n.kind == NodeKind::Problem));
     let hits = store
-        .similar(&SimilarityQuery { embedding: unit(3), kind: Some(NodeKind::Problem), k: 50, min_score: 0.99 })
+        .similar(&SimilarityQuery {
+            embedding: unit(3),
+            kind: Some(NodeKind::Problem),
+            k: 50,
+            min_score: 0.99,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(hits.iter().any(|h| h.node.id == id), "index not rebuilt on reopen");
@@ -106,16 +112,25 @@ pub async fn similarity_is_ranked_filtered_and_bounded(harness: &dyn Harness) {
     sol.embedding = Some(unit(5));
     store.upsert_node(sol).await.unwrap();
     let hits = store
-        .similar(&SimilarityQuery { embedding: unit(5), kind: Some(NodeKind::Problem), k: 10, min_score: 0.5 })
+        .similar(&SimilarityQuery {
+            embedding: unit(5),
+            kind: Some(NodeKind::Problem),
+            k: 10,
+            min_score: 0.5,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let ids: Vec<&str> = hits.iter().map(|h| h.node.id.as_str()).filter(|id| id.starts_with(&tag)).collect();
     assert_eq!(ids, vec![format!("{tag}-exact"), format!("{tag}-near")]);
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
-    let one = store.similar(&SimilarityQuery { embedding: unit(5), kind: None, k: 1, min_score: 0.0 }).await.unwrap();
+    let one = store
+        .similar(&SimilarityQuery { embedding: unit(5), kind: None, k: 1, min_score: 0.0, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(one.len(), 1);
     let err = store
-        .similar(&SimilarityQuery { embedding: vec![1.0; 3], kind: None, k: 1, min_score: 0.0 })
+        .similar(&SimilarityQuery { embedding: vec![1.0; 3], kind: None, k: 1, min_score: 0.0, ..Default::default() })
         .await
         .unwrap_err();
     assert!(matches!(err, KnowledgeError::DimensionMismatch { .. }));
@@ -179,6 +194,71 @@ pub async fn an_outcome_is_counted_once_per_action(harness: &dyn Harness) {
     assert_eq!(edges[0].0.data["attempts"], 1);
 }
 
+/// Traversal follows one relation in one direction, bounded in hops, each node once at its
+/// shortest depth, safe on cycles.
+pub async fn traversal_is_bounded_and_cycle_safe(harness: &dyn Harness) {
+    let store = harness.open().await;
+    let tag = uid("walk");
+    let id = |n: u32| format!("{tag}-{n}");
+    for n in 1..=5 {
+        store.upsert_node(problem(&id(n), None)).await.unwrap();
+    }
+    let causes =
+        |a: u32, b: u32| Edge { from: id(a), to: id(b), relation: Relation::Causes, weight: 1.0, data: json!({}) };
+    for (a, b) in [(1, 2), (2, 3), (3, 1), (3, 4), (1, 4)] {
+        store.link(causes(a, b)).await.unwrap();
+    }
+    store
+        .link(Edge { from: id(4), to: id(5), relation: Relation::Triggers, weight: 1.0, data: json!({}) })
+        .await
+        .unwrap();
+    let reached = store.traverse(&id(1), Relation::Causes, Direction::Outgoing, 3).await.unwrap();
+    let got: Vec<(String, usize)> = reached.iter().map(|r| (r.node.id.clone(), r.depth)).collect();
+    assert_eq!(got, vec![(id(2), 1), (id(4), 1), (id(3), 2)]);
+    let one = store.traverse(&id(1), Relation::Causes, Direction::Outgoing, 1).await.unwrap();
+    assert_eq!(one.len(), 2);
+    let back = store.traverse(&id(4), Relation::Causes, Direction::Incoming, 10).await.unwrap();
+    let mut back: Vec<String> = back.into_iter().map(|r| r.node.id).collect();
+    back.sort();
+    assert_eq!(back, vec![id(1), id(2), id(3)]);
+}
+
+/// Similarity filters on service and time; hybrid search fuses the vector and text rankings.
+pub async fn filters_and_hybrid_search(harness: &dyn Harness) {
+    let store = harness.open().await;
+    let tag = uid("hyb");
+    let mut a = problem(&format!("{tag}-a"), Some(unit(2)));
+    a.name = "database pool exhausted on checkout".into();
+    a.data = json!({"service": format!("{tag}-svc"), "kind": "http_error_ratio"});
+    let mut b = problem(&format!("{tag}-b"), Some(unit(2)));
+    b.name = "disk full on the reporting host".into();
+    b.data = json!({"service": "other", "kind": "http_error_ratio"});
+    store.upsert_node(a).await.unwrap();
+    store.upsert_node(b).await.unwrap();
+    let only_svc = store
+        .similar(&SimilarityQuery {
+            embedding: unit(2),
+            k: 10,
+            service: Some(format!("{tag}-svc")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(only_svc.iter().map(|h| h.node.id.clone()).collect::<Vec<_>>(), vec![format!("{tag}-a")]);
+    let future = Utc::now() + chrono::Duration::hours(1);
+    let none = store
+        .similar(&SimilarityQuery { embedding: unit(2), k: 10, since: Some(future), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    // Both nodes are equally close by vector; the text breaks the tie.
+    let query = SimilarityQuery { embedding: unit(2), kind: Some(NodeKind::Problem), k: 2, ..Default::default() };
+    let hits = store.hybrid_search("pool exhausted", &query).await.unwrap();
+    let first = hits.iter().find(|h| h.node.id.starts_with(&tag)).expect("no hit");
+    assert_eq!(first.node.id, format!("{tag}-a"));
+    assert!(store.hybrid_search("\"unbalanced (quote AND", &query).await.is_ok(), "user text must not break the query");
+}
+
 /// Runs the whole suite against a backend.
 #[macro_export]
 macro_rules! knowledge_store_conformance {
@@ -186,7 +266,8 @@ macro_rules! knowledge_store_conformance {
         $crate::knowledge_store_conformance!(@each $harness;
             invalid_node_writes_nothing, nodes_and_index_survive_reopen,
             link_requires_both_nodes_and_upserts, similarity_is_ranked_filtered_and_bounded,
-            concurrent_outcomes_are_all_counted, an_outcome_is_counted_once_per_action);
+            concurrent_outcomes_are_all_counted, an_outcome_is_counted_once_per_action,
+            traversal_is_bounded_and_cycle_safe, filters_and_hybrid_search);
     };
     (@each $harness:expr; $($check:ident),+) => {$(
         #[tokio::test]

@@ -14,6 +14,7 @@ mod config;
 mod error;
 mod model;
 mod postgres;
+mod search;
 mod sqlite;
 mod store;
 mod transfer;
@@ -24,7 +25,7 @@ pub mod conformance;
 pub use config::{Knowledge, KnowledgeConfig, PostgresConfig, SqliteConfig};
 pub use error::{BoxError, KnowledgeError, KnowledgeResult};
 pub use model::{
-    AuditEntry, Direction, Edge, Node, NodeKind, Outcome, Relation, ScoredNode, SimilarityQuery, SolutionStats,
+    AuditEntry, Direction, Edge, Node, NodeKind, Outcome, Reached, Relation, ScoredNode, SimilarityQuery, SolutionStats,
 };
 pub use postgres::{apply_pg_migrations, PgKnowledgeStore};
 pub use sqlite::{apply_migrations, open_sqlite_pool, SqliteKnowledgeStore};

@@ -255,7 +255,7 @@ pub enum Direction {
 }
 
 /// A top-k similarity search.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SimilarityQuery {
     /// The query vector (store dimension).
     pub embedding: Vec<f32>,
@@ -265,6 +265,19 @@ pub struct SimilarityQuery {
     pub k: usize,
     /// Only results with cosine similarity at least this.
     pub min_score: f32,
+    /// Only nodes whose `data.service` is this, if set.
+    pub service: Option<String>,
+    /// Only nodes written (created or updated) at or after this time, if set.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// A node reached by a traversal, with the number of hops from the start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reached {
+    /// The node.
+    pub node: Node,
+    /// Hops from the start (1 for a neighbour).
+    pub depth: usize,
 }
 
 /// A search hit.

@@ -51,6 +51,21 @@ pub trait KnowledgeStore: Send + Sync + fmt::Debug + 'static {
     ) -> KnowledgeResult<Vec<(Edge, Node)>>;
     /// Top-k nodes by cosine similarity.
     async fn similar(&self, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>>;
+    /// Nodes reachable from `start` over edges of `relation` in `direction`, at most
+    /// `max_hops` away (at most 10), each once at its shortest depth, nearest first. Cycles
+    /// are safe. `start` itself is left out.
+    async fn traverse(
+        &self,
+        start: &str,
+        relation: Relation,
+        direction: Direction,
+        max_hops: usize,
+    ) -> KnowledgeResult<Vec<crate::Reached>>;
+    /// Hybrid search: the vector ranking of `query.embedding` and the full-text ranking of
+    /// `text` (FTS5 on SQLite, `tsvector` on PostgreSQL, over names and data), fused by
+    /// reciprocal rank fusion: score = Σ 1 / (60 + rank) over both rankings (rank from 1,
+    /// each ranking cut at 50 candidates). The query's filters apply; `min_score` does not.
+    async fn hybrid_search(&self, text: &str, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>>;
     /// Records that a solution was tried on a problem; returns the solution's statistics
     /// (unchanged when this action's outcome was recorded before).
     async fn record_outcome(&self, outcome: &Outcome) -> KnowledgeResult<SolutionStats>;

@@ -97,7 +97,8 @@ pub(crate) async fn search(
     let embedder = config.ai.embedder.build()?;
     let embedding = embedder.embed(&[text]).await?.remove(0);
     let kind = kind.map(|k| k.parse::<NodeKind>()).transpose()?;
-    let hits = knowledge.store.similar(&SimilarityQuery { embedding, kind, k, min_score: 0.0 }).await?;
+    let hits =
+        knowledge.store.similar(&SimilarityQuery { embedding, kind, k, min_score: 0.0, ..Default::default() }).await?;
     for hit in hits {
         println_out(&format!("{:.3}  {:<9} {}  {}", hit.score, hit.node.kind.as_str(), hit.node.id, hit.node.name))?;
     }

@@ -18,7 +18,7 @@ use sqlx::Row;
 
 use crate::{
     AuditEntry, AuditLog, Direction, Edge, KnowledgeError, KnowledgeResult, KnowledgeStore, Node, NodeKind, Outcome,
-    Relation, ScoredNode, SimilarityQuery, SolutionStats,
+    Reached, Relation, ScoredNode, SimilarityQuery, SolutionStats,
 };
 
 #[cfg(test)]
@@ -27,7 +27,8 @@ mod tests;
 const BACKEND: &str = "postgres";
 
 /// Versioned migrations; `{dimensions}` is replaced by the store's dimension.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE TABLE kn_meta (dimensions INTEGER NOT NULL);
 INSERT INTO kn_meta (dimensions) VALUES ({dimensions});
@@ -79,7 +80,15 @@ CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
 CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
-"#];
+"#,
+    r#"
+ALTER TABLE kn_nodes ADD COLUMN search tsvector
+    GENERATED ALWAYS AS (to_tsvector('simple', name || ' ' || data::text)) STORED;
+CREATE INDEX kn_nodes_search ON kn_nodes USING gin (search);
+CREATE INDEX kn_nodes_service ON kn_nodes ((data->>'service'));
+CREATE INDEX kn_edges_src ON kn_edges (src, relation);
+"#,
+];
 
 fn unavailable(err: sqlx::Error) -> KnowledgeError {
     KnowledgeError::Unavailable { backend: BACKEND, source: err.into() }
@@ -348,12 +357,15 @@ impl KnowledgeStore for PgKnowledgeStore {
         let sql = format!(
             "SELECT {NODE_COLUMNS}, 1 - (embedding <=> $1::vector) AS score FROM kn_nodes
              WHERE embedding IS NOT NULL AND ($2::text IS NULL OR kind = $2)
+               AND ($4::text IS NULL OR data->>'service' = $4) AND ($5::bigint IS NULL OR updated_at >= $5)
              ORDER BY embedding <=> $1::vector LIMIT $3"
         );
         let rows = sqlx::query(&sql)
             .bind(vector_text(&query.embedding))
             .bind(query.kind.map(NodeKind::as_str))
             .bind(query.k as i64)
+            .bind(query.service.as_deref())
+            .bind(query.since.map(|t| t.timestamp_millis()))
             .fetch_all(&mut *tx)
             .await
             .map_err(backend)?;
@@ -369,6 +381,77 @@ impl KnowledgeStore for PgKnowledgeStore {
         // relaxed_order may return near-ties slightly out of order.
         hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.node.id.cmp(&b.node.id)));
         Ok(hits)
+    }
+
+    async fn traverse(
+        &self,
+        start: &str,
+        relation: Relation,
+        direction: Direction,
+        max_hops: usize,
+    ) -> KnowledgeResult<Vec<Reached>> {
+        let (from, to) = match direction {
+            Direction::Outgoing => ("src", "dst"),
+            Direction::Incoming => ("dst", "src"),
+        };
+        let sql = format!(
+            "WITH RECURSIVE walk(id, depth) AS (
+                 SELECT $1::text, 0
+                 UNION
+                 SELECT e.{to}, w.depth + 1 FROM kn_edges e JOIN walk w ON e.{from} = w.id
+                 WHERE e.relation = $2 AND w.depth < $3
+             ),
+             shortest AS (SELECT id, MIN(depth) AS depth FROM walk WHERE id <> $1 GROUP BY id)
+             SELECT {NODE_COLUMNS}, s.depth AS depth FROM shortest s JOIN kn_nodes n USING (id)
+             ORDER BY s.depth, id LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(start)
+            .bind(relation.as_str())
+            .bind(max_hops.min(crate::sqlite::MAX_HOPS) as i32)
+            .bind(crate::sqlite::MAX_REACHED as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let depth: i32 = row.try_get("depth").map_err(backend)?;
+                Ok(Reached { node: row_to_node(row, "")?, depth: depth as usize })
+            })
+            .collect()
+    }
+
+    async fn hybrid_search(&self, text: &str, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>> {
+        let vector_query = SimilarityQuery { k: crate::search::CANDIDATES, min_score: f32::MIN, ..query.clone() };
+        let by_vector: Vec<String> = self.similar(&vector_query).await?.into_iter().map(|hit| hit.node.id).collect();
+        let terms = crate::search::terms(text);
+        let by_text: Vec<String> = if terms.is_empty() {
+            Vec::new()
+        } else {
+            // Only plain words reach to_tsquery, joined by OR.
+            let tsquery = terms.join(" | ");
+            sqlx::query_scalar(
+                "SELECT id FROM kn_nodes, to_tsquery('simple', $1) q
+                 WHERE search @@ q AND ($2::text IS NULL OR kind = $2)
+                   AND ($3::text IS NULL OR data->>'service' = $3) AND ($4::bigint IS NULL OR updated_at >= $4)
+                 ORDER BY ts_rank(search, q) DESC, id LIMIT $5",
+            )
+            .bind(tsquery)
+            .bind(query.kind.map(NodeKind::as_str))
+            .bind(query.service.as_deref())
+            .bind(query.since.map(|t| t.timestamp_millis()))
+            .bind(crate::search::CANDIDATES as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+        };
+        let mut out = Vec::new();
+        for (id, score) in crate::search::fuse(&by_vector, &by_text, query.k) {
+            if let Some(node) = self.get_node(&id).await? {
+                out.push(ScoredNode { node, score });
+            }
+        }
+        Ok(out)
     }
 
     async fn record_outcome(&self, outcome: &Outcome) -> KnowledgeResult<SolutionStats> {

@@ -22,13 +22,17 @@ use sqlx::Row;
 
 use crate::{
     AuditEntry, AuditLog, Direction, Edge, KnowledgeError, KnowledgeResult, KnowledgeStore, Node, NodeKind, Outcome,
-    Relation, ScoredNode, SimilarityQuery, SolutionStats,
+    Reached, Relation, ScoredNode, SimilarityQuery, SolutionStats,
 };
 
 #[cfg(test)]
 mod tests;
 
 const BACKEND: &str = "sqlite";
+/// Longest traversal, in hops.
+pub(crate) const MAX_HOPS: usize = 10;
+/// Most nodes one traversal returns.
+pub(crate) const MAX_REACHED: usize = 10_000;
 
 /// Versioned migrations of the knowledge tables; index + 1 is the version.
 const MIGRATIONS: &[&str] = &[
@@ -83,6 +87,18 @@ CREATE TABLE kn_outcomes (
     at INTEGER NOT NULL
 );
 CREATE INDEX kn_outcomes_solution ON kn_outcomes(solution_id);
+"#,
+    r#"
+CREATE VIRTUAL TABLE kn_fts USING fts5(body, tokenize = 'unicode61');
+INSERT INTO kn_fts (rowid, body) SELECT rowid, name || ' ' || data FROM kn_nodes;
+CREATE TRIGGER kn_fts_insert AFTER INSERT ON kn_nodes
+    BEGIN INSERT INTO kn_fts (rowid, body) VALUES (new.rowid, new.name || ' ' || new.data); END;
+CREATE TRIGGER kn_fts_update AFTER UPDATE ON kn_nodes BEGIN
+    DELETE FROM kn_fts WHERE rowid = old.rowid;
+    INSERT INTO kn_fts (rowid, body) VALUES (new.rowid, new.name || ' ' || new.data);
+END;
+CREATE TRIGGER kn_fts_delete AFTER DELETE ON kn_nodes BEGIN DELETE FROM kn_fts WHERE rowid = old.rowid; END;
+CREATE INDEX kn_edges_src ON kn_edges(src, relation);
 "#,
 ];
 
@@ -184,12 +200,29 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// What the vector index keeps per node: the vector and what filters need.
+#[derive(Debug)]
+struct Indexed {
+    kind: NodeKind,
+    service: Option<String>,
+    updated_ms: i64,
+    vector: Vec<f32>,
+}
+
+impl Indexed {
+    fn passes(&self, query: &SimilarityQuery) -> bool {
+        query.kind.is_none_or(|k| k == self.kind)
+            && query.service.as_ref().is_none_or(|s| self.service.as_ref() == Some(s))
+            && query.since.is_none_or(|since| self.updated_ms >= since.timestamp_millis())
+    }
+}
+
 /// The default knowledge store.
 #[derive(Debug)]
 pub struct SqliteKnowledgeStore {
     pool: SqlitePool,
     dimensions: usize,
-    index: RwLock<HashMap<String, (NodeKind, Vec<f32>)>>,
+    index: RwLock<HashMap<String, Indexed>>,
     writes: tokio::sync::Mutex<()>,
 }
 
@@ -205,10 +238,13 @@ impl SqliteKnowledgeStore {
         }
         let pool = open_sqlite_pool(path).await?;
         apply_migrations(&pool, "knowledge", MIGRATIONS).await?;
-        let rows = sqlx::query("SELECT id, kind, embedding FROM kn_nodes WHERE embedding IS NOT NULL")
-            .fetch_all(&pool)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query(
+            "SELECT id, kind, embedding, json_extract(data, '$.service') AS service, updated_at
+             FROM kn_nodes WHERE embedding IS NOT NULL",
+        )
+        .fetch_all(&pool)
+        .await
+        .map_err(backend)?;
         let mut index = HashMap::with_capacity(rows.len());
         for row in rows {
             let id: String = row.get("id");
@@ -217,7 +253,8 @@ impl SqliteKnowledgeStore {
             if embedding.len() != dimensions {
                 return Err(KnowledgeError::DimensionMismatch { expected: dimensions, actual: embedding.len() });
             }
-            index.insert(id, (kind, embedding));
+            let service: Option<String> = row.try_get("service").ok().flatten();
+            index.insert(id, Indexed { kind, service, updated_ms: row.get("updated_at"), vector: embedding });
         }
         tracing::debug!(vectors = index.len(), "Loaded the knowledge vector index.");
         Ok(Self { pool, dimensions, index: RwLock::new(index), writes: tokio::sync::Mutex::new(()) })
@@ -228,7 +265,7 @@ impl SqliteKnowledgeStore {
         &self.pool
     }
 
-    fn index_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, (NodeKind, Vec<f32>)>> {
+    fn index_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Indexed>> {
         // Index mutations are single inserts/removes, so a poisoned lock still holds a
         // consistent map.
         self.index.write().unwrap_or_else(|p| p.into_inner())
@@ -297,8 +334,9 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         .map_err(backend)?;
         let mut index = self.index_write();
         match node.embedding {
-            Some(embedding) => {
-                index.insert(node.id, (node.kind, embedding));
+            Some(vector) => {
+                let service = node.data.get("service").and_then(|v| v.as_str()).map(str::to_owned);
+                index.insert(node.id, Indexed { kind: node.kind, service, updated_ms: now, vector });
             }
             None => {
                 index.remove(&node.id);
@@ -392,8 +430,8 @@ impl KnowledgeStore for SqliteKnowledgeStore {
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
             index
                 .iter()
-                .filter(|(_, (kind, _))| query.kind.is_none_or(|k| k == *kind))
-                .map(|(id, (_, embedding))| (id.clone(), cosine(&query.embedding, embedding)))
+                .filter(|(_, indexed)| indexed.passes(query))
+                .map(|(id, indexed)| (id.clone(), cosine(&query.embedding, &indexed.vector)))
                 .filter(|(_, score)| *score >= query.min_score)
                 .collect()
         };
@@ -402,6 +440,75 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         let mut out = Vec::with_capacity(hits.len());
         for (id, score) in hits {
             // A node deleted between the scan and this read is simply left out.
+            if let Some(node) = self.get_node(&id).await? {
+                out.push(ScoredNode { node, score });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn traverse(
+        &self,
+        start: &str,
+        relation: Relation,
+        direction: Direction,
+        max_hops: usize,
+    ) -> KnowledgeResult<Vec<Reached>> {
+        let (from, to) = match direction {
+            Direction::Outgoing => ("src", "dst"),
+            Direction::Incoming => ("dst", "src"),
+        };
+        let sql = format!(
+            "WITH RECURSIVE walk(id, depth) AS (
+                 SELECT ?1, 0
+                 UNION
+                 SELECT e.{to}, w.depth + 1 FROM kn_edges e JOIN walk w ON e.{from} = w.id
+                 WHERE e.relation = ?2 AND w.depth < ?3
+             ),
+             shortest AS (SELECT id, MIN(depth) AS depth FROM walk WHERE id <> ?1 GROUP BY id)
+             SELECT n.*, s.depth AS depth FROM shortest s JOIN kn_nodes n ON n.id = s.id
+             ORDER BY s.depth, n.id LIMIT ?4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(start)
+            .bind(relation.as_str())
+            .bind(max_hops.min(MAX_HOPS) as i64)
+            .bind(MAX_REACHED as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| Ok(Reached { node: row_to_node(row, "")?, depth: row.get::<i64, _>("depth") as usize }))
+            .collect()
+    }
+
+    async fn hybrid_search(&self, text: &str, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>> {
+        let vector_query = SimilarityQuery { k: crate::search::CANDIDATES, min_score: f32::MIN, ..query.clone() };
+        let by_vector: Vec<String> = self.similar(&vector_query).await?.into_iter().map(|hit| hit.node.id).collect();
+        let terms = crate::search::terms(text);
+        let by_text: Vec<String> = if terms.is_empty() {
+            Vec::new()
+        } else {
+            // Each term quoted: FTS5 query syntax never sees user text.
+            let matched = terms.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" OR ");
+            let rows = sqlx::query(
+                "SELECT n.id AS id FROM kn_fts JOIN kn_nodes n ON n.rowid = kn_fts.rowid
+                 WHERE kn_fts MATCH ?1 AND (?2 IS NULL OR n.kind = ?2)
+                   AND (?3 IS NULL OR json_extract(n.data, '$.service') = ?3) AND (?4 IS NULL OR n.updated_at >= ?4)
+                 ORDER BY kn_fts.rank LIMIT ?5",
+            )
+            .bind(matched)
+            .bind(query.kind.map(NodeKind::as_str))
+            .bind(query.service.as_deref())
+            .bind(query.since.map(millis))
+            .bind(crate::search::CANDIDATES as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+            rows.iter().map(|row| row.get::<String, _>("id")).collect()
+        };
+        let mut out = Vec::new();
+        for (id, score) in crate::search::fuse(&by_vector, &by_text, query.k) {
             if let Some(node) = self.get_node(&id).await? {
                 out.push(ScoredNode { node, score });
             }
