@@ -370,6 +370,7 @@ impl Healing {
             tool: candidate.tool.clone(),
             params: candidate.params.clone(),
             pattern_id: candidate.pattern_id.clone(),
+            pattern_version: candidate.pattern_version,
             attempt,
             executed,
             verified,

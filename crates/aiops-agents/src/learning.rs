@@ -83,6 +83,7 @@ impl Agent for Learning {
             .knowledge
             .record_outcome(&Outcome {
                 action_id: outcome.action_id.clone(),
+                pattern: outcome.pattern_id.as_ref().map(|id| format!("{id}@{}", outcome.pattern_version.unwrap_or(1))),
                 problem_id: problem.id.clone(),
                 solution_id: outcome.solution_id.clone(),
                 success: outcome.verified,

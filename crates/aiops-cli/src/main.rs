@@ -109,7 +109,7 @@ enum KbCommand {
         /// Node id.
         id: String,
     },
-    /// Finds the nodes most similar to a text.
+    /// Finds the nodes that best match a text, by meaning and by wording.
     Search {
         /// The text.
         text: String,

@@ -150,6 +150,7 @@ pub async fn concurrent_outcomes_are_all_counted(harness: &dyn Harness) {
             store
                 .record_outcome(&Outcome {
                     action_id: format!("action-{n}"),
+                    pattern: None,
                     problem_id: p,
                     solution_id: s,
                     success: n % 4 != 0,
@@ -178,8 +179,10 @@ pub async fn an_outcome_is_counted_once_per_action(harness: &dyn Harness) {
     let (p, s) = (uid("op"), uid("os"));
     store.upsert_node(problem(&p, None)).await.unwrap();
     store.upsert_node(solution(&s)).await.unwrap();
+    let pattern = uid("pattern") + "@2";
     let outcome = Outcome {
         action_id: uid("a"),
+        pattern: Some(pattern.clone()),
         problem_id: p.clone(),
         solution_id: s.clone(),
         success: true,
@@ -192,6 +195,9 @@ pub async fn an_outcome_is_counted_once_per_action(harness: &dyn Harness) {
     assert_eq!(again.attempts, 1);
     let edges = store.neighbors(&p, Some(Relation::Solves), Direction::Incoming).await.unwrap();
     assert_eq!(edges[0].0.data["attempts"], 1);
+    let per_pattern = store.pattern_stats(&pattern).await.unwrap().expect("pattern version statistics");
+    assert_eq!((per_pattern.attempts, per_pattern.successes), (1, 1));
+    assert!(store.pattern_stats(&pattern.replace("@2", "@1")).await.unwrap().is_none(), "versions are counted apart");
 }
 
 /// Traversal follows one relation in one direction, bounded in hops, each node once at its

@@ -294,6 +294,10 @@ pub struct ScoredNode {
 pub struct Outcome {
     /// Id of the action that tried it; an outcome is counted once per action id.
     pub action_id: String,
+    /// The pattern version that proposed the solution (`<pattern id>@<version>`), if any; its
+    /// statistics are kept too.
+    #[serde(default)]
+    pub pattern: Option<String>,
     /// Problem node id (must exist).
     pub problem_id: String,
     /// Solution node id (must exist).

@@ -71,6 +71,8 @@ pub trait KnowledgeStore: Send + Sync + fmt::Debug + 'static {
     async fn record_outcome(&self, outcome: &Outcome) -> KnowledgeResult<SolutionStats>;
     /// Statistics of a solution over all problems; `None` if never tried.
     async fn solution_stats(&self, solution_id: &str) -> KnowledgeResult<Option<SolutionStats>>;
+    /// Statistics of the fixes one pattern version proposed (`<pattern id>@<version>`).
+    async fn pattern_stats(&self, pattern: &str) -> KnowledgeResult<Option<SolutionStats>>;
     /// Nodes of one kind, most recently updated first, at most `limit`.
     async fn nodes(&self, kind: crate::NodeKind, limit: usize) -> KnowledgeResult<Vec<Node>>;
     /// Every edge, ordered by (from, to, relation).

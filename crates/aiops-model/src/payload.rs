@@ -247,6 +247,9 @@ pub struct CandidateAction {
     /// The pattern that proposed it, if any.
     #[serde(default)]
     pub pattern_id: Option<String>,
+    /// That pattern's version.
+    #[serde(default)]
+    pub pattern_version: Option<u32>,
     /// Attempts on similar past problems.
     pub learned_attempts: u32,
     /// Successes on similar past problems.
@@ -313,6 +316,9 @@ pub struct ActionOutcome {
     pub params: serde_json::Value,
     /// The pattern that proposed it, if any.
     pub pattern_id: Option<String>,
+    /// That pattern's version.
+    #[serde(default)]
+    pub pattern_version: Option<u32>,
     /// Which attempt on this problem (1 = first).
     pub attempt: u32,
     /// The tool itself ran without error.

@@ -57,6 +57,8 @@ async fn ladder_fails_over_to_the_right_fix_and_knowledge_puts_it_first_next_tim
     assert_eq!((stats.attempts, stats.successes), (1, 1), "redelivered outcomes must be counted once");
     let stats = ctx.knowledge.solution_stats("solution:clear_cache").await.unwrap().unwrap();
     assert_eq!((stats.attempts, stats.successes), (1, 0));
+    let per_version = ctx.knowledge.pattern_stats("db-pool-exhaustion@1").await.unwrap().unwrap();
+    assert_eq!((per_version.attempts, per_version.successes), (1, 1), "statistics per pattern version");
 
     let again = diagnostic.diagnose(&ctx, &pool_problem()).await.unwrap();
     assert_eq!(again.similar_problems.len(), 1);

@@ -85,7 +85,7 @@ pub(crate) async fn show(config_path: Option<PathBuf>, id: String) -> anyhow::Re
     Ok(true)
 }
 
-/// Prints the nodes most similar to `text`.
+/// Prints the nodes that best match `text`, by meaning and by wording (hybrid search).
 pub(crate) async fn search(
     config_path: Option<PathBuf>,
     text: String,

@@ -88,6 +88,16 @@ CREATE INDEX kn_nodes_search ON kn_nodes USING gin (search);
 CREATE INDEX kn_nodes_service ON kn_nodes ((data->>'service'));
 CREATE INDEX kn_edges_src ON kn_edges (src, relation);
 "#,
+    r#"
+ALTER TABLE kn_outcomes ADD COLUMN pattern TEXT;
+CREATE TABLE kn_pattern_stats (
+    pattern TEXT PRIMARY KEY,
+    attempts BIGINT NOT NULL,
+    successes BIGINT NOT NULL,
+    total_recover_ms BIGINT NOT NULL,
+    last_used BIGINT NOT NULL
+);
+"#,
 ];
 
 fn unavailable(err: sqlx::Error) -> KnowledgeError {
@@ -201,6 +211,23 @@ impl PgKnowledgeStore {
             return Err(KnowledgeError::DimensionMismatch { expected: stored as usize, actual: dimensions });
         }
         Ok(Self { pool, dimensions })
+    }
+
+    async fn stats(&self, sql: &str, key: &str) -> KnowledgeResult<Option<SolutionStats>> {
+        let row = sqlx::query(sql).bind(key).fetch_optional(&self.pool).await.map_err(backend)?;
+        row.map(|row| {
+            let attempts: i64 = row.try_get("attempts").map_err(backend)?;
+            let successes: i64 = row.try_get("successes").map_err(backend)?;
+            let total: i64 = row.try_get("total_recover_ms").map_err(backend)?;
+            Ok(SolutionStats {
+                attempts: attempts as u64,
+                successes: successes as u64,
+                failures: (attempts - successes) as u64,
+                mean_recover_ms: (successes > 0).then(|| total as f64 / successes as f64),
+                last_used: Some(from_millis(row.try_get("last_used").map_err(backend)?)),
+            })
+        })
+        .transpose()
     }
 
     async fn require_node(&self, id: &str) -> KnowledgeResult<()> {
@@ -462,8 +489,8 @@ impl KnowledgeStore for PgKnowledgeStore {
         let at = outcome.at.timestamp_millis();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let first_time = sqlx::query(
-            "INSERT INTO kn_outcomes (action_id, problem_id, solution_id, success, recover_ms, at)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (action_id) DO NOTHING",
+            "INSERT INTO kn_outcomes (action_id, problem_id, solution_id, success, recover_ms, at, pattern)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (action_id) DO NOTHING",
         )
         .bind(&outcome.action_id)
         .bind(&outcome.problem_id)
@@ -471,6 +498,7 @@ impl KnowledgeStore for PgKnowledgeStore {
         .bind(outcome.success)
         .bind(outcome.recover_ms.map(|ms| ms as i64))
         .bind(at)
+        .bind(outcome.pattern.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(backend)?
@@ -492,6 +520,23 @@ impl KnowledgeStore for PgKnowledgeStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+            if let Some(pattern) = &outcome.pattern {
+                sqlx::query(
+                    "INSERT INTO kn_pattern_stats (pattern, attempts, successes, total_recover_ms, last_used)
+                     VALUES ($1, 1, $2, $3, $4)
+                     ON CONFLICT (pattern) DO UPDATE SET attempts = kn_pattern_stats.attempts + 1,
+                         successes = kn_pattern_stats.successes + EXCLUDED.successes,
+                         total_recover_ms = kn_pattern_stats.total_recover_ms + EXCLUDED.total_recover_ms,
+                         last_used = GREATEST(kn_pattern_stats.last_used, EXCLUDED.last_used)",
+                )
+                .bind(pattern)
+                .bind(success)
+                .bind(recover_ms)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
             // The solves edge carries this solution's record on this problem.
             sqlx::query(
                 "INSERT INTO kn_edges (src, dst, relation, weight, data, updated_at)
@@ -519,26 +564,19 @@ impl KnowledgeStore for PgKnowledgeStore {
     }
 
     async fn solution_stats(&self, solution_id: &str) -> KnowledgeResult<Option<SolutionStats>> {
-        let row = sqlx::query(
+        self.stats(
             "SELECT attempts, successes, total_recover_ms, last_used FROM kn_solution_stats WHERE solution_id = $1",
+            solution_id,
         )
-        .bind(solution_id)
-        .fetch_optional(&self.pool)
         .await
-        .map_err(backend)?;
-        row.map(|row| {
-            let attempts: i64 = row.try_get("attempts").map_err(backend)?;
-            let successes: i64 = row.try_get("successes").map_err(backend)?;
-            let total: i64 = row.try_get("total_recover_ms").map_err(backend)?;
-            Ok(SolutionStats {
-                attempts: attempts as u64,
-                successes: successes as u64,
-                failures: (attempts - successes) as u64,
-                mean_recover_ms: (successes > 0).then(|| total as f64 / successes as f64),
-                last_used: Some(from_millis(row.try_get("last_used").map_err(backend)?)),
-            })
-        })
-        .transpose()
+    }
+
+    async fn pattern_stats(&self, pattern: &str) -> KnowledgeResult<Option<SolutionStats>> {
+        self.stats(
+            "SELECT attempts, successes, total_recover_ms, last_used FROM kn_pattern_stats WHERE pattern = $1",
+            pattern,
+        )
+        .await
     }
 
     async fn nodes(&self, kind: NodeKind, limit: usize) -> KnowledgeResult<Vec<Node>> {
@@ -572,6 +610,7 @@ impl KnowledgeStore for PgKnowledgeStore {
             .map(|row| {
                 Ok(Outcome {
                     action_id: row.try_get("action_id").map_err(backend)?,
+                    pattern: row.try_get("pattern").map_err(backend)?,
                     problem_id: row.try_get("problem_id").map_err(backend)?,
                     solution_id: row.try_get("solution_id").map_err(backend)?,
                     success: row.try_get("success").map_err(backend)?,

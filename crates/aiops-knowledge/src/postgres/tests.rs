@@ -99,6 +99,7 @@ async fn export_from_sqlite_imports_into_postgres_without_loss() {
     for (n, (solution, success)) in [("s1", true), ("s1", true), ("s2", false)].into_iter().enumerate() {
         let outcome = Outcome {
             action_id: format!("a{n}"),
+            pattern: Some("db-pool-exhaustion@1".into()),
             problem_id: "p1".into(),
             solution_id: solution.into(),
             success,

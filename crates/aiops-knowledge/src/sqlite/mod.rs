@@ -100,6 +100,16 @@ END;
 CREATE TRIGGER kn_fts_delete AFTER DELETE ON kn_nodes BEGIN DELETE FROM kn_fts WHERE rowid = old.rowid; END;
 CREATE INDEX kn_edges_src ON kn_edges(src, relation);
 "#,
+    r#"
+ALTER TABLE kn_outcomes ADD COLUMN pattern TEXT;
+CREATE TABLE kn_pattern_stats (
+    pattern TEXT PRIMARY KEY,
+    attempts INTEGER NOT NULL,
+    successes INTEGER NOT NULL,
+    total_recover_ms INTEGER NOT NULL,
+    last_used INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Opens (creating if needed) the shared SQLite database of the embedded engine.
@@ -269,6 +279,22 @@ impl SqliteKnowledgeStore {
         // Index mutations are single inserts/removes, so a poisoned lock still holds a
         // consistent map.
         self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn stats(&self, sql: &str, key: &str) -> KnowledgeResult<Option<SolutionStats>> {
+        let row = sqlx::query(sql).bind(key).fetch_optional(&self.pool).await.map_err(backend)?;
+        Ok(row.map(|row| {
+            let attempts: i64 = row.get("attempts");
+            let successes: i64 = row.get("successes");
+            let total: i64 = row.get("total_recover_ms");
+            SolutionStats {
+                attempts: attempts as u64,
+                successes: successes as u64,
+                failures: (attempts - successes) as u64,
+                mean_recover_ms: (successes > 0).then(|| total as f64 / successes as f64),
+                last_used: Some(from_millis(row.get("last_used"))),
+            }
+        }))
     }
 
     async fn require_node(&self, id: &str) -> KnowledgeResult<()> {
@@ -525,8 +551,8 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         let _write = self.writes.lock().await;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let first_time = sqlx::query(
-            "INSERT OR IGNORE INTO kn_outcomes (action_id, problem_id, solution_id, success, recover_ms, at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO kn_outcomes (action_id, problem_id, solution_id, success, recover_ms, at, pattern)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&outcome.action_id)
         .bind(&outcome.problem_id)
@@ -534,6 +560,7 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         .bind(success)
         .bind(outcome.recover_ms.map(|ms| ms as i64))
         .bind(at)
+        .bind(outcome.pattern.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(backend)?
@@ -559,6 +586,20 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        if let Some(pattern) = &outcome.pattern {
+            sqlx::query(
+                "INSERT INTO kn_pattern_stats (pattern, attempts, successes, total_recover_ms, last_used) VALUES (?, 1, ?, ?, ?)
+                 ON CONFLICT(pattern) DO UPDATE SET attempts = attempts + 1, successes = successes + excluded.successes,
+                     total_recover_ms = total_recover_ms + excluded.total_recover_ms, last_used = MAX(last_used, excluded.last_used)",
+            )
+            .bind(pattern)
+            .bind(success)
+            .bind(recover_ms)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
         // The solves edge carries this solution's record on this problem: weight is its
         // success rate there, data holds the counts.
         sqlx::query(
@@ -586,25 +627,19 @@ impl KnowledgeStore for SqliteKnowledgeStore {
     }
 
     async fn solution_stats(&self, solution_id: &str) -> KnowledgeResult<Option<SolutionStats>> {
-        let row = sqlx::query(
+        self.stats(
             "SELECT attempts, successes, total_recover_ms, last_used FROM kn_solution_stats WHERE solution_id = ?",
+            solution_id,
         )
-        .bind(solution_id)
-        .fetch_optional(&self.pool)
         .await
-        .map_err(backend)?;
-        Ok(row.map(|row| {
-            let attempts: i64 = row.get("attempts");
-            let successes: i64 = row.get("successes");
-            let total: i64 = row.get("total_recover_ms");
-            SolutionStats {
-                attempts: attempts as u64,
-                successes: successes as u64,
-                failures: (attempts - successes) as u64,
-                mean_recover_ms: (successes > 0).then(|| total as f64 / successes as f64),
-                last_used: Some(from_millis(row.get("last_used"))),
-            }
-        }))
+    }
+
+    async fn pattern_stats(&self, pattern: &str) -> KnowledgeResult<Option<SolutionStats>> {
+        self.stats(
+            "SELECT attempts, successes, total_recover_ms, last_used FROM kn_pattern_stats WHERE pattern = ?",
+            pattern,
+        )
+        .await
     }
 
     async fn nodes(&self, kind: NodeKind, limit: usize) -> KnowledgeResult<Vec<Node>> {
@@ -635,6 +670,7 @@ impl KnowledgeStore for SqliteKnowledgeStore {
             .map(|row| {
                 Ok(Outcome {
                     action_id: row.try_get("action_id").map_err(backend)?,
+                    pattern: row.try_get("pattern").map_err(backend)?,
                     problem_id: row.try_get("problem_id").map_err(backend)?,
                     solution_id: row.try_get("solution_id").map_err(backend)?,
                     success: row.try_get::<i64, _>("success").map_err(backend)? != 0,

@@ -32,7 +32,7 @@ async fn schema_newer_than_the_binary_is_refused() {
         .await
         .unwrap();
     let err = SqliteKnowledgeStore::open(&path, 4).await.unwrap_err();
-    assert!(matches!(err, KnowledgeError::SchemaTooNew { found: 99, supported: 3, .. }), "{err}");
+    assert!(matches!(err, KnowledgeError::SchemaTooNew { found: 99, supported: 4, .. }), "{err}");
     // Applying the same migrations twice is a no-op.
     apply_migrations(&pool, "other", &["CREATE TABLE t (x INTEGER)"]).await.unwrap();
     apply_migrations(&pool, "other", &["CREATE TABLE t (x INTEGER)"]).await.unwrap();
