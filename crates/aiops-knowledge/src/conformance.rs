@@ -265,6 +265,54 @@ pub async fn filters_and_hybrid_search(harness: &dyn Harness) {
     assert!(store.hybrid_search("\"unbalanced (quote AND", &query).await.is_ok(), "user text must not break the query");
 }
 
+/// Bulk writes are all or nothing.
+pub async fn bulk_writes_are_all_or_nothing(harness: &dyn Harness) {
+    let store = harness.open().await;
+    let tag = uid("bulk");
+    let nodes: Vec<Node> = (0..50).map(|n| problem(&format!("{tag}-{n}"), Some(unit(n)))).collect();
+    store.upsert_nodes(nodes).await.unwrap();
+    let edges: Vec<Edge> = (1..50)
+        .map(|n| Edge {
+            from: format!("{tag}-0"),
+            to: format!("{tag}-{n}"),
+            relation: Relation::Causes,
+            weight: 0.5,
+            data: json!({}),
+        })
+        .collect();
+    store.link_many(edges).await.unwrap();
+    assert_eq!(
+        store.neighbors(&format!("{tag}-0"), Some(Relation::Causes), Direction::Outgoing).await.unwrap().len(),
+        49
+    );
+    let mut bad: Vec<Node> = (50..60).map(|n| problem(&format!("{tag}-{n}"), Some(unit(n)))).collect();
+    bad[5].embedding = Some(vec![1.0; DIMENSIONS + 2]);
+    assert!(store.upsert_nodes(bad).await.is_err());
+    assert!(store.get_node(&format!("{tag}-50")).await.unwrap().is_none(), "a refused batch must write nothing");
+    let dangling = vec![
+        Edge {
+            from: format!("{tag}-1"),
+            to: format!("{tag}-2"),
+            relation: Relation::Triggers,
+            weight: 0.5,
+            data: json!({}),
+        },
+        Edge {
+            from: format!("{tag}-1"),
+            to: format!("{tag}-missing"),
+            relation: Relation::Triggers,
+            weight: 0.5,
+            data: json!({}),
+        },
+    ];
+    assert!(matches!(store.link_many(dangling).await, Err(KnowledgeError::NotFound { .. })));
+    assert!(store
+        .neighbors(&format!("{tag}-1"), Some(Relation::Triggers), Direction::Outgoing)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// Runs the whole suite against a backend.
 #[macro_export]
 macro_rules! knowledge_store_conformance {
@@ -273,7 +321,7 @@ macro_rules! knowledge_store_conformance {
             invalid_node_writes_nothing, nodes_and_index_survive_reopen,
             link_requires_both_nodes_and_upserts, similarity_is_ranked_filtered_and_bounded,
             concurrent_outcomes_are_all_counted, an_outcome_is_counted_once_per_action,
-            traversal_is_bounded_and_cycle_safe, filters_and_hybrid_search);
+            traversal_is_bounded_and_cycle_safe, filters_and_hybrid_search, bulk_writes_are_all_or_nothing);
     };
     (@each $harness:expr; $($check:ident),+) => {$(
         #[tokio::test]

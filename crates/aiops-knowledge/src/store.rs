@@ -34,6 +34,10 @@ pub trait KnowledgeStore: Send + Sync + fmt::Debug + 'static {
     fn dimensions(&self) -> usize;
     /// Inserts or replaces a node (keeping its `created_at`).
     async fn upsert_node(&self, node: Node) -> KnowledgeResult<()>;
+    /// Inserts or replaces many nodes in one transaction: all or none are written.
+    async fn upsert_nodes(&self, nodes: Vec<Node>) -> KnowledgeResult<()>;
+    /// Inserts or updates many edges in one transaction: all or none are written.
+    async fn link_many(&self, edges: Vec<Edge>) -> KnowledgeResult<()>;
     /// A node by id.
     async fn get_node(&self, id: &str) -> KnowledgeResult<Option<Node>>;
     /// Deletes a node and its edges; false when it did not exist.

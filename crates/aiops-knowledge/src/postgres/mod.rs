@@ -25,6 +25,8 @@ use crate::{
 mod tests;
 
 const BACKEND: &str = "postgres";
+/// Rows per statement of a bulk write.
+const BULK_CHUNK: usize = 5000;
 
 /// Versioned migrations; `{dimensions}` is replaced by the store's dimension.
 const MIGRATIONS: &[&str] = &[
@@ -296,6 +298,81 @@ impl KnowledgeStore for PgKnowledgeStore {
         .await
         .map_err(backend)?;
         Ok(())
+    }
+
+    async fn upsert_nodes(&self, nodes: Vec<Node>) -> KnowledgeResult<()> {
+        for node in &nodes {
+            node.validate(self.dimensions)?;
+        }
+        let now = Utc::now().timestamp_millis();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Arrays per column, one statement per chunk: one round trip for thousands of rows.
+        for chunk in nodes.chunks(BULK_CHUNK) {
+            let ids: Vec<&str> = chunk.iter().map(|n| n.id.as_str()).collect();
+            let kinds: Vec<&str> = chunk.iter().map(|n| n.kind.as_str()).collect();
+            let names: Vec<&str> = chunk.iter().map(|n| n.name.as_str()).collect();
+            let data: Vec<String> = chunk.iter().map(|n| n.data.to_string()).collect();
+            let vectors: Vec<Option<String>> = chunk.iter().map(|n| n.embedding.as_deref().map(vector_text)).collect();
+            let created: Vec<i64> = chunk.iter().map(|n| n.created_at.timestamp_millis().min(now)).collect();
+            sqlx::query(
+                "INSERT INTO kn_nodes (id, kind, name, data, embedding, created_at, updated_at)
+                 SELECT id, kind, name, data::jsonb, embedding::vector, created_at, $7
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[])
+                     AS t(id, kind, name, data, embedding, created_at)
+                 ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, data = EXCLUDED.data,
+                     embedding = EXCLUDED.embedding, updated_at = EXCLUDED.updated_at",
+            )
+            .bind(ids)
+            .bind(kinds)
+            .bind(names)
+            .bind(data)
+            .bind(vectors)
+            .bind(created)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn link_many(&self, edges: Vec<Edge>) -> KnowledgeResult<()> {
+        if let Some(edge) = edges.iter().find(|e| !(0.0..=1.0).contains(&e.weight)) {
+            return Err(KnowledgeError::Invalid(format!("edge weight must be within 0..=1, got {}", edge.weight)));
+        }
+        let now = Utc::now().timestamp_millis();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for chunk in edges.chunks(BULK_CHUNK) {
+            let from: Vec<&str> = chunk.iter().map(|e| e.from.as_str()).collect();
+            let to: Vec<&str> = chunk.iter().map(|e| e.to.as_str()).collect();
+            let relation: Vec<&str> = chunk.iter().map(|e| e.relation.as_str()).collect();
+            let weight: Vec<f64> = chunk.iter().map(|e| e.weight).collect();
+            let data: Vec<String> = chunk.iter().map(|e| e.data.to_string()).collect();
+            let done = sqlx::query(
+                "INSERT INTO kn_edges (src, dst, relation, weight, data, updated_at)
+                 SELECT src, dst, relation, weight, data::jsonb, $6
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) AS t(src, dst, relation, weight, data)
+                 ON CONFLICT (src, dst, relation) DO UPDATE SET weight = EXCLUDED.weight, data = EXCLUDED.data,
+                     updated_at = EXCLUDED.updated_at",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(relation)
+            .bind(weight)
+            .bind(data)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            if let Err(err) = done {
+                return Err(match &err {
+                    sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
+                        KnowledgeError::NotFound { id: db.message().to_owned() }
+                    }
+                    _ => backend(err),
+                });
+            }
+        }
+        tx.commit().await.map_err(backend)
     }
 
     async fn get_node(&self, id: &str) -> KnowledgeResult<Option<Node>> {

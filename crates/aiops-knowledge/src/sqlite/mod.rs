@@ -371,6 +371,80 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         Ok(())
     }
 
+    async fn upsert_nodes(&self, nodes: Vec<Node>) -> KnowledgeResult<()> {
+        for node in &nodes {
+            node.validate(self.dimensions)?;
+        }
+        let _write = self.writes.lock().await;
+        let now = millis(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for node in &nodes {
+            sqlx::query(
+                "INSERT INTO kn_nodes (id, kind, name, data, embedding, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, name = excluded.name, data = excluded.data,
+                     embedding = excluded.embedding, updated_at = excluded.updated_at",
+            )
+            .bind(&node.id)
+            .bind(node.kind.as_str())
+            .bind(&node.name)
+            .bind(node.data.to_string())
+            .bind(node.embedding.as_deref().map(encode_embedding))
+            .bind(millis(node.created_at).min(now))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        let mut index = self.index_write();
+        for node in nodes {
+            match node.embedding {
+                Some(vector) => {
+                    let service = node.data.get("service").and_then(|v| v.as_str()).map(str::to_owned);
+                    index.insert(node.id, Indexed { kind: node.kind, service, updated_ms: now, vector });
+                }
+                None => {
+                    index.remove(&node.id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn link_many(&self, edges: Vec<Edge>) -> KnowledgeResult<()> {
+        if let Some(edge) = edges.iter().find(|e| !(0.0..=1.0).contains(&e.weight)) {
+            return Err(KnowledgeError::Invalid(format!("edge weight must be within 0..=1, got {}", edge.weight)));
+        }
+        let _write = self.writes.lock().await;
+        let now = millis(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        for edge in &edges {
+            let done = sqlx::query(
+                "INSERT INTO kn_edges (src, dst, relation, weight, data, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT(src, dst, relation) DO UPDATE SET weight = excluded.weight, data = excluded.data,
+                     updated_at = excluded.updated_at",
+            )
+            .bind(&edge.from)
+            .bind(&edge.to)
+            .bind(edge.relation.as_str())
+            .bind(edge.weight)
+            .bind(edge.data.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            // A missing end is a foreign key failure: report which edge, write nothing.
+            if let Err(err) = done {
+                return Err(match &err {
+                    sqlx::Error::Database(db) if db.message().contains("FOREIGN KEY") => {
+                        KnowledgeError::NotFound { id: format!("{} or {}", edge.from, edge.to) }
+                    }
+                    _ => backend(err),
+                });
+            }
+        }
+        tx.commit().await.map_err(backend)
+    }
+
     async fn get_node(&self, id: &str) -> KnowledgeResult<Option<Node>> {
         let row = sqlx::query("SELECT * FROM kn_nodes WHERE id = ?")
             .bind(id)
