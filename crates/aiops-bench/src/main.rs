@@ -5,6 +5,7 @@
 //! tool) and measure ours and the peer's in the same run.
 
 mod events;
+mod knowledge;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,8 +23,9 @@ fn main() -> ExitCode {
     };
     let result = match suite {
         Some("events") => runtime.block_on(events::run()),
+        Some("knowledge") => runtime.block_on(knowledge::run(&args)),
         _ => {
-            eprintln!("usage: aiops-bench <suite> [--json]\nsuites: events");
+            eprintln!("usage: aiops-bench <suite> [--json] [--nodes N]\nsuites: events, knowledge");
             return ExitCode::from(2);
         }
     };

@@ -283,7 +283,7 @@ pub struct Reached {
 /// A search hit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScoredNode {
-    /// The node.
+    /// The node, without its embedding (search hits never carry it; `get_node` does).
     pub node: Node,
     /// Cosine similarity to the query.
     pub score: f32,

@@ -243,6 +243,9 @@ impl PgKnowledgeStore {
 }
 
 const NODE_COLUMNS: &str = "id, kind, name, data::text AS data, embedding::text AS embedding, created_at, updated_at";
+/// The same without the vector, for search hits (callers never need it, and it is the bulk
+/// of a row).
+const HIT_COLUMNS: &str = "id, kind, name, data::text AS data, NULL::text AS embedding, created_at, updated_at";
 
 fn row_to_node(row: &PgRow, prefix: &str) -> KnowledgeResult<Node> {
     let col = |name: &str| format!("{prefix}{name}");
@@ -305,6 +308,12 @@ impl KnowledgeStore for PgKnowledgeStore {
             node.validate(self.dimensions)?;
         }
         let now = Utc::now().timestamp_millis();
+        let mut last: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (idx, node) in nodes.iter().enumerate() {
+            last.insert(node.id.as_str(), idx);
+        }
+        let nodes: Vec<&Node> =
+            nodes.iter().enumerate().filter(|(idx, n)| last.get(n.id.as_str()) == Some(idx)).map(|(_, n)| n).collect();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // Arrays per column, one statement per chunk: one round trip for thousands of rows.
         for chunk in nodes.chunks(BULK_CHUNK) {
@@ -341,6 +350,18 @@ impl KnowledgeStore for PgKnowledgeStore {
             return Err(KnowledgeError::Invalid(format!("edge weight must be within 0..=1, got {}", edge.weight)));
         }
         let now = Utc::now().timestamp_millis();
+        // One statement may not touch a row twice: the last of duplicate edges wins, as it
+        // would with one statement per edge.
+        let mut last: std::collections::HashMap<(&str, &str, Relation), usize> = std::collections::HashMap::new();
+        for (idx, edge) in edges.iter().enumerate() {
+            last.insert((edge.from.as_str(), edge.to.as_str(), edge.relation), idx);
+        }
+        let edges: Vec<&Edge> = edges
+            .iter()
+            .enumerate()
+            .filter(|(idx, e)| last.get(&(e.from.as_str(), e.to.as_str(), e.relation)) == Some(idx))
+            .map(|(_, e)| e)
+            .collect();
         let mut tx = self.pool.begin().await.map_err(backend)?;
         for chunk in edges.chunks(BULK_CHUNK) {
             let from: Vec<&str> = chunk.iter().map(|e| e.from.as_str()).collect();
@@ -459,7 +480,7 @@ impl KnowledgeStore for PgKnowledgeStore {
         // With a filter, keep scanning the HNSW graph until k rows pass it (pgvector ≥ 0.8).
         sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order").execute(&mut *tx).await.map_err(backend)?;
         let sql = format!(
-            "SELECT {NODE_COLUMNS}, 1 - (embedding <=> $1::vector) AS score FROM kn_nodes
+            "SELECT {HIT_COLUMNS}, 1 - (embedding <=> $1::vector) AS score FROM kn_nodes
              WHERE embedding IS NOT NULL AND ($2::text IS NULL OR kind = $2)
                AND ($4::text IS NULL OR data->>'service' = $4) AND ($5::bigint IS NULL OR updated_at >= $5)
              ORDER BY embedding <=> $1::vector LIMIT $3"
@@ -551,7 +572,8 @@ impl KnowledgeStore for PgKnowledgeStore {
         };
         let mut out = Vec::new();
         for (id, score) in crate::search::fuse(&by_vector, &by_text, query.k) {
-            if let Some(node) = self.get_node(&id).await? {
+            if let Some(mut node) = self.get_node(&id).await? {
+                node.embedding = None;
                 out.push(ScoredNode { node, score });
             }
         }

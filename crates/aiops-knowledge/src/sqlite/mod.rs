@@ -540,7 +540,8 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         let mut out = Vec::with_capacity(hits.len());
         for (id, score) in hits {
             // A node deleted between the scan and this read is simply left out.
-            if let Some(node) = self.get_node(&id).await? {
+            if let Some(mut node) = self.get_node(&id).await? {
+                node.embedding = None;
                 out.push(ScoredNode { node, score });
             }
         }
@@ -609,7 +610,8 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         };
         let mut out = Vec::new();
         for (id, score) in crate::search::fuse(&by_vector, &by_text, query.k) {
-            if let Some(node) = self.get_node(&id).await? {
+            if let Some(mut node) = self.get_node(&id).await? {
+                node.embedding = None;
                 out.push(ScoredNode { node, score });
             }
         }
