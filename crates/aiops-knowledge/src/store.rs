@@ -57,7 +57,7 @@ pub trait KnowledgeStore: Send + Sync + fmt::Debug + 'static {
     async fn similar(&self, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>>;
     /// Nodes reachable from `start` over edges of `relation` in `direction`, at most
     /// `max_hops` away (at most 10), each once at its shortest depth, nearest first. Cycles
-    /// are safe. `start` itself is left out.
+    /// are safe. `start` itself is left out; reached nodes carry no embedding.
     async fn traverse(
         &self,
         start: &str,

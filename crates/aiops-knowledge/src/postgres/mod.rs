@@ -527,7 +527,7 @@ impl KnowledgeStore for PgKnowledgeStore {
                  WHERE e.relation = $2 AND w.depth < $3
              ),
              shortest AS (SELECT id, MIN(depth) AS depth FROM walk WHERE id <> $1 GROUP BY id)
-             SELECT {NODE_COLUMNS}, s.depth AS depth FROM shortest s JOIN kn_nodes n USING (id)
+             SELECT {HIT_COLUMNS}, s.depth AS depth FROM shortest s JOIN kn_nodes n USING (id)
              ORDER BY s.depth, id LIMIT $4"
         );
         let rows = sqlx::query(&sql)
