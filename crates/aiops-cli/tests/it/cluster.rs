@@ -3,50 +3,21 @@
 //! server is killed or Redis restarts mid-stream. Duplicates are counted and reported.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aiops_testkit::{RedisOptions, RedisServer};
 use serde_json::{json, Value};
 
-struct Instance {
-    child: Child,
-    url: String,
-}
+use crate::support::{free_port, serve, Server};
 
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start(data_dir: &std::path::Path, redis_url: &str) -> Instance {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_aiops"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .env("AIOPS_LOG", "error")
-        .env("AIOPS__EVENTS__BACKEND", "redis")
-        .env("AIOPS__EVENTS__URL", redis_url)
-        .env("AIOPS__EVENTS__VISIBILITY_TIMEOUT_MS", "1000")
-        .env("AIOPS__EVENTS__COMMAND_TIMEOUT_MS", "1000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting aiops serve");
-    let url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(http.get(format!("{url}/readyz")).send().await, Ok(r) if r.status().is_success()) {
-        assert!(Instant::now() < deadline, "aiops serve did not get ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Instance { child, url }
+async fn start(data_dir: &std::path::Path, redis_url: &str) -> Server {
+    let env = [
+        ("AIOPS__EVENTS__BACKEND", "redis"),
+        ("AIOPS__EVENTS__URL", redis_url),
+        ("AIOPS__EVENTS__VISIBILITY_TIMEOUT_MS", "1000"),
+        ("AIOPS__EVENTS__COMMAND_TIMEOUT_MS", "1000"),
+    ];
+    serve(data_dir, free_port(), &env).await
 }
 
 fn spec(n: usize) -> String {

@@ -4,3 +4,4 @@ mod cluster;
 mod demo;
 mod kb;
 mod serve;
+mod support;

@@ -1,49 +1,15 @@
 //! `aiops serve` as a process: accepted events survive `kill -9`, bad input gets precise
 //! JSON errors.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::support::{free_port, serve, Server};
 
 async fn start(data_dir: &std::path::Path, port: u16) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_aiops"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .env("AIOPS_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting aiops serve");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let http = reqwest::Client::new();
-    loop {
-        if let Ok(response) = http.get(format!("{url}/readyz")).send().await {
-            if response.status().is_success() {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "aiops serve did not get ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Server { child, url }
+    serve(data_dir, port, &[]).await
 }
 
 fn event(n: u32) -> Value {

@@ -282,25 +282,7 @@ impl KnowledgeStore for PgKnowledgeStore {
     }
 
     async fn upsert_node(&self, node: Node) -> KnowledgeResult<()> {
-        node.validate(self.dimensions)?;
-        let now = Utc::now().timestamp_millis();
-        sqlx::query(
-            "INSERT INTO kn_nodes (id, kind, name, data, embedding, created_at, updated_at)
-             VALUES ($1, $2, $3, $4::jsonb, $5::vector, $6, $7)
-             ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, data = EXCLUDED.data,
-                 embedding = EXCLUDED.embedding, updated_at = EXCLUDED.updated_at",
-        )
-        .bind(&node.id)
-        .bind(node.kind.as_str())
-        .bind(&node.name)
-        .bind(node.data.to_string())
-        .bind(node.embedding.as_deref().map(vector_text))
-        .bind(node.created_at.timestamp_millis().min(now))
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        self.upsert_nodes(vec![node]).await
     }
 
     async fn upsert_nodes(&self, nodes: Vec<Node>) -> KnowledgeResult<()> {

@@ -396,38 +396,7 @@ impl KnowledgeStore for SqliteKnowledgeStore {
     }
 
     async fn upsert_node(&self, node: Node) -> KnowledgeResult<()> {
-        node.validate(self.dimensions)?;
-        let _write = self.writes.lock().await;
-        let now = millis(Utc::now());
-        sqlx::query(
-            "INSERT INTO kn_nodes (id, kind, name, data, embedding, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, name = excluded.name, data = excluded.data,
-                 embedding = excluded.embedding, updated_at = excluded.updated_at",
-        )
-        .bind(&node.id)
-        .bind(node.kind.as_str())
-        .bind(&node.name)
-        .bind(node.data.to_string())
-        .bind(node.embedding.as_deref().map(encode_embedding))
-        .bind(millis(node.created_at).min(now))
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        let mut index = self.index_write();
-        match node.embedding {
-            Some(vector) => {
-                let service = node.data.get("service").and_then(|v| v.as_str()).map(str::to_owned);
-                index.insert(
-                    node.id,
-                    Indexed { kind: node.kind, service, updated_ms: now, norm: norm(&vector), vector },
-                );
-            }
-            None => {
-                index.remove(&node.id);
-            }
-        }
-        Ok(())
+        self.upsert_nodes(vec![node]).await
     }
 
     async fn upsert_nodes(&self, nodes: Vec<Node>) -> KnowledgeResult<()> {
