@@ -18,6 +18,7 @@ mod search;
 mod sqlite;
 mod store;
 mod transfer;
+mod traversal;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

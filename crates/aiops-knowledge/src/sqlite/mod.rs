@@ -7,7 +7,6 @@
 //! index would add risk for no gain here. Writes are serialized by one async mutex so that
 //! the database and the index always change in the same order.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::RwLock;
@@ -25,14 +24,19 @@ use crate::{
     Reached, Relation, ScoredNode, SimilarityQuery, SolutionStats,
 };
 
+mod index;
 #[cfg(test)]
 mod tests;
 
+use self::index::VectorIndex;
+
 const BACKEND: &str = "sqlite";
-/// Longest traversal, in hops.
-pub(crate) const MAX_HOPS: usize = 10;
-/// Most nodes one traversal returns.
-pub(crate) const MAX_REACHED: usize = 10_000;
+/// Ids per `IN (...)` list, well under SQLite's limit of bound parameters.
+const IN_CHUNK: usize = 5000;
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
 
 /// Versioned migrations of the knowledge tables; index + 1 is the version.
 const MIGRATIONS: &[&str] = &[
@@ -199,93 +203,12 @@ fn decode_embedding(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
-/// Dot product in eight independent lanes, which the compiler turns into SIMD.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for lane in 0..8 {
-            lanes[lane] += x[lane] * y[lane];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-fn norm(v: &[f32]) -> f32 {
-    dot(v, v).sqrt()
-}
-
-/// An entry of the top-k heap, ordered by score (then id, for stable ties).
-struct Hit<'a>(f32, &'a str);
-
-impl PartialEq for Hit<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == std::cmp::Ordering::Equal
-    }
-}
-impl Eq for Hit<'_> {}
-impl PartialOrd for Hit<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Hit<'_> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // Reversed, so that the std max-heap keeps the worst hit on top to be replaced.
-        other.0.total_cmp(&self.0).then_with(|| self.1.cmp(other.1))
-    }
-}
-
-/// The exact top k by cosine similarity: one pass, a heap of k, ids cloned only for the k.
-fn top_k(index: &HashMap<String, Indexed>, query: &SimilarityQuery) -> Vec<(String, f32)> {
-    let query_norm = norm(&query.embedding);
-    if query_norm == 0.0 || query.k == 0 {
-        return Vec::new();
-    }
-    let mut heap: std::collections::BinaryHeap<Hit<'_>> = std::collections::BinaryHeap::with_capacity(query.k + 1);
-    for (id, indexed) in index {
-        if indexed.norm == 0.0 || !indexed.passes(query) {
-            continue;
-        }
-        let score = dot(&query.embedding, &indexed.vector) / (query_norm * indexed.norm);
-        if score < query.min_score {
-            continue;
-        }
-        if heap.len() < query.k {
-            heap.push(Hit(score, id));
-        } else if heap.peek().is_some_and(|worst| Hit(score, id) < *worst) {
-            heap.pop();
-            heap.push(Hit(score, id));
-        }
-    }
-    heap.into_sorted_vec().into_iter().map(|Hit(score, id)| (id.to_owned(), score)).collect()
-}
-
-/// What the vector index keeps per node: the vector and what filters need.
-#[derive(Debug)]
-struct Indexed {
-    kind: NodeKind,
-    service: Option<String>,
-    updated_ms: i64,
-    norm: f32,
-    vector: Vec<f32>,
-}
-
-impl Indexed {
-    fn passes(&self, query: &SimilarityQuery) -> bool {
-        query.kind.is_none_or(|k| k == self.kind)
-            && query.service.as_ref().is_none_or(|s| self.service.as_ref() == Some(s))
-            && query.since.is_none_or(|since| self.updated_ms >= since.timestamp_millis())
-    }
-}
-
 /// The default knowledge store.
 #[derive(Debug)]
 pub struct SqliteKnowledgeStore {
     pool: SqlitePool,
     dimensions: usize,
-    index: RwLock<HashMap<String, Indexed>>,
+    index: RwLock<VectorIndex>,
     writes: tokio::sync::Mutex<()>,
 }
 
@@ -308,7 +231,7 @@ impl SqliteKnowledgeStore {
         .fetch_all(&pool)
         .await
         .map_err(backend)?;
-        let mut index = HashMap::with_capacity(rows.len());
+        let mut index = VectorIndex::new(dimensions);
         for row in rows {
             let id: String = row.get("id");
             let kind = NodeKind::from_str(row.get::<&str, _>("kind"))?;
@@ -317,10 +240,7 @@ impl SqliteKnowledgeStore {
                 return Err(KnowledgeError::DimensionMismatch { expected: dimensions, actual: embedding.len() });
             }
             let service: Option<String> = row.try_get("service").ok().flatten();
-            index.insert(
-                id,
-                Indexed { kind, service, updated_ms: row.get("updated_at"), norm: norm(&embedding), vector: embedding },
-            );
+            index.insert(id, kind, service, row.get("updated_at"), &embedding);
         }
         tracing::debug!(vectors = index.len(), "Loaded the knowledge vector index.");
         Ok(Self { pool, dimensions, index: RwLock::new(index), writes: tokio::sync::Mutex::new(()) })
@@ -331,7 +251,7 @@ impl SqliteKnowledgeStore {
         &self.pool
     }
 
-    fn index_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Indexed>> {
+    fn index_write(&self) -> std::sync::RwLockWriteGuard<'_, VectorIndex> {
         // Index mutations are single inserts/removes, so a poisoned lock still holds a
         // consistent map.
         self.index.write().unwrap_or_else(|p| p.into_inner())
@@ -429,10 +349,7 @@ impl KnowledgeStore for SqliteKnowledgeStore {
             match node.embedding {
                 Some(vector) => {
                     let service = node.data.get("service").and_then(|v| v.as_str()).map(str::to_owned);
-                    index.insert(
-                        node.id,
-                        Indexed { kind: node.kind, service, updated_ms: now, norm: norm(&vector), vector },
-                    );
+                    index.insert(node.id, node.kind, service, now, &vector);
                 }
                 None => {
                     index.remove(&node.id);
@@ -559,7 +476,7 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         }
         let hits = {
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-            top_k(&index, query)
+            index.top_k(query)
         };
         let mut out = Vec::with_capacity(hits.len());
         for (id, score) in hits {
@@ -579,33 +496,7 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         direction: Direction,
         max_hops: usize,
     ) -> KnowledgeResult<Vec<Reached>> {
-        let (from, to) = match direction {
-            Direction::Outgoing => ("src", "dst"),
-            Direction::Incoming => ("dst", "src"),
-        };
-        let sql = format!(
-            "WITH RECURSIVE walk(id, depth) AS (
-                 SELECT ?1, 0
-                 UNION
-                 SELECT e.{to}, w.depth + 1 FROM kn_edges e JOIN walk w ON e.{from} = w.id
-                 WHERE e.relation = ?2 AND w.depth < ?3
-             ),
-             shortest AS (SELECT id, MIN(depth) AS depth FROM walk WHERE id <> ?1 GROUP BY id)
-             SELECT n.id, n.kind, n.name, n.data, NULL AS embedding, n.created_at, n.updated_at, s.depth AS depth
-             FROM shortest s JOIN kn_nodes n ON n.id = s.id
-             ORDER BY s.depth, n.id LIMIT ?4"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(start)
-            .bind(relation.as_str())
-            .bind(max_hops.min(MAX_HOPS) as i64)
-            .bind(MAX_REACHED as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter()
-            .map(|row| Ok(Reached { node: row_to_node(row, "")?, depth: row.get::<i64, _>("depth") as usize }))
-            .collect()
+        crate::traversal::traverse(self, start, relation, direction, max_hops).await
     }
 
     async fn hybrid_search(&self, text: &str, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>> {
@@ -790,6 +681,52 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         rows.iter()
             .map(|row| Ok((NodeKind::from_str(row.get::<&str, _>("kind"))?, row.get::<i64, _>("n") as u64)))
             .collect()
+    }
+}
+
+#[async_trait]
+impl crate::traversal::Walk for SqliteKnowledgeStore {
+    async fn step(
+        &self,
+        frontier: &[String],
+        relation: Relation,
+        direction: Direction,
+    ) -> KnowledgeResult<Vec<String>> {
+        let (from, to) = match direction {
+            Direction::Outgoing => ("src", "dst"),
+            Direction::Incoming => ("dst", "src"),
+        };
+        let mut out = Vec::new();
+        for chunk in frontier.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT DISTINCT {to} AS id FROM kn_edges WHERE relation = ? AND {from} IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query_scalar(&sql).bind(relation.as_str());
+            for id in chunk {
+                query = query.bind(id);
+            }
+            out.extend(query.fetch_all(&self.pool).await.map_err(backend)?);
+        }
+        Ok(out)
+    }
+
+    async fn fetch(&self, ids: &[String]) -> KnowledgeResult<Vec<Node>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IN_CHUNK) {
+            let sql = format!(
+                "SELECT id, kind, name, data, NULL AS embedding, created_at, updated_at FROM kn_nodes WHERE id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(backend)? {
+                out.push(row_to_node(&row, "")?);
+            }
+        }
+        Ok(out)
     }
 }
 
