@@ -18,7 +18,6 @@ mod search;
 mod sqlite;
 mod store;
 mod transfer;
-mod traversal;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

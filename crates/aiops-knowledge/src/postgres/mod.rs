@@ -497,7 +497,35 @@ impl KnowledgeStore for PgKnowledgeStore {
         direction: Direction,
         max_hops: usize,
     ) -> KnowledgeResult<Vec<Reached>> {
-        crate::traversal::traverse(self, start, relation, direction, max_hops).await
+        let (from, to) = match direction {
+            Direction::Outgoing => ("src", "dst"),
+            Direction::Incoming => ("dst", "src"),
+        };
+        let sql = format!(
+            "WITH RECURSIVE walk(id, depth) AS (
+                 SELECT $1::text, 0
+                 UNION
+                 SELECT e.{to}, w.depth + 1 FROM kn_edges e JOIN walk w ON e.{from} = w.id
+                 WHERE e.relation = $2 AND w.depth < $3
+             ),
+             shortest AS (SELECT id, MIN(depth) AS depth FROM walk WHERE id <> $1 GROUP BY id)
+             SELECT {HIT_COLUMNS}, s.depth AS depth FROM shortest s JOIN kn_nodes n USING (id)
+             ORDER BY s.depth, id LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(start)
+            .bind(relation.as_str())
+            .bind(max_hops.min(crate::sqlite::MAX_HOPS) as i32)
+            .bind(crate::sqlite::MAX_REACHED as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let depth: i32 = row.try_get("depth").map_err(backend)?;
+                Ok(Reached { node: row_to_node(row, "")?, depth: depth as usize })
+            })
+            .collect()
     }
 
     async fn hybrid_search(&self, text: &str, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>> {
@@ -686,36 +714,6 @@ impl KnowledgeStore for PgKnowledgeStore {
                 Ok((NodeKind::from_str(&kind)?, n as u64))
             })
             .collect()
-    }
-}
-
-#[async_trait]
-impl crate::traversal::Walk for PgKnowledgeStore {
-    async fn step(
-        &self,
-        frontier: &[String],
-        relation: Relation,
-        direction: Direction,
-    ) -> KnowledgeResult<Vec<String>> {
-        let (from, to) = match direction {
-            Direction::Outgoing => ("src", "dst"),
-            Direction::Incoming => ("dst", "src"),
-        };
-        sqlx::query_scalar(&format!("SELECT DISTINCT {to} FROM kn_edges WHERE relation = $1 AND {from} = ANY($2)"))
-            .bind(relation.as_str())
-            .bind(frontier)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)
-    }
-
-    async fn fetch(&self, ids: &[String]) -> KnowledgeResult<Vec<Node>> {
-        let rows = sqlx::query(&format!("SELECT {HIT_COLUMNS} FROM kn_nodes WHERE id = ANY($1)"))
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(|row| row_to_node(row, "")).collect()
     }
 }
 

@@ -31,12 +31,10 @@ mod tests;
 use self::index::VectorIndex;
 
 const BACKEND: &str = "sqlite";
-/// Ids per `IN (...)` list, well under SQLite's limit of bound parameters.
-const IN_CHUNK: usize = 5000;
-
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
-}
+/// Longest traversal, in hops.
+pub(crate) const MAX_HOPS: usize = 10;
+/// Most nodes one traversal returns.
+pub(crate) const MAX_REACHED: usize = 10_000;
 
 /// Versioned migrations of the knowledge tables; index + 1 is the version.
 const MIGRATIONS: &[&str] = &[
@@ -496,7 +494,33 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         direction: Direction,
         max_hops: usize,
     ) -> KnowledgeResult<Vec<Reached>> {
-        crate::traversal::traverse(self, start, relation, direction, max_hops).await
+        let (from, to) = match direction {
+            Direction::Outgoing => ("src", "dst"),
+            Direction::Incoming => ("dst", "src"),
+        };
+        let sql = format!(
+            "WITH RECURSIVE walk(id, depth) AS (
+                 SELECT ?1, 0
+                 UNION
+                 SELECT e.{to}, w.depth + 1 FROM kn_edges e JOIN walk w ON e.{from} = w.id
+                 WHERE e.relation = ?2 AND w.depth < ?3
+             ),
+             shortest AS (SELECT id, MIN(depth) AS depth FROM walk WHERE id <> ?1 GROUP BY id)
+             SELECT n.id, n.kind, n.name, n.data, NULL AS embedding, n.created_at, n.updated_at, s.depth AS depth
+             FROM shortest s JOIN kn_nodes n ON n.id = s.id
+             ORDER BY s.depth, n.id LIMIT ?4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(start)
+            .bind(relation.as_str())
+            .bind(max_hops.min(MAX_HOPS) as i64)
+            .bind(MAX_REACHED as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|row| Ok(Reached { node: row_to_node(row, "")?, depth: row.get::<i64, _>("depth") as usize }))
+            .collect()
     }
 
     async fn hybrid_search(&self, text: &str, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>> {
@@ -681,52 +705,6 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         rows.iter()
             .map(|row| Ok((NodeKind::from_str(row.get::<&str, _>("kind"))?, row.get::<i64, _>("n") as u64)))
             .collect()
-    }
-}
-
-#[async_trait]
-impl crate::traversal::Walk for SqliteKnowledgeStore {
-    async fn step(
-        &self,
-        frontier: &[String],
-        relation: Relation,
-        direction: Direction,
-    ) -> KnowledgeResult<Vec<String>> {
-        let (from, to) = match direction {
-            Direction::Outgoing => ("src", "dst"),
-            Direction::Incoming => ("dst", "src"),
-        };
-        let mut out = Vec::new();
-        for chunk in frontier.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT DISTINCT {to} AS id FROM kn_edges WHERE relation = ? AND {from} IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut query = sqlx::query_scalar(&sql).bind(relation.as_str());
-            for id in chunk {
-                query = query.bind(id);
-            }
-            out.extend(query.fetch_all(&self.pool).await.map_err(backend)?);
-        }
-        Ok(out)
-    }
-
-    async fn fetch(&self, ids: &[String]) -> KnowledgeResult<Vec<Node>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT id, kind, name, data, NULL AS embedding, created_at, updated_at FROM kn_nodes WHERE id IN ({})",
-                placeholders(chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(id);
-            }
-            for row in query.fetch_all(&self.pool).await.map_err(backend)? {
-                out.push(row_to_node(&row, "")?);
-            }
-        }
-        Ok(out)
     }
 }
 
