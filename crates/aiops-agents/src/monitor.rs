@@ -36,6 +36,9 @@ const EVIDENCE_WINDOW: chrono::Duration = chrono::Duration::seconds(60);
 const MAX_EVIDENCE_LINES: usize = 5;
 /// An open problem nobody resolved or escalated stops blocking new ones after this.
 const STALE_PROBLEM: chrono::Duration = chrono::Duration::minutes(5);
+/// Services the Monitor keeps windows and error samples for; reports about further services
+/// are dropped (and counted), so a client inventing subjects cannot grow its memory.
+const MAX_SERVICES: usize = 10_000;
 /// How far ahead of ours a service's clock may be before its event times are capped.
 const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(5);
 
@@ -55,6 +58,24 @@ struct State {
     /// Observations older than this (event time) belong to a closed incident: services flush
     /// their buffers late, and counting those stragglers would reopen a healed problem.
     closed_at: HashMap<String, DateTime<Utc>>,
+    /// Services reports are tracked for (at most `MAX_SERVICES`).
+    services: std::collections::HashSet<String>,
+}
+
+impl State {
+    /// Whether reports about `service` are tracked: known ones always, new ones while there
+    /// is room.
+    fn admit(&mut self, service: &str) -> bool {
+        if self.services.contains(service) {
+            return true;
+        }
+        if self.services.len() >= MAX_SERVICES {
+            metrics::counter!("aiops_monitor_untracked_reports_total").increment(1);
+            return false;
+        }
+        self.services.insert(service.to_owned());
+        true
+    }
 }
 
 #[derive(Debug)]
@@ -78,6 +99,7 @@ impl Monitor {
                 open: HashMap::new(),
                 quiet_until: HashMap::new(),
                 closed_at: HashMap::new(),
+                services: std::collections::HashSet::new(),
             }),
         }
     }
@@ -206,6 +228,9 @@ impl Agent for Monitor {
                 let at = event.time.min(Utc::now() + MAX_CLOCK_SKEW);
                 let findings: Vec<Finding> = {
                     let mut state = self.lock();
+                    if !state.admit(&service) {
+                        return Ok(());
+                    }
                     if state.closed_at.get(&service).is_some_and(|closed| event.time < *closed) {
                         return Ok(());
                     }
@@ -221,6 +246,9 @@ impl Agent for Monitor {
             event_type::SERVICE_ERROR => {
                 let error: ServiceError = payload(event)?;
                 let mut state = self.lock();
+                if !state.admit(&service_of(event)) {
+                    return Ok(());
+                }
                 if state.closed_at.get(&service_of(event)).is_some_and(|closed| event.time < *closed) {
                     return Ok(());
                 }

@@ -185,6 +185,21 @@ fn decode(entry: &StreamId) -> EventsResult<(Offset, Envelope)> {
     Ok((offset, event))
 }
 
+/// Logs a warning when Redis keeps no append-only file: an acknowledged event would then
+/// be lost when Redis restarts. Managed servers may forbid `CONFIG`; that is not an error.
+async fn warn_if_not_durable(shared: &ConnectionManager) {
+    let mut conn = shared.clone();
+    let answer: redis::RedisResult<Vec<String>> =
+        redis::cmd("CONFIG").arg("GET").arg("appendonly").query_async(&mut conn).await;
+    if let Ok(pair) = answer {
+        if pair.get(1).is_some_and(|value| value == "no") {
+            tracing::warn!(
+                "Redis runs without appendonly: events acknowledged by the mesh are lost if Redis restarts."
+            );
+        }
+    }
+}
+
 impl RedisEventBus {
     /// Connects (with retries inside the connection manager) and loads the publish script.
     ///
@@ -201,6 +216,7 @@ impl RedisEventBus {
             .set_number_of_retries(6)
             .set_max_delay(Duration::from_secs(2));
         let shared = client.get_connection_manager_with_config(manager_config).await.map_err(unavailable)?;
+        warn_if_not_durable(&shared).await;
         Ok(Self {
             client,
             shared,
