@@ -397,23 +397,10 @@ impl KnowledgeStore for PgKnowledgeStore {
         if !(0.0..=1.0).contains(&edge.weight) {
             return Err(KnowledgeError::Invalid(format!("edge weight must be within 0..=1, got {}", edge.weight)));
         }
+        // Checked first so that the error names the missing node.
         self.require_node(&edge.from).await?;
         self.require_node(&edge.to).await?;
-        sqlx::query(
-            "INSERT INTO kn_edges (src, dst, relation, weight, data, updated_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6)
-             ON CONFLICT (src, dst, relation) DO UPDATE SET weight = EXCLUDED.weight, data = EXCLUDED.data,
-                 updated_at = EXCLUDED.updated_at",
-        )
-        .bind(&edge.from)
-        .bind(&edge.to)
-        .bind(edge.relation.as_str())
-        .bind(edge.weight)
-        .bind(edge.data.to_string())
-        .bind(Utc::now().timestamp_millis())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        self.link_many(vec![edge]).await
     }
 
     async fn unlink(&self, from: &str, to: &str, relation: Relation) -> KnowledgeResult<bool> {

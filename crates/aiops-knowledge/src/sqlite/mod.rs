@@ -412,24 +412,10 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         if !(0.0..=1.0).contains(&edge.weight) {
             return Err(KnowledgeError::Invalid(format!("edge weight must be within 0..=1, got {}", edge.weight)));
         }
+        // Checked first so that the error names the missing node.
         self.require_node(&edge.from).await?;
         self.require_node(&edge.to).await?;
-        let _write = self.writes.lock().await;
-        sqlx::query(
-            "INSERT INTO kn_edges (src, dst, relation, weight, data, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT(src, dst, relation) DO UPDATE SET weight = excluded.weight, data = excluded.data,
-                 updated_at = excluded.updated_at",
-        )
-        .bind(&edge.from)
-        .bind(&edge.to)
-        .bind(edge.relation.as_str())
-        .bind(edge.weight)
-        .bind(edge.data.to_string())
-        .bind(millis(Utc::now()))
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
+        self.link_many(vec![edge]).await
     }
 
     async fn unlink(&self, from: &str, to: &str, relation: Relation) -> KnowledgeResult<bool> {
