@@ -1,10 +1,10 @@
-//! `[ai]` in aiops.toml: which embedder (and, later, which chat provider) to use.
+//! `[ai]` in aiops.toml: which embedder and which chat provider (if any) to use.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AiResult, Embedder, HashingEmbedder};
+use crate::{AiResult, Embedder, HashingEmbedder, ProviderConfig};
 
 /// The AI section. The default works offline with no model files.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -12,6 +12,9 @@ use crate::{AiResult, Embedder, HashingEmbedder};
 pub struct AiConfig {
     /// Which embedder turns problem descriptions into vectors.
     pub embedder: EmbedderConfig,
+    /// The chat model that assists diagnosis. Default: none; everything works without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderConfig>,
 }
 
 /// The embedder; its dimension must equal the knowledge store's.

@@ -22,18 +22,21 @@
 //!
 //! # Layout
 //! - `redis.rs`: [`RedisServer`] and [`RedisOptions`].
+//! - `http_mock.rs`: [`MockHttpServer`], a scripted HTTP server for clients of remote APIs.
 //! - `postgres.rs`: [`PostgresServer`].
 //! - `port.rs`: [`free_port`].
 //! - `process.rs`: running commands and capturing their output for error messages.
 //! - `error.rs`: [`TestkitError`].
 
 mod error;
+mod http_mock;
 mod port;
 mod postgres;
 mod process;
 mod redis;
 
 pub use error::{TestkitError, TestkitResult, INSTALL_COMMAND};
+pub use http_mock::{MockHttpServer, MockReply, RecordedRequest};
 pub use port::free_port;
 pub use postgres::{PostgresServer, DEFAULT_PG_BIN, PG_BIN_ENV, PG_DATABASE, PG_RUN_USER};
 pub use redis::{RedisOptions, RedisServer};

@@ -1,31 +1,9 @@
-//! The `Embedder` trait and the offline hashing embedder.
-
-use std::fmt;
+//! Feature hashing: the offline embedder that needs no model files.
 
 use async_trait::async_trait;
 
+use super::Embedder;
 use crate::{AiError, AiResult};
-
-/// Turns texts into unit-length vectors whose cosine similarity reflects similarity of meaning.
-///
-/// # Contract
-/// - Every vector has exactly [`Embedder::dimensions`] components and unit L2 norm (or is all
-///   zeros for a text with nothing to embed).
-/// - The same text always gives the same vector for one model.
-/// - The output has one vector per input text, in order.
-///
-/// # Errors
-/// [`AiError::Invalid`] for a batch the model cannot take; [`AiError::Unavailable`] when a
-/// remote model cannot be reached.
-#[async_trait]
-pub trait Embedder: Send + Sync + fmt::Debug + 'static {
-    /// Number of components of every vector.
-    fn dimensions(&self) -> usize;
-    /// Name of the model, recorded with stored embeddings.
-    fn model(&self) -> &str;
-    /// Embeds a batch of texts.
-    async fn embed(&self, texts: &[String]) -> AiResult<Vec<Vec<f32>>>;
-}
 
 /// Feature hashing of lowercased word unigrams and bigrams into a fixed number of buckets,
 /// with a hashed sign, then L2 normalisation.
