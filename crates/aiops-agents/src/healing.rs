@@ -377,6 +377,7 @@ impl Healing {
             rolled_back,
             duration_ms: started.elapsed().as_millis() as u64,
             message,
+            proposed_by: candidate.proposed_by.clone(),
         })
     }
     fn unclaim(&self, problem_id: &str) {

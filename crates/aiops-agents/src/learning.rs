@@ -10,14 +10,43 @@
 //! event changes no statistics (and re-publishes `knowledge.updated`, which is harmless).
 //! An action whose tool never ran (dry run, tool missing) says nothing about the solution and
 //! is not recorded.
+//!
+//! It also records which diagnosis sources were right: for each source that proposed the fix
+//! (rules, knowledge, LLM), the insight node `insight:diagnosis-source:<source>` gets a
+//! `validates` edge to the problem whose data says whether the fix healed it (`right`). One edge
+//! per source and problem, so a redelivered outcome changes nothing and the last outcome of a
+//! fix that source proposed decides. [`source_accuracy`] counts them.
 
-use aiops_knowledge::{Node, NodeKind, Outcome};
-use aiops_model::{event_type, ActionOutcome, Envelope};
+use std::collections::BTreeMap;
+
+use aiops_knowledge::{Direction, Edge, KnowledgeStore, Node, NodeKind, Outcome, Relation};
+use aiops_model::{event_type, ActionOutcome, DiagnosisSource, Envelope};
 use async_trait::async_trait;
 use chrono::Utc;
 
 use crate::agent::payload;
 use crate::{Agent, AgentContext, AgentResult};
+
+/// Knowledge id of the insight node that collects a diagnosis source's record.
+pub fn source_insight_id(source: DiagnosisSource) -> String {
+    format!("insight:diagnosis-source:{}", source.as_str())
+}
+
+/// How often each diagnosis source's fixes healed: source → (right, wrong), over all problems
+/// where a fix it proposed was tried.
+///
+/// # Errors
+/// When the knowledge graph cannot be read.
+pub async fn source_accuracy(knowledge: &dyn KnowledgeStore) -> AgentResult<BTreeMap<DiagnosisSource, (u64, u64)>> {
+    let mut accuracy = BTreeMap::new();
+    for source in DiagnosisSource::ALL {
+        let edges =
+            knowledge.neighbors(&source_insight_id(source), Some(Relation::Validates), Direction::Outgoing).await?;
+        let right = edges.iter().filter(|(edge, _)| edge.data["right"] == serde_json::Value::Bool(true)).count() as u64;
+        accuracy.insert(source, (right, edges.len() as u64 - right));
+    }
+    Ok(accuracy)
+}
 
 const NAME: &str = "learning";
 
@@ -91,6 +120,32 @@ impl Agent for Learning {
                 at: event.time,
             })
             .await?;
+        if !outcome.proposed_by.is_empty() {
+            let insights = outcome.proposed_by.iter().map(|source| {
+                Node::new(
+                    source_insight_id(*source),
+                    NodeKind::Insight,
+                    format!("diagnosis source: {}", source.as_str()),
+                    serde_json::json!({
+                        "text": format!("Problems where a fix proposed by {} was tried, and whether it healed them.", source.as_str()),
+                        "source": source.as_str(),
+                    }),
+                )
+            });
+            ctx.knowledge.upsert_nodes(insights.collect()).await?;
+            let edges = outcome.proposed_by.iter().map(|source| Edge {
+                from: source_insight_id(*source),
+                to: problem.id.clone(),
+                relation: Relation::Validates,
+                weight: if outcome.verified { 1.0 } else { 0.0 },
+                data: serde_json::json!({
+                    "right": outcome.verified,
+                    "action_id": outcome.action_id,
+                    "solution_id": outcome.solution_id,
+                }),
+            });
+            ctx.knowledge.link_many(edges.collect()).await?;
+        }
         tracing::info!(
             solution = %outcome.solution_id,
             verified = outcome.verified,

@@ -19,6 +19,7 @@
 mod agent;
 mod builder;
 mod config;
+mod consult;
 mod coordinator;
 mod diagnostic;
 mod error;
@@ -28,12 +29,12 @@ mod monitor;
 
 pub use agent::{Agent, AgentContext, Streams};
 pub use builder::{restore_tools, Builder};
-pub use config::{AgentsConfig, DiagnosticConfig, HealingConfig, MonitorConfig};
+pub use config::{AgentsConfig, DiagnosticConfig, HealingConfig, LlmDiagnosisConfig, MonitorConfig};
 pub use coordinator::Coordinator;
 pub use diagnostic::Diagnostic;
 pub use error::{AgentError, AgentResult};
 pub use healing::Healing;
-pub use learning::Learning;
+pub use learning::{source_accuracy, source_insight_id, Learning};
 pub use monitor::Monitor;
 
 /// Knowledge id of a solution: the tool and its parameters, so the same fix is one node.

@@ -76,7 +76,6 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub(crate) fn new(provider: &str, policy: RetryPolicy, key: Option<ApiKey>) -> AiResult<Self> {
-        install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_millis(policy.timeout_ms))
             .connect_timeout(Duration::from_millis(policy.timeout_ms.min(10_000)))
@@ -252,11 +251,6 @@ impl Transport {
     pub(crate) fn malformed(&self, detail: String) -> AiError {
         AiError::Malformed { provider: self.provider.clone(), detail: self.redact(&detail) }
     }
-}
-
-/// reqwest needs a process-wide rustls crypto provider; installing it twice is harmless.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn describe_reqwest_error(action: &str, err: reqwest::Error) -> String {

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aiops_agents::{standard_agents, AgentContext, Coordinator, Streams};
+use aiops_ai::AiProvider;
 use aiops_construction::{Secrets, ToolCatalog};
 use aiops_events::EventBus;
 use aiops_knowledge::Knowledge;
@@ -125,6 +126,14 @@ impl App {
         let registry: Arc<dyn Registry> =
             Arc::new(SqliteRegistry::open(&config.knowledge.sqlite_path(data_dir)).await?);
         let embedder = config.ai.embedder.build()?;
+        let ai = match &config.ai.provider {
+            Some(provider) => {
+                let built = provider.build()?;
+                tracing::info!(provider = %built.name(), model = %built.model(), "Diagnosis consults a language model.");
+                Some(built)
+            }
+            None => None,
+        };
         let mut patterns = PatternLibrary::shipped()?;
         if let Some(dir) = &config.patterns.dir {
             let n_files = patterns.load_dir(dir)?;
@@ -163,6 +172,7 @@ impl App {
             registry: registry.clone(),
             health: Arc::new(HealthChecker::new(config.registry.clone(), http.clone())),
             embedder,
+            ai: ai.clone().map(|provider| provider as Arc<dyn AiProvider>),
             tools: tools.clone(),
             patterns: Arc::new(patterns),
             http,
@@ -189,6 +199,7 @@ impl App {
                 max_batch: config.server.max_batch,
                 ..ApiLimits::default()
             },
+            ai,
         };
         let addr = listener
             .local_addr()

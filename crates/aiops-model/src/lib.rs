@@ -14,8 +14,9 @@ mod severity;
 
 pub use envelope::{Envelope, EnvelopeError, MAX_DATA_BYTES};
 pub use payload::{
-    ActionOutcome, ActionStarted, CandidateAction, Diagnosis, Escalation, HealthChange, HealthStatus, Hypothesis,
-    HypothesisSource, Problem, ProblemKind, ProblemResolved, RequestRecord, RiskLevel, ServiceError,
+    ActionOutcome, ActionStarted, CandidateAction, Diagnosis, DiagnosisSource, Escalation, HealthChange, HealthStatus,
+    Hypothesis, HypothesisSource, LlmReview, Problem, ProblemKind, ProblemResolved, RequestRecord, RiskLevel,
+    ServiceError,
 };
 pub use severity::Severity;
 

@@ -191,6 +191,77 @@ pub enum HypothesisSource {
         /// Cosine similarity of the two problems' signatures.
         similarity: f32,
     },
+    /// A language model asked by the Diagnostic agent, whose answer passed validation.
+    Llm {
+        /// Provider name, e.g. `anthropic`.
+        provider: String,
+        /// Model name.
+        model: String,
+    },
+}
+
+/// The three kinds of evidence that propose fixes; the Learning agent records which was right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiagnosisSource {
+    /// The pattern library.
+    Rules,
+    /// Fixes that healed similar past problems.
+    Knowledge,
+    /// A language model.
+    Llm,
+}
+
+impl DiagnosisSource {
+    /// Every source.
+    pub const ALL: [Self; 3] = [Self::Rules, Self::Knowledge, Self::Llm];
+
+    /// `rules`, `knowledge` or `llm`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rules => "rules",
+            Self::Knowledge => "knowledge",
+            Self::Llm => "llm",
+        }
+    }
+}
+
+/// What the language model said about a problem, and whether its answer was used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LlmReview {
+    /// Provider name.
+    pub provider: String,
+    /// Model name.
+    pub model: String,
+    /// The answer passed validation and informs the diagnosis.
+    pub accepted: bool,
+    /// Why the answer was not used (provider down, over budget, malformed, a fix that does not
+    /// exist, ...).
+    #[serde(default)]
+    pub rejection: Option<String>,
+    /// Root cause it proposed.
+    #[serde(default)]
+    pub root_cause: Option<String>,
+    /// Its confidence, 0..=1.
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    /// Evidence it cited.
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// The candidate fix it chose, if any.
+    #[serde(default)]
+    pub solution_id: Option<String>,
+    /// Model calls made.
+    pub steps: u32,
+    /// Tools it called, in order.
+    #[serde(default)]
+    pub tool_calls: Vec<String>,
+    /// Tokens used over all steps.
+    pub input_tokens: u64,
+    /// Tokens produced over all steps.
+    pub output_tokens: u64,
+    /// Wall time of the consultation.
+    pub latency_ms: u64,
 }
 
 /// One explanation of a problem.
@@ -265,6 +336,9 @@ pub struct CandidateAction {
     pub rollback: Option<(String, serde_json::Value)>,
     /// Why it is ranked where it is.
     pub rationale: String,
+    /// Which sources proposed it.
+    #[serde(default)]
+    pub proposed_by: Vec<DiagnosisSource>,
 }
 
 /// The Diagnostic agent's answer (`diagnosis.completed`).
@@ -280,6 +354,9 @@ pub struct Diagnosis {
     pub candidates: Vec<CandidateAction>,
     /// Similar past problems found: (node id, similarity).
     pub similar_problems: Vec<(String, f32)>,
+    /// The language model's review, when one is configured.
+    #[serde(default)]
+    pub llm: Option<LlmReview>,
     /// When it was made.
     pub diagnosed_at: DateTime<Utc>,
 }
@@ -331,6 +408,9 @@ pub struct ActionOutcome {
     pub duration_ms: u64,
     /// What happened, for humans.
     pub message: String,
+    /// Which sources proposed the fix tried (copied from the candidate).
+    #[serde(default)]
+    pub proposed_by: Vec<DiagnosisSource>,
 }
 
 /// A problem was healed and verified (`problem.resolved`).

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use aiops_ai::BudgetedProvider;
+
 use aiops_agents::Streams;
 use aiops_construction::ToolCatalog;
 use aiops_events::EventBus;
@@ -48,6 +50,8 @@ pub struct ApiState {
     pub render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// Request bounds.
     pub limits: ApiLimits,
+    /// The language model and its budgets, when one is configured.
+    pub ai: Option<Arc<BudgetedProvider>>,
 }
 
 impl std::fmt::Debug for ApiState {

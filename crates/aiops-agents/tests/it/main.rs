@@ -3,5 +3,6 @@
 mod builder;
 mod coordinator;
 mod healing;
+mod llm;
 mod monitor;
 mod support;

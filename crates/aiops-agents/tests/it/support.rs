@@ -33,6 +33,7 @@ pub(crate) async fn context(dir: &std::path::Path) -> AgentContext {
             http.clone(),
         )),
         embedder: Arc::new(HashingEmbedder::new(384).unwrap()),
+        ai: None,
         tools: ToolCatalog::new(http.clone(), Secrets::new()).with_shipped_tools().unwrap(),
         patterns: Arc::new(PatternLibrary::shipped().unwrap()),
         http,

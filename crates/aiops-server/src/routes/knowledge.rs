@@ -1,5 +1,7 @@
-//! Knowledge nodes, the audit log and the tool catalog.
+//! Knowledge nodes, what each diagnosis source got right, the audit log, the tool catalog and
+//! the language model's spend.
 
+use aiops_ai::AiProvider;
 use aiops_events::EventBusExt;
 use aiops_knowledge::Direction;
 use aiops_model::{event_type, Envelope};
@@ -32,6 +34,35 @@ pub(crate) async fn node(
         "incoming": incoming.iter().map(edge).collect::<Vec<_>>(),
         "stats": stats,
     })))
+}
+
+/// How often the fixes each diagnosis source proposed healed the problem.
+pub(crate) async fn sources(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state.tokens, &headers, Scope::Read)?;
+    let accuracy = aiops_agents::source_accuracy(state.knowledge.as_ref())
+        .await
+        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    let sources: Vec<Value> = accuracy
+        .into_iter()
+        .map(|(source, (right, wrong))| {
+            let tried = right + wrong;
+            json!({
+                "source": source.as_str(),
+                "right": right,
+                "wrong": wrong,
+                "accuracy": if tried == 0 { Value::Null } else { json!(right as f64 / tried as f64) },
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sources": sources })))
+}
+
+/// Calls, tokens and spend of the language model.
+pub(crate) async fn ai_usage(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state.tokens, &headers, Scope::Read)?;
+    let provider =
+        state.ai.as_ref().ok_or_else(|| ApiError::NotFound("no AI provider is configured ([ai.provider])".into()))?;
+    Ok(Json(json!({ "provider": provider.name(), "model": provider.model(), "usage": provider.usage() })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -33,6 +33,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/services/{id}", axum::routing::delete(services::deregister))
         .route("/v1/services/{id}/heartbeat", put(services::heartbeat))
         .route("/v1/knowledge/nodes/{id}", get(knowledge::node))
+        .route("/v1/knowledge/sources", get(knowledge::sources))
+        .route("/v1/ai/usage", get(knowledge::ai_usage))
         .route("/v1/audit", get(knowledge::audit))
         .route("/v1/tools", get(knowledge::tools).post(knowledge::propose_tool))
         .fallback(not_found)

@@ -28,5 +28,6 @@ pub(crate) async fn state(dir: &std::path::Path) -> ApiState {
         ]),
         render_metrics: Arc::new(String::new),
         limits: ApiLimits::default(),
+        ai: None,
     }
 }
