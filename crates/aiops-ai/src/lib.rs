@@ -2,7 +2,8 @@
 //! differently, and chat completion that can sharpen a diagnosis.
 //!
 //! Boundaries: [`Embedder`] and [`AiProvider`].
-//! - `embedder/`: [`HashingEmbedder`] (offline feature hashing, the documented fallback).
+//! - `embedder/`: [`HashingEmbedder`] (offline feature hashing, the documented fallback) and
+//!   [`OpenAiEmbedder`] (the OpenAI embeddings endpoint).
 //! - `provider/`: [`AnthropicProvider`], [`OpenAiProvider`] (hosted and OpenAI-compatible local
 //!   servers) and [`BudgetedProvider`], which puts any provider inside token and cost budgets.
 //! - `transport.rs`: timeouts, retries with backoff and `retry-after`, the circuit breaker.
@@ -20,7 +21,7 @@ mod sse;
 mod transport;
 
 pub use config::{AiConfig, EmbedderConfig};
-pub use embedder::{Embedder, HashingEmbedder};
+pub use embedder::{Embedder, HashingEmbedder, OpenAiEmbedder};
 pub use error::{AiError, AiResult};
 pub use provider::{
     AiProvider, AnthropicProvider, BudgetConfig, BudgetedProvider, ChatMessage, ChatRequest, ChatResponse, ChatRole,

@@ -120,6 +120,8 @@ enum KbCommand {
         #[arg(long, default_value_t = 10)]
         k: usize,
     },
+    /// Embeds every embedded node again with the configured embedder (after switching embedder).
+    Reembed,
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +204,7 @@ fn main() -> ExitCode {
                 KbCommand::Import { file } => commands::kb::import(config, file).await,
                 KbCommand::Show { id } => commands::kb::show(config, id).await,
                 KbCommand::Search { text, kind, k } => commands::kb::search(config, text, kind, k).await,
+                KbCommand::Reembed => commands::kb::reembed(config).await,
             },
             Command::Tools { command: ToolsCommand::Propose { file, url } } => {
                 commands::remote::propose_tool(&url, &file).await

@@ -47,10 +47,7 @@ impl HashingEmbedder {
         for pair in words.windows(2) {
             add(&format!("{} {}", pair[0], pair[1]), 0.5);
         }
-        let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            vector.iter_mut().for_each(|v| *v /= norm);
-        }
+        super::normalize(&mut vector);
         vector
     }
 }

@@ -1,8 +1,10 @@
 //! The `Embedder` trait and its implementations.
 //!
 //! - `hashing.rs`: [`HashingEmbedder`], offline feature hashing, the documented fallback.
+//! - `openai.rs`: [`OpenAiEmbedder`], the OpenAI embeddings endpoint and compatible servers.
 
 mod hashing;
+mod openai;
 
 use std::fmt;
 
@@ -11,6 +13,7 @@ use async_trait::async_trait;
 use crate::AiResult;
 
 pub use hashing::HashingEmbedder;
+pub use openai::OpenAiEmbedder;
 
 /// Turns texts into unit-length vectors whose cosine similarity reflects similarity of meaning.
 ///
@@ -31,4 +34,12 @@ pub trait Embedder: Send + Sync + fmt::Debug + 'static {
     fn model(&self) -> &str;
     /// Embeds a batch of texts.
     async fn embed(&self, texts: &[String]) -> AiResult<Vec<Vec<f32>>>;
+}
+
+/// Scales `vector` to unit L2 norm (a zero vector stays zero).
+pub(crate) fn normalize(vector: &mut [f32]) {
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|v| *v /= norm);
+    }
 }

@@ -234,3 +234,69 @@ async fn a_streamed_tool_call_is_assembled_from_argument_fragments() {
     assert_eq!(answer.tool_calls[0].id, "call_DdmO9pD3xa9XTPNJ32zg2hcA");
     assert_eq!(answer.tool_calls[0].arguments, json!({"service": "bookmarks"}));
 }
+
+mod embeddings {
+    use aiops_ai::{AiError, ApiKey, Embedder, OpenAiEmbedder};
+    use aiops_testkit::{MockHttpServer, MockReply};
+    use serde_json::{json, Value};
+
+    use crate::conformance::{fast_policy, SECRET};
+
+    fn embedder(server: &MockHttpServer, dimensions: usize) -> OpenAiEmbedder {
+        let key = ApiKey::new(SECRET).unwrap();
+        OpenAiEmbedder::new(
+            &format!("{}/v1", server.url()),
+            "text-embedding-3-small",
+            dimensions,
+            true,
+            Some(key),
+            fast_policy(),
+        )
+        .unwrap()
+    }
+
+    fn list(vectors: &[(usize, Vec<f32>)]) -> MockReply {
+        let data: Vec<Value> =
+            vectors.iter().map(|(index, v)| json!({"object": "embedding", "index": index, "embedding": v})).collect();
+        MockReply::json(
+            200,
+            &json!({"object": "list", "data": data, "model": "text-embedding-3-small", "usage": {"prompt_tokens": 8, "total_tokens": 8}})
+                .to_string(),
+        )
+    }
+
+    #[tokio::test]
+    async fn vectors_come_back_in_input_order_normalised_and_empty_texts_are_not_sent() {
+        let server = MockHttpServer::start().unwrap();
+        // The API may answer out of order; `index` says which input each vector belongs to.
+        server.push(list(&[(1, vec![0.0, 2.0, 0.0]), (0, vec![3.0, 0.0, 4.0])]));
+        let texts = ["pool exhausted", "", "disk full"].map(String::from);
+        let vectors = embedder(&server, 3).embed(&texts).await.unwrap();
+        assert_eq!(vectors, vec![vec![0.6, 0.0, 0.8], vec![0.0; 3], vec![0.0, 1.0, 0.0]]);
+
+        let sent = &server.requests()[0];
+        assert_eq!(sent.path, "/v1/embeddings");
+        assert_eq!(sent.header("authorization"), Some(format!("Bearer {SECRET}").as_str()));
+        let body: Value = serde_json::from_slice(&sent.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"model": "text-embedding-3-small", "input": ["pool exhausted", "disk full"], "encoding_format": "float", "dimensions": 3})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_dimension_or_count_is_malformed() {
+        let server = MockHttpServer::start().unwrap();
+        server.push(list(&[(0, vec![1.0, 0.0])]));
+        server.push(list(&[(0, vec![1.0, 0.0, 0.0])]));
+        let embedder = embedder(&server, 3);
+        let texts = ["a b".to_owned(), "c d".to_owned()];
+        let err = embedder.embed(&texts[..1]).await.unwrap_err();
+        assert!(matches!(&err, AiError::Malformed { detail, .. } if detail.contains("2 components")), "{err}");
+        let err = embedder.embed(&texts).await.unwrap_err();
+        assert!(
+            matches!(&err, AiError::Malformed { detail, .. } if detail.contains("1 embeddings for 2 inputs")),
+            "{err}"
+        );
+    }
+}

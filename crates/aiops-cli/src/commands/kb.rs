@@ -1,5 +1,6 @@
 //! `aiops kb`: the knowledge graph of the configured store, directly (no running core needed):
-//! export and import as JSON Lines, show a node, search by text.
+//! export and import as JSON Lines, show a node, search by text, re-embed after switching
+//! embedder.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -102,5 +103,40 @@ pub(crate) async fn search(
     for hit in hits {
         println_out(&format!("{:.3}  {:<9} {}  {}", hit.score, hit.node.kind.as_str(), hit.node.id, hit.node.name))?;
     }
+    Ok(true)
+}
+
+/// Nodes embedded per batch by `reembed`.
+const REEMBED_BATCH: usize = 64;
+
+/// Embeds every node that has an embedding again, with the configured embedder: problems from
+/// their signature (what the Learning agent embeds), other nodes from their name.
+pub(crate) async fn reembed(config_path: Option<PathBuf>) -> anyhow::Result<bool> {
+    let config = config(config_path.as_deref())?;
+    let knowledge = open_knowledge(&config).await?;
+    let embedder = config.ai.embedder.build()?;
+    let mut done = 0usize;
+    for kind in NodeKind::ALL {
+        let mut pending = Vec::new();
+        for listed in knowledge.store.nodes(kind, usize::MAX).await? {
+            let Some(node) = knowledge.store.get_node(&listed.id).await? else { continue };
+            if node.embedding.is_some() {
+                pending.push(node);
+            }
+        }
+        for mut batch in pending.chunks(REEMBED_BATCH).map(<[_]>::to_vec) {
+            let texts: Vec<String> = batch
+                .iter()
+                .map(|node| node.data["signature"].as_str().map_or_else(|| node.name.clone(), str::to_owned))
+                .collect();
+            let vectors = embedder.embed(&texts).await?;
+            for (node, vector) in batch.iter_mut().zip(vectors) {
+                node.embedding = Some(vector);
+            }
+            done += batch.len();
+            knowledge.store.upsert_nodes(batch).await?;
+        }
+    }
+    println_out(&format!("re-embedded {done} nodes with {}", embedder.model()))?;
     Ok(true)
 }

@@ -69,3 +69,34 @@ fn a_graph_moves_from_sqlite_to_postgres_and_is_searchable_there() {
     assert!(!ok);
     assert!(stderr.contains("AIOPS_KNOWLEDGE_URL"), "{stderr}");
 }
+
+#[test]
+fn reembed_replaces_stale_vectors_with_the_configured_embedders() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("AIOPS__DATA_DIR", data.to_str().unwrap())];
+    // Vectors from some other model: the same for both problems, so search cannot tell them apart.
+    let stale = serde_json::to_string(&vec![1.0f32 / (384f32).sqrt(); 384]).unwrap();
+    let seed = dir.path().join("seed.jsonl");
+    let lines = [
+        format!(
+            r#"{{"record":"node","id":"p1","kind":"problem","name":"pool","data":{{"service":"bookmarks","kind":"http_error_ratio","signature":"bookmarks pool timed out waiting for a connection"}},"embedding":{stale}}}"#
+        ),
+        format!(
+            r#"{{"record":"node","id":"p2","kind":"problem","name":"disk","data":{{"service":"billing","kind":"health_check_failing","signature":"billing disk full no space left on device"}},"embedding":{stale}}}"#
+        ),
+        r#"{"record":"node","id":"solution:noop","kind":"solution","name":"noop()","data":{"tool":"noop_probe"}}"#
+            .to_owned(),
+    ];
+    std::fs::write(&seed, lines.join("\n")).unwrap();
+    assert!(aiops(&["kb", "import", seed.to_str().unwrap()], &env).0);
+
+    let (ok, stdout, stderr) = aiops(&["kb", "reembed"], &env);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "re-embedded 2 nodes with hashing-fnv1a-384", "nodes without a vector stay without");
+
+    let (ok, stdout, stderr) = aiops(&["kb", "search", "disk full no space left", "--k", "2"], &env);
+    assert!(ok, "{stderr}");
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(first.contains("p2"), "the re-embedded signature must now be found by meaning: {stdout}");
+}
