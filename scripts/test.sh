@@ -3,8 +3,8 @@
 #
 #   bash scripts/test.sh [extra `cargo test` arguments]
 #
-# Installs the services the tests start for real (Redis, PostgreSQL with pgvector; fast when
-# present), then checks formatting, runs clippy with warnings as errors, and runs every test.
+# Installs the services the tests start for real (Redis, PostgreSQL with pgvector) and the local
+# embedding model (all fast when present), then checks formatting, runs clippy with warnings as errors, and runs every test.
 # Under CI (CI=true) the build goes to a target directory outside the clone, so that repeated
 # runs on one machine reuse it; the run passes without that cache too.
 set -euo pipefail
@@ -20,6 +20,9 @@ step() { echo "==> $*"; }
 
 step "bash scripts/install-test-deps.sh"
 bash scripts/install-test-deps.sh
+
+step "bash scripts/fetch-model.sh"
+bash scripts/fetch-model.sh
 
 step "cargo fmt --all --check"
 cargo fmt --all --check

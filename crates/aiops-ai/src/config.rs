@@ -6,11 +6,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    AiError, AiResult, Embedder, HashingEmbedder, KeySource, OpenAiEmbedder, OpenAiProvider, ProviderConfig,
-    RetryPolicy,
+    default_model_dir, AiError, AiResult, Embedder, HashingEmbedder, KeySource, LocalEmbedder, LocalEmbedderOptions,
+    OpenAiEmbedder, OpenAiProvider, ProviderConfig, RetryPolicy, MINILM_DIMENSIONS,
 };
 
-/// The AI section. The default works offline with no model files.
+/// The AI section. The default works offline, with or without the local model's files.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AiConfig {
@@ -25,7 +25,29 @@ pub struct AiConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EmbedderConfig {
-    /// Deterministic feature hashing (default): offline, instant, wording-level similarity.
+    /// all-MiniLM-L6-v2 in-process (the default): the vectors of sentence-transformers, offline.
+    /// Without `model_dir`, the files are looked for in `$AIOPS_MODEL_DIR`, then in
+    /// `~/.cache/aiops-core/models/all-minilm-l6-v2` (`scripts/fetch-model.sh` puts them there);
+    /// when they are not there, the hashing embedder is used instead, with a warning.
+    Local {
+        /// Directory with `model.onnx`, `tokenizer.json` and the ONNX Runtime library.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model_dir: Option<PathBuf>,
+        /// Sessions (one thread each) that share a call. Default: 1.
+        #[serde(default = "defaults::sessions")]
+        sessions: usize,
+        /// Texts per forward pass. Default: 8.
+        #[serde(default = "defaults::batch_size")]
+        batch_size: usize,
+        /// Texts whose vectors are cached; 0 turns the cache off. Default: 4096.
+        #[serde(default = "defaults::cache_entries")]
+        cache_entries: usize,
+        /// Characters of a text that are embedded (the model reads at most 256 tokens anyway).
+        /// Default: 4096.
+        #[serde(default = "defaults::max_input_chars")]
+        max_input_chars: usize,
+    },
+    /// Deterministic feature hashing: instant, wording-level similarity; the fallback.
     Hashing {
         /// Vector components. Default: 384.
         dimensions: usize,
@@ -57,7 +79,28 @@ pub enum EmbedderConfig {
 
 impl Default for EmbedderConfig {
     fn default() -> Self {
-        Self::Hashing { dimensions: 384 }
+        Self::Local {
+            model_dir: None,
+            sessions: defaults::sessions(),
+            batch_size: defaults::batch_size(),
+            cache_entries: defaults::cache_entries(),
+            max_input_chars: defaults::max_input_chars(),
+        }
+    }
+}
+
+mod defaults {
+    pub(super) fn sessions() -> usize {
+        1
+    }
+    pub(super) fn batch_size() -> usize {
+        8
+    }
+    pub(super) fn cache_entries() -> usize {
+        4096
+    }
+    pub(super) fn max_input_chars() -> usize {
+        4096
     }
 }
 
@@ -68,6 +111,24 @@ impl EmbedderConfig {
     /// When its settings are invalid.
     pub fn build(&self) -> AiResult<Arc<dyn Embedder>> {
         Ok(match self {
+            Self::Local { model_dir, sessions, batch_size, cache_entries, max_input_chars } => {
+                let options = LocalEmbedderOptions {
+                    model_dir: model_dir.clone().unwrap_or_else(default_model_dir),
+                    sessions: *sessions,
+                    batch_size: *batch_size,
+                    cache_entries: *cache_entries,
+                    max_input_chars: *max_input_chars,
+                };
+                if model_dir.is_none() && !options.files_present() {
+                    tracing::warn!(
+                        dir = %options.model_dir.display(),
+                        "The local embedding model is not installed; using the hashing embedder, which matches wording, not meaning. Install it with `bash scripts/fetch-model.sh`."
+                    );
+                    Arc::new(HashingEmbedder::new(MINILM_DIMENSIONS)?)
+                } else {
+                    Arc::new(LocalEmbedder::load(&options)?)
+                }
+            }
             Self::Hashing { dimensions } => Arc::new(HashingEmbedder::new(*dimensions)?),
             Self::Openai { model, dimensions, shorten, base_url, api_key_env, api_key_file, retry } => {
                 let key = match (api_key_env, api_key_file) {
@@ -86,6 +147,7 @@ impl EmbedderConfig {
     /// Dimension of the vectors it makes.
     pub fn dimensions(&self) -> usize {
         match self {
+            Self::Local { .. } => MINILM_DIMENSIONS,
             Self::Hashing { dimensions } | Self::Openai { dimensions, .. } => *dimensions,
         }
     }

@@ -2,8 +2,9 @@
 //! differently, and chat completion that can sharpen a diagnosis.
 //!
 //! Boundaries: [`Embedder`] and [`AiProvider`].
-//! - `embedder/`: [`HashingEmbedder`] (offline feature hashing, the documented fallback) and
-//!   [`OpenAiEmbedder`] (the OpenAI embeddings endpoint).
+//! - `embedder/`: [`LocalEmbedder`] (all-MiniLM-L6-v2 in-process, the default),
+//!   [`OpenAiEmbedder`] (the OpenAI embeddings endpoint) and [`HashingEmbedder`] (offline
+//!   feature hashing, the fallback when the model files are missing).
 //! - `provider/`: [`AnthropicProvider`], [`OpenAiProvider`] (hosted and OpenAI-compatible local
 //!   servers) and [`BudgetedProvider`], which puts any provider inside token and cost budgets.
 //! - `transport.rs`: timeouts, retries with backoff and `retry-after`, the circuit breaker.
@@ -21,7 +22,10 @@ mod sse;
 mod transport;
 
 pub use config::{AiConfig, EmbedderConfig};
-pub use embedder::{Embedder, HashingEmbedder, OpenAiEmbedder};
+pub use embedder::{
+    default_model_dir, Embedder, HashingEmbedder, LocalEmbedder, LocalEmbedderOptions, OpenAiEmbedder,
+    MINILM_DIMENSIONS, RUNTIME_FILE,
+};
 pub use error::{AiError, AiResult};
 pub use provider::{
     AiProvider, AnthropicProvider, BudgetConfig, BudgetedProvider, ChatMessage, ChatRequest, ChatResponse, ChatRole,

@@ -4,6 +4,7 @@
 //! Suites start what they need themselves (ephemeral Redis through the test kit, the peer
 //! tool) and measure ours and the peer's in the same run.
 
+mod embed;
 mod events;
 mod knowledge;
 
@@ -24,8 +25,11 @@ fn main() -> ExitCode {
     let result = match suite {
         Some("events") => runtime.block_on(events::run()),
         Some("knowledge") => runtime.block_on(knowledge::run(&args)),
+        Some("embed") => runtime.block_on(embed::run(&args)),
         _ => {
-            eprintln!("usage: aiops-bench <suite> [--json] [--nodes N]\nsuites: events, knowledge");
+            eprintln!(
+                "usage: aiops-bench <suite> [--json] [--nodes N] [--sentences N]\nsuites: events, knowledge, embed"
+            );
             return ExitCode::from(2);
         }
     };

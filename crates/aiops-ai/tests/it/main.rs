@@ -4,4 +4,5 @@
 mod anthropic;
 mod budget;
 mod conformance;
+mod local;
 mod openai;

@@ -20,10 +20,10 @@ fn a_graph_moves_from_sqlite_to_postgres_and_is_searchable_there() {
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
     let seed = dir.path().join("seed.jsonl");
-    // Problems carry the embedding of their text, as the Learning agent stores them.
+    // Problems carry the embedding of their text by the default embedder, as the Learning agent
+    // stores them.
+    let embedder = aiops_ai::EmbedderConfig::default().build().unwrap();
     let embed = |text: &str| {
-        use aiops_ai::Embedder;
-        let embedder = aiops_ai::HashingEmbedder::new(384).unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         serde_json::to_string(&runtime.block_on(embedder.embed(&[text.to_owned()])).unwrap()[0]).unwrap()
     };
@@ -93,9 +93,9 @@ fn reembed_replaces_stale_vectors_with_the_configured_embedders() {
 
     let (ok, stdout, stderr) = aiops(&["kb", "reembed"], &env);
     assert!(ok, "{stderr}");
-    assert_eq!(stdout.trim(), "re-embedded 2 nodes with hashing-fnv1a-384", "nodes without a vector stay without");
+    assert_eq!(stdout.trim(), "re-embedded 2 nodes with all-MiniLM-L6-v2", "nodes without a vector stay without");
 
-    let (ok, stdout, stderr) = aiops(&["kb", "search", "disk full no space left", "--k", "2"], &env);
+    let (ok, stdout, stderr) = aiops(&["kb", "search", "the volume ran out of storage", "--k", "2"], &env);
     assert!(ok, "{stderr}");
     let first = stdout.lines().next().unwrap_or_default();
     assert!(first.contains("p2"), "the re-embedded signature must now be found by meaning: {stdout}");
