@@ -96,7 +96,7 @@ fn sentences(n: usize) -> Vec<String> {
     };
     (0..n)
         .map(|_| {
-            let mut clause = |next: &mut dyn FnMut(usize) -> usize| {
+            let clause = |next: &mut dyn FnMut(usize) -> usize| {
                 let fill = |text: &str, next: &mut dyn FnMut(usize) -> usize| {
                     text.replace("{n}", &(2 + next(38)).to_string()).replace("{m}", &format!("{:02}", next(60)))
                 };
@@ -199,7 +199,7 @@ pub(crate) async fn run(args: &[String]) -> anyhow::Result<Value> {
     }
     let python = [peer["per_s"]["1"].as_f64().unwrap_or(0.0), peer["per_s"]["2"].as_f64().unwrap_or(0.0)];
     say(format!("\nall-MiniLM-L6-v2, {n} sentences of about 64 tokens (torch {})", peer["torch"]));
-    say(format!("| threads | ours (sentences/s) | sentence-transformers | ratio |\n|---|---|---|---|"));
+    say("| threads | ours (sentences/s) | sentence-transformers | ratio |\n|---|---|---|---|");
     for (i, threads) in [1, 2].iter().enumerate() {
         say(format!("| {threads} | {:.1} | {:.1} | {:.2} |", ours[i], python[i], ours[i] / python[i]));
     }
