@@ -120,3 +120,43 @@ impl ProviderConfig {
         Ok(Arc::new(BudgetedProvider::new(provider, self.budget.clone())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AiProvider;
+
+    /// The config arrives as TOML through the app; JSON exercises the same serde rules here.
+    fn parse(json: &str) -> Result<ProviderConfig, String> {
+        serde_json::from_str(json).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn a_key_in_the_config_text_is_refused() {
+        let err = parse(r#"{"kind": "anthropic", "model": "claude-sonnet-4-5", "api_key": "sk-ant-123"}"#).unwrap_err();
+        assert!(err.contains("unknown field `api_key`"), "{err}");
+    }
+
+    #[test]
+    fn bad_settings_get_precise_errors() {
+        let local = parse(r#"{"kind": "openai_compatible", "model": "llama3.1:8b"}"#).unwrap();
+        let err = local.build().unwrap_err().to_string();
+        assert!(err.contains("base_url is required"), "{err}");
+
+        let both =
+            parse(r#"{"kind": "openai", "model": "gpt-4.1", "api_key_env": "X", "api_key_file": "/run/key"}"#).unwrap();
+        assert!(both.build().unwrap_err().to_string().contains("not both"));
+
+        let unset =
+            parse(r#"{"kind": "anthropic", "model": "claude", "api_key_env": "AIOPS_TEST_UNSET_KEY_VAR"}"#).unwrap();
+        assert!(unset.build().unwrap_err().to_string().contains("AIOPS_TEST_UNSET_KEY_VAR"));
+
+        let ftp = parse(r#"{"kind": "openai_compatible", "model": "m", "base_url": "ftp://host"}"#).unwrap();
+        assert!(ftp.build().unwrap_err().to_string().contains("http://"));
+
+        let ok =
+            parse(r#"{"kind": "openai_compatible", "model": "m", "base_url": "http://127.0.0.1:11434/v1"}"#).unwrap();
+        let provider = ok.build().unwrap();
+        assert_eq!((provider.name(), provider.model()), ("openai-compatible", "m"));
+    }
+}
