@@ -97,25 +97,31 @@ fn tool_definitions() -> Vec<ToolDefinition> {
     ]
 }
 
-/// Consults `provider` about `problem`; never fails, see the module doc.
-pub(crate) async fn consult(
-    ctx: &AgentContext,
-    provider: &Arc<dyn AiProvider>,
-    config: &LlmDiagnosisConfig,
-    problem: &Problem,
-    hypotheses: &[Hypothesis],
-    candidates: &[CandidateAction],
-) -> LlmReview {
-    let started = Instant::now();
-    let mut review =
-        LlmReview { provider: provider.name().to_owned(), model: provider.model().to_owned(), ..LlmReview::default() };
-    let deadline = std::time::Duration::from_millis(config.timeout_ms);
-    let outcome =
-        tokio::time::timeout(deadline, converse(ctx, provider, config, problem, hypotheses, candidates, &mut review))
+/// One consultation: everything the model is told about one problem.
+pub(crate) struct Consultation<'a> {
+    pub(crate) ctx: &'a AgentContext,
+    pub(crate) provider: &'a Arc<dyn AiProvider>,
+    pub(crate) config: &'a LlmDiagnosisConfig,
+    pub(crate) problem: &'a Problem,
+    pub(crate) hypotheses: &'a [Hypothesis],
+    pub(crate) candidates: &'a [CandidateAction],
+}
+
+impl Consultation<'_> {
+    /// Asks the model; never fails, see the module doc.
+    pub(crate) async fn run(&self) -> LlmReview {
+        let started = Instant::now();
+        let provider = self.provider;
+        let mut review = LlmReview {
+            provider: provider.name().to_owned(),
+            model: provider.model().to_owned(),
+            ..LlmReview::default()
+        };
+        let deadline = std::time::Duration::from_millis(self.config.timeout_ms);
+        let outcome = tokio::time::timeout(deadline, self.converse(&mut review))
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} ms", config.timeout_ms)));
-    match outcome {
-        Ok(answer) => match validate(answer, candidates) {
+            .unwrap_or_else(|_| Err(format!("no answer within {} ms", self.config.timeout_ms)));
+        match outcome.and_then(|answer| validate(answer, self.candidates)) {
             Ok(answer) => {
                 review.accepted = true;
                 review.root_cause = Some(answer.root_cause);
@@ -123,53 +129,45 @@ pub(crate) async fn consult(
                 review.evidence = answer.evidence;
                 review.solution_id = answer.solution_id;
             }
-            Err(reason) => review.rejection = Some(reason),
-        },
-        Err(reason) => review.rejection = Some(reason),
+            Err(reason) => {
+                tracing::warn!(problem = %self.problem.id, provider = %review.provider, %reason, "The LLM's diagnosis was not used; the rule-based one stands.");
+                review.rejection = Some(reason);
+            }
+        }
+        review.latency_ms = started.elapsed().as_millis() as u64;
+        review
     }
-    review.latency_ms = started.elapsed().as_millis() as u64;
-    if let Some(reason) = &review.rejection {
-        tracing::warn!(problem = %problem.id, provider = %review.provider, %reason, "The LLM's diagnosis was not used; the rule-based one stands.");
-    }
-    review
-}
 
-async fn converse(
-    ctx: &AgentContext,
-    provider: &Arc<dyn AiProvider>,
-    config: &LlmDiagnosisConfig,
-    problem: &Problem,
-    hypotheses: &[Hypothesis],
-    candidates: &[CandidateAction],
-    review: &mut LlmReview,
-) -> Result<Answer, String> {
-    let mut messages = vec![ChatMessage::user(briefing(problem, hypotheses, candidates))];
-    for step in 1..=config.max_steps {
-        let last = step == config.max_steps;
-        let request = ChatRequest {
-            system: SYSTEM_PROMPT.into(),
-            messages: messages.clone(),
-            tools: if last { Vec::new() } else { tool_definitions() },
-            response_schema: Some(answer_schema()),
-            max_tokens: config.max_tokens,
-            incident: Some(problem.id.clone()),
-        };
-        let response = provider.chat(request).await.map_err(|err| err.to_string())?;
-        review.steps = step;
-        review.input_tokens += response.usage.input_tokens;
-        review.output_tokens += response.usage.output_tokens;
-        if response.tool_calls.is_empty() {
-            return serde_json::from_str(&response.content)
-                .map_err(|err| format!("the answer does not match the required schema: {err}"));
+    async fn converse(&self, review: &mut LlmReview) -> Result<Answer, String> {
+        let mut messages = vec![ChatMessage::user(briefing(self.problem, self.hypotheses, self.candidates))];
+        let max_steps = self.config.max_steps;
+        for step in 1..=max_steps {
+            let last = step == max_steps;
+            let request = ChatRequest {
+                system: SYSTEM_PROMPT.into(),
+                messages: messages.clone(),
+                tools: if last { Vec::new() } else { tool_definitions() },
+                response_schema: Some(answer_schema()),
+                max_tokens: self.config.max_tokens,
+                incident: Some(self.problem.id.clone()),
+            };
+            let response = self.provider.chat(request).await.map_err(|err| err.to_string())?;
+            review.steps = step;
+            review.input_tokens += response.usage.input_tokens;
+            review.output_tokens += response.usage.output_tokens;
+            if response.tool_calls.is_empty() {
+                return serde_json::from_str(&response.content)
+                    .map_err(|err| format!("the answer does not match the required schema: {err}"));
+            }
+            messages.push(ChatMessage::assistant(&response));
+            for call in &response.tool_calls {
+                review.tool_calls.push(call.name.clone());
+                let result = run_tool(self.ctx, call).await;
+                messages.push(ChatMessage::tool_result(&call.id, truncate(result.to_string(), MAX_TOOL_RESULT_BYTES)));
+            }
         }
-        messages.push(ChatMessage::assistant(&response));
-        for call in &response.tool_calls {
-            review.tool_calls.push(call.name.clone());
-            let result = run_tool(ctx, call).await;
-            messages.push(ChatMessage::tool_result(&call.id, truncate(result.to_string(), MAX_TOOL_RESULT_BYTES)));
-        }
+        Err(format!("no answer within {max_steps} steps"))
     }
-    Err(format!("no answer within {} steps", config.max_steps))
 }
 
 fn validate(mut answer: Answer, candidates: &[CandidateAction]) -> Result<Answer, String> {
@@ -322,11 +320,7 @@ fn mask_variables(message: &str) -> String {
 
 fn truncate(mut text: String, max_bytes: usize) -> String {
     if text.len() > max_bytes {
-        let mut end = max_bytes;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+        text.truncate(text.floor_char_boundary(max_bytes));
         text.push('…');
     }
     text

@@ -231,8 +231,15 @@ impl Diagnostic {
         let mut candidates: Vec<CandidateAction> = ranked.into_iter().map(|r| r.4).collect();
         let llm = match &ctx.ai {
             Some(provider) if self.config.llm.enabled => {
-                let review =
-                    crate::consult::consult(ctx, provider, &self.config.llm, problem, &hypotheses, &candidates).await;
+                let consultation = crate::consult::Consultation {
+                    ctx,
+                    provider,
+                    config: &self.config.llm,
+                    problem,
+                    hypotheses: &hypotheses,
+                    candidates: &candidates,
+                };
+                let review = consultation.run().await;
                 apply_review(&review, &mut hypotheses, &mut candidates, &tiers);
                 Some(review)
             }

@@ -7,6 +7,7 @@
 mod embed;
 mod events;
 mod knowledge;
+mod loghub;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         Some("events") => runtime.block_on(events::run()),
         Some("knowledge") => runtime.block_on(knowledge::run(&args)),
         Some("embed") => runtime.block_on(embed::run(&args)),
+        Some("loghub") => runtime.block_on(loghub::run(&args)),
         _ => {
             eprintln!(
                 "usage: aiops-bench <suite> [--json] [--nodes N] [--sentences N]\nsuites: events, knowledge, embed"
