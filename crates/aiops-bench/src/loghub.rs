@@ -5,7 +5,8 @@
 //! what both miners parse, as in the literature. Both write `LineId,EventTemplate` predictions
 //! that `--scorer FILE` (default `../shared/bench/loghub_score.py`) scores: grouping accuracy
 //! (GA) and parsing accuracy (PA). Speed is lines per CPU-second of the mining loop alone, each
-//! dataset mined repeatedly by fresh miners (ours 50 times, drain3 5 times).
+//! dataset mined repeatedly by fresh miners (ours 50 times, drain3 5 times). `--keep DIR` keeps
+//! the predictions.
 //!
 //! Ours runs one configuration everywhere ([`MinerConfig::default`]). drain3 0.9.11 runs in a
 //! virtualenv under `~/.cache/aiops-core/bench/drain3`, created on first use, with the settings
@@ -166,7 +167,9 @@ pub(crate) async fn run(args: &[String]) -> anyhow::Result<Value> {
     let scorer = PathBuf::from(arg_value(args, "--scorer").unwrap_or_else(|| "../shared/bench/loghub_score.py".into()));
     let sets = datasets(&data)?;
     let work = tempfile::tempdir()?;
-    let (ours_dir, peer_dir) = (work.path().join("ours"), work.path().join("drain3"));
+    // `--keep DIR` keeps both predictions (DIR/ours, DIR/drain3) for a closer look.
+    let out = arg_value(args, "--keep").map_or_else(|| work.path().to_owned(), PathBuf::from);
+    let (ours_dir, peer_dir) = (out.join("ours"), out.join("drain3"));
     std::fs::create_dir_all(&ours_dir)?;
     std::fs::create_dir_all(&peer_dir)?;
 
