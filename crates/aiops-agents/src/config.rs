@@ -1,7 +1,7 @@
 //! `[agents]` in aiops.toml: thresholds and limits of each agent.
 
 use aiops_model::RiskLevel;
-use aiops_patterns::WindowConfig;
+use aiops_patterns::{ErrorTemplateConfig, WindowConfig};
 use serde::{Deserialize, Serialize};
 
 /// Settings of all agents.
@@ -31,6 +31,8 @@ pub struct MonitorConfig {
     /// After an escalation, how long a service's symptoms are not reported again, in
     /// milliseconds. Default: 60000.
     pub escalation_quiet_ms: u64,
+    /// Spikes of an error message template (new, or far above its usual rate).
+    pub error_templates: ErrorTemplateConfig,
 }
 
 impl Default for MonitorConfig {
@@ -41,6 +43,7 @@ impl Default for MonitorConfig {
             latency_p95_ms: 2000.0,
             tick_ms: 250,
             escalation_quiet_ms: 60_000,
+            error_templates: ErrorTemplateConfig::default(),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The Monitor: turns what services report into problems.
 //!
 //! Consumes `http.request` and `service.error` from the telemetry stream, feeds requests to
-//! the detectors (error ratio, latency p95) and keeps each service's recent error messages as
-//! evidence. Every tick it runs the registry's due health checks, publishes each status change
+//! the detectors (error ratio, latency p95) and errors to the error-template detector (a new
+//! error message template that bursts, or a known one far above its usual rate), and keeps each
+//! service's recent error messages as evidence. Every tick it runs the registry's due health checks, publishes each status change
 //! as `service.health_changed`, and turns a critical instance into a problem (`service_down`
 //! when its heartbeat stopped, `health_check_failing` otherwise).
 //!
@@ -20,7 +21,7 @@ use aiops_model::{
     event_type, Envelope, Escalation, HealthChange, HealthStatus, Problem, ProblemKind, ProblemResolved, RequestRecord,
     ServiceError, Severity,
 };
-use aiops_patterns::{Detector, ErrorRatioDetector, Finding, LatencyDetector, Observation};
+use aiops_patterns::{Detector, ErrorRatioDetector, ErrorTemplateDetector, Finding, LatencyDetector, Observation};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -90,6 +91,7 @@ impl Monitor {
         let detectors: Vec<Box<dyn Detector>> = vec![
             Box::new(ErrorRatioDetector::new(config.window.clone(), config.error_ratio_threshold)),
             Box::new(LatencyDetector::new(config.window.clone(), config.latency_p95_ms)),
+            Box::new(ErrorTemplateDetector::new(config.error_templates.clone())),
         ];
         Self {
             config,
@@ -245,17 +247,29 @@ impl Agent for Monitor {
             }
             event_type::SERVICE_ERROR => {
                 let error: ServiceError = payload(event)?;
-                let mut state = self.lock();
-                if !state.admit(&service_of(event)) {
-                    return Ok(());
-                }
-                if state.closed_at.get(&service_of(event)).is_some_and(|closed| event.time < *closed) {
-                    return Ok(());
-                }
-                let errors = state.recent_errors.entry(service_of(event)).or_default();
-                errors.push_back((event.time, format!("{}: {}", error.kind, error.message)));
-                while errors.len() > MAX_RECENT_ERRORS {
-                    errors.pop_front();
+                let service = service_of(event);
+                let at = event.time.min(Utc::now() + MAX_CLOCK_SKEW);
+                let message = format!("{}: {}", error.kind, error.message);
+                let findings: Vec<Finding> = {
+                    let mut state = self.lock();
+                    if !state.admit(&service) {
+                        return Ok(());
+                    }
+                    if state.closed_at.get(&service).is_some_and(|closed| event.time < *closed) {
+                        return Ok(());
+                    }
+                    let errors = state.recent_errors.entry(service.clone()).or_default();
+                    errors.push_back((event.time, message.clone()));
+                    while errors.len() > MAX_RECENT_ERRORS {
+                        errors.pop_front();
+                    }
+                    let observation = Observation::Error { service, at, message };
+                    state.detectors.iter_mut().filter_map(|d| d.observe(&observation)).collect()
+                };
+                for finding in findings {
+                    if let Some(problem) = self.open_problem(finding, None, Vec::new(), Utc::now()) {
+                        self.publish_problem(ctx, problem).await?;
+                    }
                 }
             }
             event_type::PROBLEM_RESOLVED => {

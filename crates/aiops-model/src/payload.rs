@@ -102,6 +102,8 @@ pub enum ProblemKind {
     HealthCheckFailing,
     /// The service stopped sending heartbeats: its process died or hangs.
     ServiceDown,
+    /// An error message template suddenly occurs far more often than before, or a new one bursts.
+    LogErrorSpike,
 }
 
 impl ProblemKind {
@@ -112,6 +114,7 @@ impl ProblemKind {
             Self::HttpLatency => "http_latency",
             Self::HealthCheckFailing => "health_check_failing",
             Self::ServiceDown => "service_down",
+            Self::LogErrorSpike => "log_error_spike",
         }
     }
 }

@@ -18,13 +18,22 @@ pub enum Observation {
         /// The request.
         record: RequestRecord,
     },
+    /// An error the service reported.
+    Error {
+        /// Service name.
+        service: String,
+        /// When (event time).
+        at: DateTime<Utc>,
+        /// `kind: message`.
+        message: String,
+    },
 }
 
 impl Observation {
     /// The service observed.
     pub fn service(&self) -> &str {
         match self {
-            Self::Request { service, .. } => service,
+            Self::Request { service, .. } | Self::Error { service, .. } => service,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Three parts:
 //! - [`Detector`]s turn a service's stream of observations (requests, errors) into
 //!   [`Finding`]s when a symptom crosses its threshold: [`ErrorRatioDetector`],
-//!   [`LatencyDetector`].
+//!   [`LatencyDetector`], [`ErrorTemplateDetector`].
 //! - [`PatternLibrary`] holds declarative [`Pattern`]s (TOML files shipped with the binary plus
 //!   user files) that recognise a problem from its symptom and evidence and say what its root
 //!   cause is, how to fix it, how to verify the fix and how risky it is.
@@ -21,7 +21,7 @@ mod library;
 mod logs;
 
 pub use detector::{Detector, Finding, Observation};
-pub use detectors::{ErrorRatioDetector, LatencyDetector, WindowConfig};
+pub use detectors::{ErrorRatioDetector, ErrorTemplateConfig, ErrorTemplateDetector, LatencyDetector, WindowConfig};
 pub use error::{PatternError, PatternResult};
 pub use library::{Pattern, PatternLibrary, PatternMatch, Remediation, Signature, Verification};
 pub use logs::{LogTemplate, LogTemplateMiner, MinerConfig, ParsedMessage, WILDCARD};

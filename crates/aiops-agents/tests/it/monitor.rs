@@ -109,3 +109,35 @@ async fn a_silent_service_is_down_and_a_failing_check_is_reported() {
     assert_eq!(control_events(&ctx, event_type::SERVICE_HEALTH_CHANGED).await.len(), 2);
     assert_eq!(control_events(&ctx, event_type::PROBLEM_DETECTED).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_burst_of_a_new_error_template_is_a_problem_even_when_requests_look_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let monitor = Monitor::new(MonitorConfig::default());
+    let start = Utc::now();
+    for n in 0..40i64 {
+        // Background jobs fail while every HTTP request succeeds: no request detector can see it.
+        let error = ServiceError {
+            kind: "export".into(),
+            message: format!("write to /var/spool/export/{n}.csv failed: No space left on device (os error 28)"),
+            route: None,
+        };
+        let mut report = Envelope::new("bookmarks/1", event_type::SERVICE_ERROR, serde_json::to_value(&error).unwrap())
+            .with_subject("bookmarks");
+        report.time = start + chrono::Duration::milliseconds(n * 50);
+        monitor.handle(&ctx, &report).await.unwrap();
+        monitor.handle(&ctx, &request(200, report.time)).await.unwrap();
+    }
+    let problems = control_events(&ctx, event_type::PROBLEM_DETECTED).await;
+    assert_eq!(problems.len(), 1);
+    let problem: Problem = problems[0].event.payload().unwrap();
+    assert_eq!(problem.kind, ProblemKind::LogErrorSpike);
+    assert!(
+        problem.summary.contains("a new error appeared 10 times")
+            && problem.summary.contains("export: write to <*> failed: No space left on device (os error <*>"),
+        "{}",
+        problem.summary
+    );
+    assert_eq!(problem.metrics["count_in_window"], 10.0);
+}

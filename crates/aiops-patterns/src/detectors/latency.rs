@@ -37,7 +37,7 @@ impl Detector for LatencyDetector {
     }
 
     fn observe(&mut self, observation: &Observation) -> Option<Finding> {
-        let Observation::Request { service, at, record } = observation;
+        let Observation::Request { service, at, record } = observation else { return None };
         let sample = Sample { at: *at, status: record.status, duration_ms: record.duration_ms };
         let (samples, firing) = self.windows.push(&self.window, service, sample);
         if samples.len() < self.window.min_requests {

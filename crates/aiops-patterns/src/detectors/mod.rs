@@ -1,10 +1,13 @@
-//! The built-in detectors, over a per-service sliding window of requests.
+//! The built-in detectors: over a per-service sliding window of requests (error ratio, latency),
+//! and over the templates of a service's error messages (error-template spikes).
 
 mod error_ratio;
+mod error_template;
 mod latency;
 mod window;
 
 pub use error_ratio::ErrorRatioDetector;
+pub use error_template::{ErrorTemplateConfig, ErrorTemplateDetector};
 pub use latency::LatencyDetector;
 pub use window::WindowConfig;
 
