@@ -7,6 +7,10 @@
 //! as `service.health_changed`, and turns a critical instance into a problem (`service_down`
 //! when its heartbeat stopped, `health_check_failing` otherwise).
 //!
+//! Error templates are saved in the knowledge graph (insight nodes `log-template:<service>:<id>`,
+//! every few seconds when they changed) and loaded on the first tick, so after a restart the
+//! same messages get the same template ids.
+//!
 //! At most one problem per service is open at a time: further symptoms of a service with an
 //! open problem are the same incident. A problem closes on `problem.resolved` (the detectors'
 //! windows for the service start afresh) or `problem.escalated` (the service is then left
@@ -17,11 +21,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use aiops_knowledge::{Node, NodeKind};
 use aiops_model::{
     event_type, Envelope, Escalation, HealthChange, HealthStatus, Problem, ProblemKind, ProblemResolved, RequestRecord,
     ServiceError, Severity,
 };
-use aiops_patterns::{Detector, ErrorRatioDetector, ErrorTemplateDetector, Finding, LatencyDetector, Observation};
+use aiops_patterns::{
+    Detector, ErrorRatioDetector, ErrorTemplateDetector, Finding, LatencyDetector, LogTemplate, Observation,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -40,6 +47,12 @@ const STALE_PROBLEM: chrono::Duration = chrono::Duration::minutes(5);
 /// Services the Monitor keeps windows and error samples for; reports about further services
 /// are dropped (and counted), so a client inventing subjects cannot grow its memory.
 const MAX_SERVICES: usize = 10_000;
+/// Knowledge ids of saved error templates: `log-template:<service>:<template id>`.
+const TEMPLATE_NODE_PREFIX: &str = "log-template:";
+/// Saved templates loaded at start, at most.
+const MAX_SAVED_TEMPLATES: usize = 100_000;
+/// How often changed templates are saved.
+const SAVE_TEMPLATES_EVERY: Duration = Duration::from_secs(5);
 /// How far ahead of ours a service's clock may be before its event times are capped.
 const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(5);
 
@@ -52,7 +65,13 @@ pub struct Monitor {
 
 #[derive(Debug)]
 struct State {
+    /// Request detectors.
     detectors: Vec<Box<dyn Detector>>,
+    /// Error-template spikes; its templates are saved in the knowledge graph.
+    templates: ErrorTemplateDetector,
+    /// Saved templates were loaded (on the first tick).
+    templates_restored: bool,
+    last_saved: Option<std::time::Instant>,
     recent_errors: HashMap<String, VecDeque<(DateTime<Utc>, String)>>,
     open: HashMap<String, OpenProblem>,
     quiet_until: HashMap<String, DateTime<Utc>>,
@@ -64,6 +83,14 @@ struct State {
 }
 
 impl State {
+    /// Forgets a service's windows in every detector.
+    fn reset(&mut self, service: &str) {
+        for detector in &mut self.detectors {
+            detector.reset(service);
+        }
+        self.templates.reset(service);
+    }
+
     /// Whether reports about `service` are tracked: known ones always, new ones while there
     /// is room.
     fn admit(&mut self, service: &str) -> bool {
@@ -91,12 +118,15 @@ impl Monitor {
         let detectors: Vec<Box<dyn Detector>> = vec![
             Box::new(ErrorRatioDetector::new(config.window.clone(), config.error_ratio_threshold)),
             Box::new(LatencyDetector::new(config.window.clone(), config.latency_p95_ms)),
-            Box::new(ErrorTemplateDetector::new(config.error_templates.clone())),
         ];
+        let templates = ErrorTemplateDetector::new(config.error_templates.clone());
         Self {
             config,
             state: Mutex::new(State {
                 detectors,
+                templates,
+                templates_restored: false,
+                last_saved: None,
                 recent_errors: HashMap::new(),
                 open: HashMap::new(),
                 quiet_until: HashMap::new(),
@@ -158,9 +188,7 @@ impl Monitor {
             if state.open.get(&service).is_some_and(|open| open.id == id) {
                 state.open.remove(&service);
             }
-            for detector in &mut state.detectors {
-                detector.reset(&service);
-            }
+            state.reset(&service);
             return Err(err);
         }
         Ok(())
@@ -172,9 +200,7 @@ impl Monitor {
         if state.open.get(service).is_some_and(|open| open.id == problem_id) {
             state.open.remove(service);
         }
-        for detector in &mut state.detectors {
-            detector.reset(service);
-        }
+        state.reset(service);
         state.recent_errors.remove(service);
         if let Some(quiet) = quiet_for {
             let until = Utc::now() + chrono::Duration::from_std(quiet).unwrap_or_default();
@@ -247,6 +273,7 @@ impl Agent for Monitor {
             }
             event_type::SERVICE_ERROR => {
                 let error: ServiceError = payload(event)?;
+                self.restore_templates(ctx).await;
                 let service = service_of(event);
                 let at = event.time.min(Utc::now() + MAX_CLOCK_SKEW);
                 let message = format!("{}: {}", error.kind, error.message);
@@ -264,7 +291,7 @@ impl Agent for Monitor {
                         errors.pop_front();
                     }
                     let observation = Observation::Error { service, at, message };
-                    state.detectors.iter_mut().filter_map(|d| d.observe(&observation)).collect()
+                    state.templates.observe(&observation).into_iter().collect()
                 };
                 for finding in findings {
                     if let Some(problem) = self.open_problem(finding, None, Vec::new(), Utc::now()) {
@@ -287,6 +314,8 @@ impl Agent for Monitor {
     }
 
     async fn tick(&self, ctx: &AgentContext) -> AgentResult<()> {
+        self.restore_templates(ctx).await;
+        self.save_templates(ctx).await;
         let changes = ctx.health.run_due(ctx.registry.as_ref()).await?;
         for change in changes {
             let severity = match change.to {
@@ -306,6 +335,88 @@ impl Agent for Monitor {
 }
 
 impl Monitor {
+    /// Loads the error templates saved by earlier runs, once, before the first error is mined
+    /// (so that new templates never take a saved template's id). When the knowledge graph
+    /// cannot be read, mining starts afresh rather than holding up detection.
+    async fn restore_templates(&self, ctx: &AgentContext) {
+        if self.lock().templates_restored {
+            return;
+        }
+        let nodes = match ctx.knowledge.nodes(NodeKind::Insight, MAX_SAVED_TEMPLATES).await {
+            Ok(nodes) => nodes,
+            Err(err) => {
+                tracing::warn!(error = %err, "Could not load saved error templates; mining starts afresh.");
+                Vec::new()
+            }
+        };
+        let mut by_service: HashMap<String, Vec<LogTemplate>> = HashMap::new();
+        for node in nodes.into_iter().filter(|n| n.id.starts_with(TEMPLATE_NODE_PREFIX)) {
+            let template = LogTemplate {
+                id: node.data["template_id"].as_u64().unwrap_or_default(),
+                tokens: serde_json::from_value(node.data["tokens"].clone()).unwrap_or_default(),
+                count: node.data["count"].as_u64().unwrap_or_default(),
+                last_seen: node.data["last_seen"].as_u64().unwrap_or_default(),
+            };
+            if let (Some(service), true) = (node.data["service"].as_str(), template.id > 0) {
+                by_service.entry(service.to_owned()).or_default().push(template);
+            }
+        }
+        let mut state = self.lock();
+        if state.templates_restored {
+            return; // A concurrent call got here first.
+        }
+        let services = by_service.len();
+        for (service, templates) in by_service {
+            state.templates.restore(&service, templates);
+        }
+        state.templates_restored = true;
+        tracing::debug!(services, "Error templates restored from the knowledge graph.");
+    }
+
+    /// Saves templates learned or changed since the last save, at most every `SAVE_TEMPLATES_EVERY`.
+    async fn save_templates(&self, ctx: &AgentContext) {
+        let changed = {
+            let mut state = self.lock();
+            if state.last_saved.is_some_and(|at| at.elapsed() < SAVE_TEMPLATES_EVERY) {
+                return;
+            }
+            state.last_saved = Some(std::time::Instant::now());
+            state.templates.take_changed()
+        };
+        let nodes: Vec<Node> = changed
+            .into_iter()
+            .filter(|(service, _)| service.len() <= 200)
+            .flat_map(|(service, templates)| {
+                templates.into_iter().map(move |template| {
+                    let text = template.text();
+                    Node::new(
+                        format!("{TEMPLATE_NODE_PREFIX}{service}:{}", template.id),
+                        NodeKind::Insight,
+                        text.chars().take(1000).collect::<String>(),
+                        serde_json::json!({
+                            "text": text,
+                            "service": service,
+                            "template_id": template.id,
+                            "tokens": template.tokens,
+                            "count": template.count,
+                            "last_seen": template.last_seen,
+                        }),
+                    )
+                })
+            })
+            .collect();
+        if nodes.is_empty() {
+            return;
+        }
+        let saved = nodes.len();
+        if let Err(err) = ctx.knowledge.upsert_nodes(nodes).await {
+            // They are saved again when they next change; detection does not depend on it.
+            tracing::warn!(error = %err, "Could not save error templates.");
+        } else {
+            tracing::debug!(saved, "Error templates saved.");
+        }
+    }
+
     fn health_problem(&self, change: &HealthChange) -> Option<Problem> {
         let now = Utc::now();
         let (kind, summary) = if change.heartbeat_lost {

@@ -141,3 +141,36 @@ async fn a_burst_of_a_new_error_template_is_a_problem_even_when_requests_look_fi
     );
     assert_eq!(problem.metrics["count_in_window"], 10.0);
 }
+
+#[tokio::test]
+async fn error_templates_are_saved_and_a_restarted_monitor_keeps_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let report = |message: String| {
+        let error = ServiceError { kind: "database".into(), message, route: None };
+        Envelope::new("bookmarks/1", event_type::SERVICE_ERROR, serde_json::to_value(&error).unwrap())
+            .with_subject("bookmarks")
+    };
+    let first = Monitor::new(MonitorConfig::default());
+    for n in 0..3 {
+        first.handle(&ctx, &report(format!("query took {n}ms too long"))).await.unwrap();
+    }
+    first.tick(&ctx).await.unwrap();
+    let saved = ctx.knowledge.get_node("log-template:bookmarks:1").await.unwrap().expect("saved on tick");
+    assert_eq!(saved.data["text"], "database: query took <*> too long");
+    assert_eq!(saved.data["count"], 3);
+
+    // A new Monitor (a restart) loads the templates before mining, so the same message keeps
+    // id 1 and a different one gets id 2 instead of overwriting it.
+    let second = Monitor::new(MonitorConfig::default());
+    second.handle(&ctx, &report("connection reset by peer".into())).await.unwrap();
+    second.handle(&ctx, &report("query took 7ms too long".into())).await.unwrap();
+    second.tick(&ctx).await.unwrap();
+    let again = ctx.knowledge.get_node("log-template:bookmarks:1").await.unwrap().unwrap();
+    assert_eq!(
+        (again.data["text"].as_str(), again.data["count"].as_u64()),
+        (Some("database: query took <*> too long"), Some(4))
+    );
+    let other = ctx.knowledge.get_node("log-template:bookmarks:2").await.unwrap().unwrap();
+    assert_eq!(other.data["text"], "database: connection reset by peer");
+}
