@@ -8,6 +8,7 @@ mod embed;
 mod events;
 mod knowledge;
 mod loghub;
+mod nab;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Some("knowledge") => runtime.block_on(knowledge::run(&args)),
         Some("embed") => runtime.block_on(embed::run(&args)),
         Some("loghub") => runtime.block_on(loghub::run(&args)),
+        Some("nab") => runtime.block_on(nab::run(&args)),
         _ => {
             eprintln!(
                 "usage: aiops-bench <suite> [--json] [--nodes N] [--sentences N]\nsuites: events, knowledge, embed"

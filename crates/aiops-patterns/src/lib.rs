@@ -8,18 +8,21 @@
 //!   user files) that recognise a problem from its symptom and evidence and say what its root
 //!   cause is, how to fix it, how to verify the fix and how risky it is.
 //!
+//! - [`AnomalyDetector`] scores a metric series point by point (`anomaly.rs`).
 //! - [`LogTemplateMiner`] learns log templates online from raw messages (`logs.rs`), so that a
 //!   burst of a new or an error template can be noticed.
 //!
 //! Nothing here does I/O except reading pattern files; detectors are plain state machines
 //! driven by event time, so they replay deterministically.
 
+mod anomaly;
 mod detector;
 mod detectors;
 mod error;
 mod library;
 mod logs;
 
+pub use anomaly::{AnomalyConfig, AnomalyDetector};
 pub use detector::{Detector, Finding, Observation};
 pub use detectors::{ErrorRatioDetector, ErrorTemplateConfig, ErrorTemplateDetector, LatencyDetector, WindowConfig};
 pub use error::{PatternError, PatternResult};
