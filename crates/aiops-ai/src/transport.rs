@@ -57,6 +57,20 @@ struct Breaker {
     probing: bool,
 }
 
+/// The breaker's one half-open probe in flight; frees the slot when dropped.
+struct Probe<'a> {
+    transport: &'a Transport,
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.transport.breaker().probing = false;
+    }
+}
+
+/// Largest response body read; a bigger one is refused rather than buffered.
+const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
 /// A failed attempt, before deciding whether to try again.
 enum Attempt {
     Retry { detail: String, retry_after: Option<Duration> },
@@ -117,12 +131,15 @@ impl Transport {
         }
         let mut attempt = 0u32;
         loop {
-            self.admit()?;
+            // Dropped at the end of the attempt, or when the caller gives up on the call
+            // mid-flight: either way the breaker's half-open probe slot is freed.
+            let _probe = self.admit()?;
             let started = Instant::now();
             let outcome = self.attempt(url, &header_map, body).await;
             let outcome = outcome.and_then(|bytes| {
-                decode(&bytes)
-                    .map_err(|detail| Attempt::Malformed(format!("{detail}; body starts: {}", excerpt(&bytes))))
+                decode(&bytes).map_err(|detail| {
+                    Attempt::Malformed(format!("{detail}; body starts: {}", excerpt(&self.redact_body(&bytes))))
+                })
             });
             let (detail, retry_after) = match outcome {
                 Ok(answer) => {
@@ -137,10 +154,7 @@ impl Transport {
                     }
                     (detail, None)
                 }
-                Err(Attempt::Fatal(err)) => {
-                    self.release_probe();
-                    return Err(err);
-                }
+                Err(Attempt::Fatal(err)) => return Err(err),
                 Err(Attempt::Retry { detail, retry_after }) => (self.redact(&detail), retry_after),
             };
             self.record_failure();
@@ -170,24 +184,37 @@ impl Transport {
         })?;
         let status = response.status();
         let retry_after = response.headers().get(RETRY_AFTER).and_then(parse_retry_after);
-        let bytes = response.bytes().await.map_err(|err| Attempt::Retry {
-            detail: describe_reqwest_error(&format!("reading the HTTP {} body failed", status.as_u16()), err),
-            retry_after: None,
-        })?;
-        if status.is_success() {
-            return Ok(bytes.to_vec());
+        let mut response = response;
+        let mut bytes = Vec::new();
+        loop {
+            let chunk = response.chunk().await.map_err(|err| Attempt::Retry {
+                detail: describe_reqwest_error(&format!("reading the HTTP {} body failed", status.as_u16()), err),
+                retry_after: None,
+            })?;
+            let Some(chunk) = chunk else { break };
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(Attempt::Fatal(
+                    self.malformed(format!("the response is larger than {MAX_RESPONSE_BYTES} bytes")),
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
         }
-        let detail = format!("HTTP {}: {}", status.as_u16(), error_detail(&bytes));
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        // The whole body is redacted before any part of it is cut out, so that a key echoed
+        // by a proxy cannot leak in pieces.
+        let detail = error_detail(&self.redact_body(&bytes));
         let code = status.as_u16();
         if matches!(code, 408 | 409 | 429) || status.is_server_error() || code == 529 {
-            Err(Attempt::Retry { detail, retry_after })
+            Err(Attempt::Retry { detail: format!("HTTP {code}: {detail}"), retry_after })
         } else {
-            Err(Attempt::Fatal(AiError::Rejected {
-                provider: self.provider.clone(),
-                status: code,
-                detail: self.redact(&error_detail(&bytes)),
-            }))
+            Err(Attempt::Fatal(AiError::Rejected { provider: self.provider.clone(), status: code, detail }))
         }
+    }
+
+    fn redact_body(&self, bytes: &[u8]) -> String {
+        self.redact(&String::from_utf8_lossy(bytes))
     }
 
     /// Full jitter: a uniform delay in `[0, min(cap, initial * 2^attempt)]`.
@@ -197,9 +224,9 @@ impl Transport {
         Duration::from_millis(fastrand::u64(0..=ceiling))
     }
 
-    fn admit(&self) -> AiResult<()> {
+    fn admit(&self) -> AiResult<Option<Probe<'_>>> {
         let mut breaker = self.breaker();
-        let Some(open_until) = breaker.open_until else { return Ok(()) };
+        let Some(open_until) = breaker.open_until else { return Ok(None) };
         let now = Instant::now();
         if now < open_until || breaker.probing {
             let wait = open_until.saturating_duration_since(now);
@@ -210,15 +237,11 @@ impl Transport {
             )));
         }
         breaker.probing = true;
-        Ok(())
+        Ok(Some(Probe { transport: self }))
     }
 
     fn record_success(&self) {
         *self.breaker() = Breaker::default();
-    }
-
-    fn release_probe(&self) {
-        self.breaker().probing = false;
     }
 
     fn record_failure(&self) {
@@ -278,7 +301,7 @@ fn describe_reqwest_error(action: &str, err: reqwest::Error) -> String {
 fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
     let text = value.to_str().ok()?.trim();
     if let Ok(seconds) = text.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return Duration::try_from_secs_f64(seconds).ok();
     }
     let at = chrono::DateTime::parse_from_rfc2822(text).ok()?;
     let wait = at.signed_duration_since(chrono::Utc::now()).to_std().unwrap_or_default();
@@ -289,8 +312,8 @@ fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
 ///
 /// Anthropic: `{"type":"error","error":{"type":"rate_limit_error","message":"..."}}`.
 /// OpenAI: `{"error":{"message":"...","type":"...","param":null,"code":"..."}}`.
-fn error_detail(body: &[u8]) -> String {
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+fn error_detail(body: &str) -> String {
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(body) {
         let error = value.get("error").unwrap_or(&value);
         let kind = error.get("type").and_then(|v| v.as_str()).or_else(|| error.get("code").and_then(|v| v.as_str()));
         if let Some(message) = error.get("message").and_then(|v| v.as_str()) {
@@ -306,8 +329,7 @@ fn error_detail(body: &[u8]) -> String {
     excerpt(body)
 }
 
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+fn excerpt(text: &str) -> String {
     let excerpt: String = text.chars().take(200).collect();
     if excerpt.is_empty() {
         "empty body".into()
@@ -333,18 +355,20 @@ mod tests {
         let wait = parse_retry_after(&HeaderValue::from_str(&soon).unwrap()).unwrap();
         assert!(wait <= Duration::from_secs(30) && wait >= Duration::from_secs(28), "{wait:?}");
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("-1")), None);
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("99999999999999999999999")), None, "no panic");
     }
 
     #[test]
     fn error_details_of_both_vendors() {
-        let anthropic = br#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#;
+        let anthropic = r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#;
         assert_eq!(
             error_detail(anthropic),
             "rate_limit_error: Number of request tokens has exceeded your per-minute rate limit"
         );
-        let openai = br#"{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+        let openai = r#"{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
         assert_eq!(error_detail(openai), "invalid_request_error: Incorrect API key provided.");
-        assert_eq!(error_detail(b"<html>bad gateway</html>"), "<html>bad gateway</html>");
+        assert_eq!(error_detail("<html>bad gateway</html>"), "<html>bad gateway</html>");
     }
 
     #[test]

@@ -112,10 +112,11 @@ impl AnthropicProvider {
             }
         }
         let stop_reason = match message.stop_reason.as_deref() {
+            // A `respond` input cut off at max_tokens is still JSON, only incomplete.
+            Some("max_tokens") => StopReason::MaxTokens,
             _ if answered => StopReason::EndTurn,
             Some("end_turn") => StopReason::EndTurn,
             Some("tool_use") => StopReason::ToolUse,
-            Some("max_tokens") => StopReason::MaxTokens,
             Some("stop_sequence") => StopReason::StopSequence,
             Some("refusal") => StopReason::Refusal,
             Some(other) => StopReason::Other(other.to_owned()),
@@ -241,60 +242,85 @@ fn assemble_stream(body: &[u8]) -> Result<Value, String> {
             return Err(format!("the stream reported an error: {}", data["error"]));
         }
         if kind == "message_start" {
-            message = Some(data["message"].clone());
+            let started = data["message"].clone();
+            let blocks = started["content"].as_array().map(Vec::len).ok_or("message_start has no content array")?;
+            partial_inputs = vec![String::new(); blocks];
+            message = Some(started);
             continue;
         }
-        let Some(message) = message.as_mut() else {
+        let Some(message) = message.as_mut().and_then(Value::as_object_mut) else {
             if kind == "ping" {
                 continue;
             }
             return Err(format!("event {kind} came before message_start"));
         };
-        let index = data["index"].as_u64().unwrap_or(0) as usize;
+        // Blocks arrive in order: an index is an existing block or the next one, never a jump
+        // (which could make us allocate whatever the server names).
+        let index = data["index"].as_u64().unwrap_or(0);
+        let content = message.get_mut("content").and_then(Value::as_array_mut).ok_or("the message lost its content")?;
+        if index > content.len() as u64 {
+            return Err(format!("block index {index} skips past the {} blocks so far", content.len()));
+        }
+        let index = index as usize;
         match kind {
             "content_block_start" => {
-                let content = message["content"].as_array_mut().ok_or("message_start has no content array")?;
-                content.resize(index + 1, Value::Null);
-                content[index] = data["content_block"].clone();
-                partial_inputs.resize(index + 1, String::new());
+                if index == content.len() {
+                    content.push(data["content_block"].clone());
+                    partial_inputs.push(String::new());
+                } else {
+                    content[index] = data["content_block"].clone();
+                }
             }
             "content_block_delta" => {
-                let block = message["content"].get_mut(index).ok_or("a delta for a block that never started")?;
+                let block = content
+                    .get_mut(index)
+                    .and_then(Value::as_object_mut)
+                    .ok_or("a delta for a block that never started")?;
                 match data["delta"]["type"].as_str() {
                     Some("text_delta") => {
                         let text = format!(
                             "{}{}",
-                            block["text"].as_str().unwrap_or_default(),
+                            block.get("text").and_then(Value::as_str).unwrap_or_default(),
                             data["delta"]["text"].as_str().unwrap_or_default()
                         );
-                        block["text"] = json!(text);
+                        block.insert("text".into(), json!(text));
                     }
                     Some("input_json_delta") => {
-                        partial_inputs[index].push_str(data["delta"]["partial_json"].as_str().unwrap_or_default());
+                        if let Some(partial) = partial_inputs.get_mut(index) {
+                            partial.push_str(data["delta"]["partial_json"].as_str().unwrap_or_default());
+                        }
                     }
                     _ => {}
                 }
             }
             "content_block_stop" => {
-                let block = message["content"].get_mut(index).ok_or("a stop for a block that never started")?;
-                if block["type"] == "tool_use" && !partial_inputs[index].is_empty() {
-                    block["input"] = serde_json::from_str(&partial_inputs[index])
+                let block = content
+                    .get_mut(index)
+                    .and_then(Value::as_object_mut)
+                    .ok_or("a stop for a block that never started")?;
+                let partial = partial_inputs.get(index).map_or("", String::as_str);
+                if block.get("type").and_then(Value::as_str) == Some("tool_use") && !partial.is_empty() {
+                    let input = serde_json::from_str(partial)
                         .map_err(|err| format!("tool input of block {index} is not JSON ({err})"))?;
+                    block.insert("input".into(), input);
                 }
             }
             "message_delta" => {
                 if let Some(delta) = data["delta"].as_object() {
                     for (key, value) in delta {
-                        message[key] = value.clone();
+                        message.insert(key.clone(), value.clone());
                     }
                 }
                 if let Some(usage) = data["usage"].as_object() {
-                    for (key, value) in usage.iter().filter(|(_, value)| !value.is_null()) {
-                        message["usage"][key] = value.clone();
+                    let target = message.entry("usage").or_insert_with(|| json!({}));
+                    if let Some(target) = target.as_object_mut() {
+                        for (key, value) in usage.iter().filter(|(_, value)| !value.is_null()) {
+                            target.insert(key.clone(), value.clone());
+                        }
                     }
                 }
             }
-            "message_stop" => return Ok(message.clone()),
+            "message_stop" => return Ok(Value::Object(message.clone())),
             _ => {}
         }
     }

@@ -266,19 +266,24 @@ impl BudgetedProvider {
         Ok(Reservation { day: ledger.day, tokens, cost })
     }
 
+    /// Replaces the reservation by what the call used. A call that failed after the provider
+    /// answered (a malformed answer is billed), or that was abandoned in flight (`outcome`
+    /// `None`), keeps its whole reservation as spent: budgets err on the side of spending less.
     fn settle(
         &self,
         request: &ChatRequest,
         reservation: Reservation,
-        outcome: &AiResult<ChatResponse>,
+        outcome: Option<&AiResult<ChatResponse>>,
         started: Instant,
     ) {
-        let (input_tokens, output_tokens) = match outcome {
-            Ok(response) => (response.usage.input_tokens, response.usage.output_tokens),
-            Err(_) => (0, 0),
+        let (input_tokens, output_tokens, tokens, cost) = match outcome {
+            Some(Ok(response)) => {
+                let (input, output) = (response.usage.input_tokens, response.usage.output_tokens);
+                (input, output, input + output, self.config.cost(input, output))
+            }
+            Some(Err(AiError::Malformed { .. })) | None => (0, 0, reservation.tokens, reservation.cost),
+            Some(Err(_)) => (0, 0, 0, 0.0),
         };
-        let tokens = input_tokens + output_tokens;
-        let cost = self.config.cost(input_tokens, output_tokens);
         let record = UsageRecord {
             at: Utc::now(),
             provider: self.inner.name().to_owned(),
@@ -288,7 +293,7 @@ impl BudgetedProvider {
             output_tokens,
             latency_ms: started.elapsed().as_millis() as u64,
             cost_usd: cost,
-            outcome: outcome_name(outcome).to_owned(),
+            outcome: outcome.map_or("cancelled", outcome_name).to_owned(),
         };
         let provider = record.provider.clone();
         metrics::counter!("aiops_ai_calls_total", "provider" => provider.clone(), "outcome" => record.outcome.clone())
@@ -312,7 +317,7 @@ impl BudgetedProvider {
             spend.add(tokens, cost);
         }
         ledger.calls += 1;
-        ledger.failed_calls += u64::from(outcome.is_err());
+        ledger.failed_calls += u64::from(!matches!(outcome, Some(Ok(_))));
         ledger.input_tokens += input_tokens;
         ledger.output_tokens += output_tokens;
         ledger.cost += cost;
@@ -335,10 +340,34 @@ impl AiProvider for BudgetedProvider {
 
     async fn chat(&self, request: ChatRequest) -> AiResult<ChatResponse> {
         let reservation = self.reserve(&request)?;
-        let started = Instant::now();
+        let mut pending =
+            Pending { budget: self, request: &request, reservation: Some(reservation), started: Instant::now() };
         let outcome = self.inner.chat(request.clone()).await;
-        self.settle(&request, reservation, &outcome, started);
+        pending.settle(Some(&outcome));
         outcome
+    }
+}
+
+/// A call between its reservation and its end; settles as abandoned if dropped first (the
+/// caller timed out or was cancelled while the provider was still answering).
+struct Pending<'a> {
+    budget: &'a BudgetedProvider,
+    request: &'a ChatRequest,
+    reservation: Option<Reservation>,
+    started: Instant,
+}
+
+impl Pending<'_> {
+    fn settle(&mut self, outcome: Option<&AiResult<ChatResponse>>) {
+        if let Some(reservation) = self.reservation.take() {
+            self.budget.settle(self.request, reservation, outcome, self.started);
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.settle(None);
     }
 }
 

@@ -280,12 +280,14 @@ fn assemble_stream(body: &[u8]) -> Result<Value, String> {
         content.push_str(delta["content"].as_str().unwrap_or_default());
         refusal.push_str(delta["refusal"].as_str().unwrap_or_default());
         for call in delta["tool_calls"].as_array().into_iter().flatten() {
-            let index = call["index"].as_u64().unwrap_or(0) as usize;
-            if tool_calls.len() <= index {
-                tool_calls.resize(
-                    index + 1,
-                    json!({"id": "", "type": "function", "function": {"name": "", "arguments": ""}}),
-                );
+            // Calls arrive in order: an index is an existing call or the next one, never a jump.
+            let index = call["index"].as_u64().unwrap_or(0);
+            if index > tool_calls.len() as u64 {
+                return Err(format!("tool call index {index} skips past the {} calls so far", tool_calls.len()));
+            }
+            let index = index as usize;
+            if index == tool_calls.len() {
+                tool_calls.push(json!({"id": "", "type": "function", "function": {"name": "", "arguments": ""}}));
             }
             let slot = &mut tool_calls[index];
             if let Some(id) = call["id"].as_str() {

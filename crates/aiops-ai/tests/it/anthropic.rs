@@ -226,3 +226,22 @@ async fn an_error_event_in_the_stream_is_retried() {
     assert_eq!(provider.chat(ChatRequest::new("", "hi", 16)).await.unwrap().content, "ok");
     assert_eq!(server.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn a_stream_naming_a_far_block_index_is_refused_without_allocating_it() {
+    let server = MockHttpServer::start().unwrap();
+    let bad = concat!(
+        "event: message_start\n",
+        "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"m\",\"stop_reason\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\n",
+        "data: {\"type\":\"content_block_start\",\"index\":18446744073709551615,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: message_stop\n",
+        "data: {\"type\":\"message_stop\"}\n\n",
+    );
+    for _ in 0..3 {
+        server.push(MockReply::event_stream(bad));
+    }
+    let provider = Anthropic.provider(&server.url(), fast_policy(), true);
+    let err = provider.chat(ChatRequest::new("", "hi", 16)).await.unwrap_err();
+    assert!(err.to_string().contains("skips past"), "{err}");
+}

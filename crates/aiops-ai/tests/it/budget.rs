@@ -121,5 +121,19 @@ async fn cost_is_priced_and_recorded_per_call() {
     assert_eq!((record.provider.as_str(), record.model.as_str()), ("counting", "fixed"));
     assert!(record.latency_ms >= 20);
     // Two more calls would pass $0.02 (each reserves about $0.015 before it is sent).
-    provider.chat(request(1_000, None)).await.unwrap_err();
+    let err = provider.chat(request(1_000, None)).await.unwrap_err();
+    assert!(matches!(&err, AiError::OverBudget(reason) if reason.contains("today's spend")), "{err}");
+}
+
+#[tokio::test]
+async fn an_abandoned_call_keeps_its_reservation_as_spent() {
+    let inner = Arc::new(CountingProvider::default());
+    let provider = BudgetedProvider::new(inner, unlimited());
+    // The caller gives up while the provider is still answering (it takes 20 ms).
+    let gave_up = tokio::time::timeout(Duration::from_millis(5), provider.chat(request(1_000, Some("inc-3")))).await;
+    assert!(gave_up.is_err());
+    let usage = provider.usage();
+    assert_eq!((usage.calls, usage.failed_calls), (1, 1));
+    assert_eq!(usage.recent[0].outcome, "cancelled");
+    assert!(usage.day_tokens >= 1_000, "the provider may have billed it: {}", usage.day_tokens);
 }
