@@ -23,7 +23,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-DIR="${1:-${AIOPS_MODEL_DIR:-$HOME/.cache/aiops-core/models/all-minilm-l6-v2}}"
+DIR="${1:-${AIOPS_MODEL_DIR:-${HOME:-.}/.cache/aiops-core/models/all-minilm-l6-v2}}"
 
 MODEL_SHA=6b1952614e982879cbfe037acbc15fd57eb10ff6cc1b8f210fcd0bf7a83c2d90
 TOKENIZER_SHA=be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
@@ -48,6 +48,10 @@ if present "$DIR/model.onnx" "$MODEL_SHA" && present "$DIR/tokenizer.json" "$TOK
   exit 0
 fi
 
+# The pinned ONNX Runtime is an x86-64 Linux build; elsewhere the core uses its fallback embedder.
+if [ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]; then
+  die "the pinned ONNX Runtime wheel is for Linux x86-64, not $(uname -s)-$(uname -m); the core falls back to the hashing embedder"
+fi
 command -v unzip >/dev/null 2>&1 || die "unzip is needed (apt-get install unzip)"
 python3 -m pip --version >/dev/null 2>&1 || die "python3 with pip is needed"
 work=$(mktemp -d)

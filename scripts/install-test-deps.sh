@@ -48,10 +48,14 @@ fi
 if ! pkg-config --exists openssl 2>/dev/null; then
   need_root "libssl-dev (OpenSSL headers for the build)"
   command -v apt-get >/dev/null 2>&1 || die "OpenSSL development files are missing and apt-get is not available; install libssl-dev and pkg-config yourself"
+  apt_log=$(mktemp)
   if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends libssl-dev pkg-config; } >/dev/null 2>&1; then
+    --no-install-recommends libssl-dev pkg-config; } >"$apt_log" 2>&1; then
+    cat "$apt_log" >&2
+    rm -f "$apt_log"
     die "apt-get could not install libssl-dev and pkg-config"
   fi
+  rm -f "$apt_log"
   log "installed libssl-dev and pkg-config (apt-get)"
   installed_something=1
 fi

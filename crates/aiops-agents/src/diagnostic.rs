@@ -179,7 +179,7 @@ impl Diagnostic {
                             verify_consecutive_ok: DEFAULT_VERIFY_OK,
                             rollback: None,
                             rationale: String::new(),
-                            proposed_by: Vec::new(),
+                            proposed_by: vec![DiagnosisSource::Knowledge],
                         },
                     );
                     plausibility.insert(solution.id.clone(), weight);
@@ -199,7 +199,9 @@ impl Diagnostic {
                 let confidence = plausibility.get(&candidate.solution_id).copied().unwrap_or(0.0);
                 let plausible = confidence >= top * PLAUSIBLE_SHARE;
                 let (tier, rationale) = if attempts >= MIN_EVIDENCE && candidate.expected_success >= PROVEN {
-                    candidate.proposed_by.push(DiagnosisSource::Knowledge);
+                    if !candidate.proposed_by.contains(&DiagnosisSource::Knowledge) {
+                        candidate.proposed_by.push(DiagnosisSource::Knowledge);
+                    }
                     (0, format!("proven on similar problems: {successes:.1} of {attempts:.1} weighted attempts healed"))
                 } else if attempts >= MIN_EVIDENCE && candidate.expected_success < FAILING {
                     (3, format!("failed on similar problems: {successes:.1} of {attempts:.1} weighted attempts healed"))

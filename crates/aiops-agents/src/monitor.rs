@@ -273,7 +273,7 @@ impl Agent for Monitor {
             }
             event_type::SERVICE_ERROR => {
                 let error: ServiceError = payload(event)?;
-                self.restore_templates(ctx).await;
+                let mine = self.restore_templates(ctx).await;
                 let service = service_of(event);
                 let at = event.time.min(Utc::now() + MAX_CLOCK_SKEW);
                 let message = format!("{}: {}", error.kind, error.message);
@@ -289,6 +289,9 @@ impl Agent for Monitor {
                     errors.push_back((event.time, message.clone()));
                     while errors.len() > MAX_RECENT_ERRORS {
                         errors.pop_front();
+                    }
+                    if !mine {
+                        return Ok(());
                     }
                     let observation = Observation::Error { service, at, message };
                     state.templates.observe(&observation).into_iter().collect()
@@ -336,17 +339,18 @@ impl Agent for Monitor {
 
 impl Monitor {
     /// Loads the error templates saved by earlier runs, once, before the first error is mined
-    /// (so that new templates never take a saved template's id). When the knowledge graph
-    /// cannot be read, mining starts afresh rather than holding up detection.
-    async fn restore_templates(&self, ctx: &AgentContext) {
+    /// (so that new templates never take a saved template's id). Returns whether they are
+    /// loaded: while the knowledge graph cannot be read, errors are not mined (the other
+    /// detectors go on) and the next error or tick tries again.
+    async fn restore_templates(&self, ctx: &AgentContext) -> bool {
         if self.lock().templates_restored {
-            return;
+            return true;
         }
         let nodes = match ctx.knowledge.nodes(NodeKind::Insight, MAX_SAVED_TEMPLATES).await {
             Ok(nodes) => nodes,
             Err(err) => {
-                tracing::warn!(error = %err, "Could not load saved error templates; mining starts afresh.");
-                Vec::new()
+                tracing::warn!(error = %err, "Could not load saved error templates; trying again later.");
+                return false;
             }
         };
         let mut by_service: HashMap<String, Vec<LogTemplate>> = HashMap::new();
@@ -363,7 +367,7 @@ impl Monitor {
         }
         let mut state = self.lock();
         if state.templates_restored {
-            return; // A concurrent call got here first.
+            return true; // A concurrent call got here first.
         }
         let services = by_service.len();
         for (service, templates) in by_service {
@@ -371,12 +375,16 @@ impl Monitor {
         }
         state.templates_restored = true;
         tracing::debug!(services, "Error templates restored from the knowledge graph.");
+        true
     }
 
     /// Saves templates learned or changed since the last save, at most every `SAVE_TEMPLATES_EVERY`.
     async fn save_templates(&self, ctx: &AgentContext) {
         let changed = {
             let mut state = self.lock();
+            if !state.templates_restored {
+                return;
+            }
             if state.last_saved.is_some_and(|at| at.elapsed() < SAVE_TEMPLATES_EVERY) {
                 return;
             }

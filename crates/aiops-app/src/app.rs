@@ -95,6 +95,42 @@ pub async fn open_knowledge(config: &Config) -> AppResult<Knowledge> {
     Ok(config.knowledge.build(&config.data_dir, &|name| std::env::var(name).ok()).await?)
 }
 
+/// Knowledge id of the node that names the embedder the stored vectors come from.
+pub const EMBEDDER_NODE: &str = "insight:embedder";
+
+/// Compares the embedder with the one the knowledge graph's vectors were made with, and records
+/// it when none is recorded (`overwrite`: always, after `aiops kb reembed`). Returns the model
+/// recorded before when it differs: vectors of two models are not comparable, so similar past
+/// problems are not found until the nodes are embedded again.
+///
+/// # Errors
+/// When the knowledge graph cannot be read or written.
+pub async fn check_embedder(
+    store: &dyn aiops_knowledge::KnowledgeStore,
+    embedder: &dyn aiops_ai::Embedder,
+    overwrite: bool,
+) -> AppResult<Option<String>> {
+    let recorded = store.get_node(EMBEDDER_NODE).await?;
+    let previous = recorded.as_ref().and_then(|node| node.data["model"].as_str().map(str::to_owned));
+    if previous.as_deref() == Some(embedder.model()) {
+        return Ok(None);
+    }
+    if previous.is_none() || overwrite {
+        let node = aiops_knowledge::Node::new(
+            EMBEDDER_NODE,
+            aiops_knowledge::NodeKind::Insight,
+            "embedder of the stored vectors",
+            serde_json::json!({
+                "text": "The model that embedded the stored nodes; another model's vectors are not comparable.",
+                "model": embedder.model(),
+                "dimensions": embedder.dimensions(),
+            }),
+        );
+        store.upsert_node(node).await?;
+    }
+    Ok(previous.filter(|_| !overwrite))
+}
+
 impl App {
     /// Starts the core on the configured listen address.
     ///
@@ -126,6 +162,13 @@ impl App {
         let registry: Arc<dyn Registry> =
             Arc::new(SqliteRegistry::open(&config.knowledge.sqlite_path(data_dir)).await?);
         let embedder = config.ai.embedder.build()?;
+        if let Some(previous) = check_embedder(knowledge.store.as_ref(), embedder.as_ref(), false).await? {
+            tracing::warn!(
+                stored = %previous,
+                current = %embedder.model(),
+                "The knowledge graph's vectors come from another embedder, so similar past problems will not be found; run `aiops kb reembed`."
+            );
+        }
         let ai = match &config.ai.provider {
             Some(provider) => {
                 let built = provider.build()?;
@@ -260,5 +303,23 @@ impl App {
         self.bus.close().await?;
         tracing::info!("AI-Ops core stopped.");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_store_remembers_its_embedder_and_names_a_different_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = aiops_knowledge::SqliteKnowledgeStore::open(&dir.path().join("kb.db"), 384).await.unwrap();
+        let first = aiops_ai::HashingEmbedder::new(384).unwrap();
+        let other = aiops_ai::HashingEmbedder::new(16).unwrap();
+        assert_eq!(check_embedder(&store, &first, false).await.unwrap(), None, "recorded on first use");
+        assert_eq!(check_embedder(&store, &first, false).await.unwrap(), None);
+        assert_eq!(check_embedder(&store, &other, false).await.unwrap().as_deref(), Some("hashing-fnv1a-384"));
+        assert_eq!(check_embedder(&store, &other, true).await.unwrap(), None, "reembed records the new one");
+        assert_eq!(check_embedder(&store, &other, false).await.unwrap(), None);
     }
 }

@@ -11,6 +11,6 @@ mod app;
 mod config;
 mod error;
 
-pub use app::{open_knowledge, App};
+pub use app::{check_embedder, open_knowledge, App, EMBEDDER_NODE};
 pub use config::{Config, PatternsConfig, ServerConfig, TokenConfig, ToolsConfig};
 pub use error::{AppError, AppResult};

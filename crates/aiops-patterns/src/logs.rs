@@ -100,7 +100,9 @@ pub struct LogTemplateMiner {
 
 impl LogTemplateMiner {
     /// An empty miner.
-    pub fn new(config: MinerConfig) -> Self {
+    pub fn new(mut config: MinerConfig) -> Self {
+        config.max_templates = config.max_templates.max(1);
+        config.max_children = config.max_children.max(1);
         Self { config, roots: HashMap::default(), templates: HashMap::default(), next_id: 1, seq: 0 }
     }
 
@@ -185,7 +187,7 @@ impl LogTemplateMiner {
         }
         let mut best: Option<(f64, usize, u64)> = None;
         for id in &node.templates {
-            let template = &self.templates[id];
+            let Some(template) = self.templates.get(id) else { continue };
             let (shared, constants) = overlap(&template.tokens, tokens);
             let score = if tokens.is_empty() { 1.0 } else { shared as f64 / tokens.len() as f64 };
             if best.is_none_or(|(s, c, _)| score > s || (score == s && constants > c)) {
@@ -217,8 +219,12 @@ impl LogTemplateMiner {
         while self.templates.len() > self.config.max_templates {
             let Some(oldest) = self.templates.values().min_by_key(|t| t.last_seen).map(|t| t.id) else { return };
             let template = self.templates.remove(&oldest).unwrap_or_else(|| unreachable!("just found"));
-            if let Some(root) = self.roots.get_mut(&template.tokens.len()) {
+            let length = template.tokens.len();
+            if let Some(root) = self.roots.get_mut(&length) {
                 remove_from(root, &template.tokens, self.config.depth, oldest);
+                if root.templates.is_empty() && root.children.is_empty() {
+                    self.roots.remove(&length);
+                }
             }
         }
     }
@@ -236,6 +242,10 @@ fn remove_from(node: &mut TreeNode, tokens: &[String], depth: usize, id: u64) ->
     for key in [tokens[0].as_str(), WILDCARD] {
         if let Some(child) = node.children.get_mut(key) {
             if remove_from(child, rest, depth - 1, id) {
+                // An emptied branch goes too, so the tree is bounded by the templates it holds.
+                if child.templates.is_empty() && child.children.is_empty() {
+                    node.children.remove(key);
+                }
                 return true;
             }
         }
@@ -326,6 +336,22 @@ mod tests {
 
     fn restored_max(miner: &LogTemplateMiner) -> u64 {
         miner.templates().iter().map(|t| t.id).max().unwrap_or(0)
+    }
+
+    #[test]
+    fn eviction_prunes_the_tree_and_a_zero_limit_is_one() {
+        let mut miner = LogTemplateMiner::new(MinerConfig { max_templates: 0, ..MinerConfig::default() });
+        for i in 0..200 {
+            let word: String = (0..8).map(|k| char::from(b'a' + ((i * 7 + k * 3) % 26) as u8)).collect();
+            miner.add(&format!("{word} happened {word} again and {word}"));
+        }
+        assert_eq!(miner.len(), 1);
+        let nodes: usize = miner.roots.values().map(count_nodes).sum();
+        assert!(nodes <= 1 + miner.config.depth, "the tree holds one template's path, not {nodes} nodes");
+    }
+
+    fn count_nodes(node: &TreeNode) -> usize {
+        1 + node.children.values().map(count_nodes).sum::<usize>()
     }
 
     #[test]

@@ -42,13 +42,15 @@ async fn vectors_match_sentence_transformers_in_a_batch_and_one_by_one() {
         let batch = embedder.embed(&reference.sentences).await.unwrap();
         for (i, (ours, theirs)) in batch.iter().zip(&reference.vectors).enumerate() {
             let similarity = cosine(ours, theirs);
-            assert!(similarity >= 0.999, "sentence {i} ({:?}): cosine {similarity}", reference.sentences[i]);
+            // The float32 weights give sentence-transformers' vectors up to rounding; int8 weights
+            // would drift to about 0.998 and fail here.
+            assert!(similarity >= 0.99999, "sentence {i} ({:?}): cosine {similarity}", reference.sentences[i]);
             let norm: f32 = ours.iter().map(|x| x * x).sum();
             assert!((norm - 1.0).abs() < 1e-4);
         }
         for (sentence, theirs) in reference.sentences.iter().zip(&reference.vectors).take(4) {
             let alone = embedder.embed(std::slice::from_ref(sentence)).await.unwrap().remove(0);
-            assert!(cosine(&alone, theirs) >= 0.999, "padding in a batch must not change a vector");
+            assert!(cosine(&alone, theirs) >= 0.99999, "padding in a batch must not change a vector");
         }
     }
 }

@@ -137,6 +137,7 @@ pub(crate) async fn reembed(config_path: Option<PathBuf>) -> anyhow::Result<bool
             knowledge.store.upsert_nodes(batch).await?;
         }
     }
+    aiops_app::check_embedder(knowledge.store.as_ref(), embedder.as_ref(), true).await?;
     println_out(&format!("re-embedded {done} nodes with {}", embedder.model()))?;
     Ok(true)
 }

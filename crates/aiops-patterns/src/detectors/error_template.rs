@@ -7,8 +7,8 @@
 //! the window holds at least `min_count` of it and at least `spike_factor` times what its
 //! earlier rate predicts for one window (a template never seen before predicts zero). It is
 //! reported once, then again only after its window count fell below half of `min_count`.
-//! Memory: at most `max_templates` templates per service, and `min_count * 4` times kept per
-//! template (enough to know the window holds `min_count`).
+//! Memory: at most `max_templates` templates per service, and per template one counter per
+//! second of the window (counts are exact at a one-second resolution, whatever the rate).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -40,7 +40,8 @@ impl Default for ErrorTemplateConfig {
 
 #[derive(Debug)]
 struct TemplateHistory {
-    recent: VecDeque<DateTime<Utc>>,
+    /// (second, occurrences in it), oldest first, for the seconds of the window.
+    recent: VecDeque<(i64, u64)>,
     total: u64,
     first_seen: DateTime<Utc>,
     example: String,
@@ -125,30 +126,31 @@ impl Detector for ErrorTemplateDetector {
             reported: false,
         });
         history.total += 1;
-        history.recent.push_back(*at);
+        let second = at.timestamp();
+        match history.recent.back_mut() {
+            Some((last, count)) if *last >= second => *count += 1, // late or same-second events
+            _ => history.recent.push_back((second, 1)),
+        }
         let window = chrono::Duration::milliseconds(config.window_ms as i64);
         let window_start = *at - window;
-        while history.recent.front().is_some_and(|t| *t < window_start) {
+        let first_second = window_start.timestamp();
+        while history.recent.front().is_some_and(|(s, _)| *s < first_second) {
             history.recent.pop_front();
         }
-        while history.recent.len() > config.min_count * 4 {
-            history.recent.pop_front();
-        }
-        let in_window = history.recent.iter().filter(|t| **t >= window_start).count();
-        if history.reported {
-            if in_window * 2 < config.min_count {
-                history.reported = false;
-            }
-            return None;
-        }
-        if in_window < config.min_count {
-            return None;
-        }
+        let in_window = history.recent.iter().map(|(_, count)| *count).sum::<u64>() as usize;
         // The template's rate before this window, per window length.
         let before = history.total.saturating_sub(in_window as u64) as f64;
         let history_span = (window_start - history.first_seen).num_milliseconds().max(0) as f64;
         let expected = if history_span > 0.0 { before * config.window_ms as f64 / history_span } else { 0.0 };
-        if (in_window as f64) < config.spike_factor * expected {
+        if history.reported {
+            // Cleared once the window is quiet, or back near what the template's history
+            // predicts (a burst that became the new normal).
+            if in_window * 2 < config.min_count || (in_window as f64) < config.spike_factor / 2.0 * expected {
+                history.reported = false;
+            }
+            return None;
+        }
+        if in_window < config.min_count || (in_window as f64) < config.spike_factor * expected {
             return None;
         }
         history.reported = true;
@@ -176,7 +178,11 @@ impl Detector for ErrorTemplateDetector {
                 summary
             },
             metrics,
-            first_seen: history.recent.front().copied().unwrap_or(*at),
+            first_seen: history
+                .recent
+                .front()
+                .and_then(|(second, _)| DateTime::<Utc>::from_timestamp(*second, 0))
+                .unwrap_or(*at),
         })
     }
 
@@ -259,6 +265,18 @@ mod tests {
         let logs = &mut restarted.services.get_mut(&service).unwrap().miner;
         let parsed = logs.add("disk write failed: errno 13");
         assert_eq!((parsed.template_id, parsed.is_new), (templates[0].id, false));
+    }
+
+    #[test]
+    fn a_busy_template_still_spikes_at_five_times_its_rate() {
+        let mut detector = ErrorTemplateDetector::new(ErrorTemplateConfig::default());
+        // 20 per 10 s for 5 minutes (above min_count: a chronic error). Its first 10 are a new
+        // error bursting; after that it is the normal.
+        let chronic = (0..600).filter_map(|i| error(&mut detector, i * 500, "retrying request id 1234")).count();
+        assert_eq!(chronic, 1, "reported when new, then normal");
+        // 150 per 10 s: 7.5x.
+        let fired = (0..300).filter_map(|i| error(&mut detector, 300_000 + i * 66, "retrying request id 99")).count();
+        assert_eq!(fired, 1);
     }
 
     #[test]
