@@ -17,6 +17,7 @@ use aiops_ai::{AiProvider, ChatMessage, ChatRequest, ToolCall, ToolDefinition};
 use aiops_events::ReadQuery;
 use aiops_knowledge::SimilarityQuery;
 use aiops_model::{event_type, CandidateAction, Hypothesis, LlmReview, Problem};
+use aiops_patterns::{LogTemplateMiner, MinerConfig};
 use aiops_registry::ServiceQuery;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -297,25 +298,19 @@ async fn log_templates(ctx: &AgentContext, service: &str) -> Result<Value, Strin
         ..ReadQuery::default()
     };
     let events = ctx.bus.read(&ctx.streams.telemetry, &query).await.map_err(|e| e.to_string())?;
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for stored in events {
+    // Oldest first, so that templates form as they did in the service.
+    let mut miner = LogTemplateMiner::new(MinerConfig::default());
+    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+    for stored in events.iter().rev() {
         let data = &stored.event.data;
         let message =
             format!("{}: {}", data["kind"].as_str().unwrap_or("error"), data["message"].as_str().unwrap_or_default());
-        *counts.entry(mask_variables(&message)).or_default() += 1;
+        *counts.entry(miner.add(&message).template_id).or_default() += 1;
     }
-    let mut templates: Vec<(String, u64)> = counts.into_iter().collect();
+    let mut templates: Vec<(String, u64)> =
+        counts.into_iter().filter_map(|(id, count)| miner.template(id).map(|t| (t.text(), count))).collect();
     templates.sort_by_key(|t| std::cmp::Reverse(t.1));
     Ok(templates.into_iter().take(20).map(|(template, count)| json!({"template": template, "count": count})).collect())
-}
-
-/// Replaces every token that holds a digit (numbers, ids, addresses, durations) by `<*>`.
-fn mask_variables(message: &str) -> String {
-    message
-        .split(' ')
-        .map(|token| if token.chars().any(|c| c.is_ascii_digit()) { "<*>" } else { token })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn truncate(mut text: String, max_bytes: usize) -> String {
@@ -331,11 +326,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn variables_are_masked() {
-        assert_eq!(
-            mask_variables("pool timed out after 5000ms waiting for conn 0x7f3a"),
-            "pool timed out after <*> waiting for conn <*>"
-        );
+    fn truncation_keeps_characters_whole() {
         assert_eq!(truncate("héllo".into(), 2), "h…");
     }
 }
