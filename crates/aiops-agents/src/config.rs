@@ -1,7 +1,7 @@
 //! `[agents]` in aiops.toml: thresholds and limits of each agent.
 
 use aiops_model::RiskLevel;
-use aiops_patterns::{ErrorTemplateConfig, WindowConfig};
+use aiops_patterns::{BurnRateConfig, ErrorTemplateConfig, WindowConfig};
 use serde::{Deserialize, Serialize};
 
 /// Settings of all agents.
@@ -33,6 +33,8 @@ pub struct MonitorConfig {
     pub escalation_quiet_ms: u64,
     /// Spikes of an error message template (new, or far above its usual rate).
     pub error_templates: ErrorTemplateConfig,
+    /// The availability (and optionally latency) objective whose burn rate pages.
+    pub slo: BurnRateConfig,
 }
 
 impl Default for MonitorConfig {
@@ -44,6 +46,7 @@ impl Default for MonitorConfig {
             tick_ms: 250,
             escalation_quiet_ms: 60_000,
             error_templates: ErrorTemplateConfig::default(),
+            slo: BurnRateConfig::default(),
         }
     }
 }

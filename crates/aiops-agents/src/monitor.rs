@@ -1,7 +1,7 @@
 //! The Monitor: turns what services report into problems.
 //!
 //! Consumes `http.request` and `service.error` from the telemetry stream, feeds requests to
-//! the detectors (error ratio, latency p95) and errors to the error-template detector (a new
+//! the detectors (error ratio, latency p95, SLO burn rate) and errors to the error-template detector (a new
 //! error message template that bursts, or a known one far above its usual rate), and keeps each
 //! service's recent error messages as evidence. Every tick it runs the registry's due health checks, publishes each status change
 //! as `service.health_changed`, and turns a critical instance into a problem (`service_down`
@@ -27,7 +27,8 @@ use aiops_model::{
     ServiceError, Severity,
 };
 use aiops_patterns::{
-    Detector, ErrorRatioDetector, ErrorTemplateDetector, Finding, LatencyDetector, LogTemplate, Observation,
+    BurnRateDetector, Detector, ErrorRatioDetector, ErrorTemplateDetector, Finding, LatencyDetector, LogTemplate,
+    Observation,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -118,6 +119,7 @@ impl Monitor {
         let detectors: Vec<Box<dyn Detector>> = vec![
             Box::new(ErrorRatioDetector::new(config.window.clone(), config.error_ratio_threshold)),
             Box::new(LatencyDetector::new(config.window.clone(), config.latency_p95_ms)),
+            Box::new(BurnRateDetector::new(config.slo.clone())),
         ];
         let templates = ErrorTemplateDetector::new(config.error_templates.clone());
         Self {

@@ -104,6 +104,8 @@ pub enum ProblemKind {
     ServiceDown,
     /// An error message template suddenly occurs far more often than before, or a new one bursts.
     LogErrorSpike,
+    /// The service burns its SLO's error budget too fast (multi-window burn rate).
+    SloBurn,
 }
 
 impl ProblemKind {
@@ -115,6 +117,7 @@ impl ProblemKind {
             Self::HealthCheckFailing => "health_check_failing",
             Self::ServiceDown => "service_down",
             Self::LogErrorSpike => "log_error_spike",
+            Self::SloBurn => "slo_burn",
         }
     }
 }

@@ -174,3 +174,22 @@ async fn error_templates_are_saved_and_a_restarted_monitor_keeps_their_ids() {
     let other = ctx.knowledge.get_node("log-template:bookmarks:2").await.unwrap().unwrap();
     assert_eq!(other.data["text"], "database: connection reset by peer");
 }
+
+#[tokio::test]
+async fn a_steady_burn_of_the_error_budget_pages_below_the_error_ratio_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let monitor = Monitor::new(MonitorConfig::default());
+    // Ten minutes of 5 requests/s, all fine, then two minutes with 10% failing: under the 20%
+    // error-ratio threshold, but 100 times what a 99.9% objective allows (the hour burns 16x).
+    let start = Utc::now() - chrono::Duration::minutes(12);
+    for n in 0..3_600i64 {
+        let status = if n >= 3_000 && n % 10 == 0 { 503 } else { 200 };
+        monitor.handle(&ctx, &request(status, start + chrono::Duration::milliseconds(n * 200))).await.unwrap();
+    }
+    let problems = control_events(&ctx, event_type::PROBLEM_DETECTED).await;
+    assert_eq!(problems.len(), 1);
+    let problem: Problem = problems[0].event.payload().unwrap();
+    assert_eq!(problem.kind, ProblemKind::SloBurn);
+    assert!(problem.summary.contains("error budget burning"), "{}", problem.summary);
+}

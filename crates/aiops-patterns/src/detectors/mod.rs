@@ -1,11 +1,14 @@
 //! The built-in detectors: over a per-service sliding window of requests (error ratio, latency),
+//! over per-minute request counts (SLO burn rate),
 //! and over the templates of a service's error messages (error-template spikes).
 
+mod burn_rate;
 mod error_ratio;
 mod error_template;
 mod latency;
 mod window;
 
+pub use burn_rate::{BurnRateConfig, BurnRateDetector};
 pub use error_ratio::ErrorRatioDetector;
 pub use error_template::{ErrorTemplateConfig, ErrorTemplateDetector};
 pub use latency::LatencyDetector;
