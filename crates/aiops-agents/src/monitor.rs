@@ -92,6 +92,12 @@ impl State {
         self.templates.reset(service);
     }
 
+    /// Whether a report about `service` made at `time` counts: the service is tracked, and the
+    /// report is not a straggler from before its last incident closed.
+    fn accepts(&mut self, service: &str, time: DateTime<Utc>) -> bool {
+        self.admit(service) && !self.closed_at.get(service).is_some_and(|closed| time < *closed)
+    }
+
     /// Whether reports about `service` are tracked: known ones always, new ones while there
     /// is room.
     fn admit(&mut self, service: &str) -> bool {
@@ -179,6 +185,15 @@ impl Monitor {
         Some(problem)
     }
 
+    async fn publish_findings(&self, ctx: &AgentContext, findings: Vec<Finding>) -> AgentResult<()> {
+        for finding in findings {
+            if let Some(problem) = self.open_problem(finding, None, Vec::new(), Utc::now()) {
+                self.publish_problem(ctx, problem).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn publish_problem(&self, ctx: &AgentContext, problem: Problem) -> AgentResult<()> {
         tracing::warn!(service = %problem.service, kind = problem.kind.as_str(), problem = %problem.id, summary = %problem.summary, "Problem detected.");
         metrics::counter!("aiops_monitor_problems_total", "kind" => problem.kind.as_str()).increment(1);
@@ -258,20 +273,13 @@ impl Agent for Monitor {
                 let at = event.time.min(Utc::now() + MAX_CLOCK_SKEW);
                 let findings: Vec<Finding> = {
                     let mut state = self.lock();
-                    if !state.admit(&service) {
-                        return Ok(());
-                    }
-                    if state.closed_at.get(&service).is_some_and(|closed| event.time < *closed) {
+                    if !state.accepts(&service, event.time) {
                         return Ok(());
                     }
                     let observation = Observation::Request { service, at, record };
                     state.detectors.iter_mut().filter_map(|d| d.observe(&observation)).collect()
                 };
-                for finding in findings {
-                    if let Some(problem) = self.open_problem(finding, None, Vec::new(), Utc::now()) {
-                        self.publish_problem(ctx, problem).await?;
-                    }
-                }
+                self.publish_findings(ctx, findings).await?;
             }
             event_type::SERVICE_ERROR => {
                 let error: ServiceError = payload(event)?;
@@ -281,10 +289,7 @@ impl Agent for Monitor {
                 let message = format!("{}: {}", error.kind, error.message);
                 let findings: Vec<Finding> = {
                     let mut state = self.lock();
-                    if !state.admit(&service) {
-                        return Ok(());
-                    }
-                    if state.closed_at.get(&service).is_some_and(|closed| event.time < *closed) {
+                    if !state.accepts(&service, event.time) {
                         return Ok(());
                     }
                     let errors = state.recent_errors.entry(service.clone()).or_default();
@@ -298,11 +303,7 @@ impl Agent for Monitor {
                     let observation = Observation::Error { service, at, message };
                     state.templates.observe(&observation).into_iter().collect()
                 };
-                for finding in findings {
-                    if let Some(problem) = self.open_problem(finding, None, Vec::new(), Utc::now()) {
-                        self.publish_problem(ctx, problem).await?;
-                    }
-                }
+                self.publish_findings(ctx, findings).await?;
             }
             event_type::PROBLEM_RESOLVED => {
                 let resolved: ProblemResolved = payload(event)?;
