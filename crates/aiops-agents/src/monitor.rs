@@ -95,7 +95,7 @@ impl State {
     /// Whether a report about `service` made at `time` counts: the service is tracked, and the
     /// report is not a straggler from before its last incident closed.
     fn accepts(&mut self, service: &str, time: DateTime<Utc>) -> bool {
-        self.admit(service) && !self.closed_at.get(service).is_some_and(|closed| time < *closed)
+        self.admit(service) && self.closed_at.get(service).is_none_or(|closed| time >= *closed)
     }
 
     /// Whether reports about `service` are tracked: known ones always, new ones while there
