@@ -122,6 +122,8 @@ enum KbCommand {
     },
     /// Embeds every embedded node again with the configured embedder (after switching embedder).
     Reembed,
+    /// How often the fixes each diagnosis source (rules, knowledge, LLM) proposed healed.
+    Sources,
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +207,7 @@ fn main() -> ExitCode {
                 KbCommand::Show { id } => commands::kb::show(config, id).await,
                 KbCommand::Search { text, kind, k } => commands::kb::search(config, text, kind, k).await,
                 KbCommand::Reembed => commands::kb::reembed(config).await,
+                KbCommand::Sources => commands::kb::sources(config).await,
             },
             Command::Tools { command: ToolsCommand::Propose { file, url } } => {
                 commands::remote::propose_tool(&url, &file).await

@@ -1,6 +1,6 @@
 //! `aiops kb`: the knowledge graph of the configured store, directly (no running core needed):
 //! export and import as JSON Lines, show a node, search by text, re-embed after switching
-//! embedder.
+//! embedder, and how often each diagnosis source was right.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -139,5 +139,21 @@ pub(crate) async fn reembed(config_path: Option<PathBuf>) -> anyhow::Result<bool
     }
     aiops_app::check_embedder(knowledge.store.as_ref(), embedder.as_ref(), true).await?;
     println_out(&format!("re-embedded {done} nodes with {}", embedder.model()))?;
+    Ok(true)
+}
+
+/// Prints, per diagnosis source, how often the fixes it proposed healed the problem.
+pub(crate) async fn sources(config_path: Option<PathBuf>) -> anyhow::Result<bool> {
+    let knowledge = open_knowledge(&config(config_path.as_deref())?).await?;
+    let accuracy = aiops_agents::source_accuracy(knowledge.store.as_ref()).await?;
+    println_out("source     right  wrong  accuracy")?;
+    for (source, (right, wrong)) in accuracy {
+        let share = if right + wrong == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.0}%", 100.0 * right as f64 / (right + wrong) as f64)
+        };
+        println_out(&format!("{:<10} {right:>5}  {wrong:>5}  {share:>8}", source.as_str()))?;
+    }
     Ok(true)
 }

@@ -100,3 +100,47 @@ fn reembed_replaces_stale_vectors_with_the_configured_embedders() {
     let first = stdout.lines().next().unwrap_or_default();
     assert!(first.contains("p2"), "the re-embedded signature must now be found by meaning: {stdout}");
 }
+
+#[test]
+fn sources_shows_how_often_each_diagnosis_source_was_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("AIOPS__DATA_DIR", data.to_str().unwrap())];
+    let seed = dir.path().join("seed.jsonl");
+    let insight = |source: &str| {
+        format!(
+            r#"{{"record":"node","id":"insight:diagnosis-source:{source}","kind":"insight","name":"{source}","data":{{"text":"t"}}}}"#
+        )
+    };
+    let problem = |id: &str| {
+        format!(
+            r#"{{"record":"node","id":"{id}","kind":"problem","name":"{id}","data":{{"service":"bookmarks","kind":"http_error_ratio"}}}}"#
+        )
+    };
+    let validates = |source: &str, problem: &str, right: bool| {
+        format!(
+            r#"{{"record":"edge","from":"insight:diagnosis-source:{source}","to":"{problem}","relation":"validates","weight":1.0,"data":{{"right":{right}}}}}"#
+        )
+    };
+    let lines = [
+        insight("llm"),
+        insight("rules"),
+        problem("p1"),
+        problem("p2"),
+        validates("llm", "p1", true),
+        validates("llm", "p2", true),
+        validates("rules", "p1", false),
+        validates("rules", "p2", true),
+    ];
+    std::fs::write(&seed, lines.join("\n")).unwrap();
+    let (ok, _, stderr) = aiops(&["kb", "import", seed.to_str().unwrap()], &env);
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = aiops(&["kb", "sources"], &env);
+    assert!(ok, "{stderr}");
+    let rows: Vec<Vec<&str>> = stdout.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        rows,
+        vec![vec!["rules", "1", "1", "50%"], vec!["knowledge", "0", "0", "-"], vec!["llm", "2", "0", "100%"]],
+        "{stdout}"
+    );
+}
