@@ -3,8 +3,9 @@
 //!
 //! Two stages:
 //! 1. **Surprise.** The value's distance from an exponentially weighted mean, in exponentially
-//!    weighted standard deviations, at two speeds (a fast and a slow baseline); the larger
-//!    counts. A spike surprises both; a level shift keeps surprising the slow one for a while.
+//!    weighted standard deviations, at three speeds (fast, slow, very slow baselines); the
+//!    largest counts. A spike surprises all; a level shift or a drift keeps surprising the
+//!    slower ones for a while.
 //! 2. **Novelty.** A surprise counts in full only when it beats every surprise of the last
 //!    `novelty_window` points by at least one standard deviation, and in proportion below
 //!    that. A sustained anomaly is reported when it starts, not on every point it lasts, and a
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AnomalyConfig {
-    /// Weights of the baselines' exponential averages. Default: [0.1, 0.01].
+    /// Weights of the baselines' exponential averages. Default: [0.1, 0.01, 0.001].
     pub baseline_alphas: Vec<f64>,
     /// Points whose surprises a new one must beat to count in full. Default: 200.
     pub novelty_window: usize,
@@ -35,7 +36,7 @@ pub struct AnomalyConfig {
 
 impl Default for AnomalyConfig {
     fn default() -> Self {
-        Self { baseline_alphas: vec![0.1, 0.01], novelty_window: 200, warmup: 100 }
+        Self { baseline_alphas: vec![0.1, 0.01, 0.001], novelty_window: 200, warmup: 100 }
     }
 }
 
