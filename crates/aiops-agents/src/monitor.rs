@@ -24,7 +24,7 @@ use std::time::Duration;
 use aiops_knowledge::{Node, NodeKind};
 use aiops_model::{
     event_type, Envelope, Escalation, HealthChange, HealthStatus, Problem, ProblemKind, ProblemResolved, RequestRecord,
-    ServiceError, Severity,
+    ServiceDeregistered, ServiceError, Severity,
 };
 use aiops_patterns::{
     BurnRateDetector, Detector, ErrorRatioDetector, ErrorTemplateDetector, Finding, LatencyDetector, LogTemplate,
@@ -322,8 +322,17 @@ impl Agent for Monitor {
     async fn tick(&self, ctx: &AgentContext) -> AgentResult<()> {
         self.restore_templates(ctx).await;
         self.save_templates(ctx).await;
-        let changes = ctx.health.run_due(ctx.registry.as_ref()).await?;
-        for change in changes {
+        let report = ctx.health.run_due(ctx.registry.as_ref()).await?;
+        for gone in report.deregistered {
+            let since = gone.status_since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let data = ServiceDeregistered {
+                service: gone.registration.name.clone(),
+                instance_id: gone.registration.instance_id.clone(),
+                reason: format!("critical since {since}, longer than deregister_critical_after_secs"),
+            };
+            ctx.emit(NAME, event_type::SERVICE_DEREGISTERED, &data.service, Some(Severity::Warning), &data).await?;
+        }
+        for change in report.changes {
             let severity = match change.to {
                 HealthStatus::Passing => Severity::Info,
                 HealthStatus::Warning => Severity::Warning,

@@ -12,9 +12,9 @@ use aiops_agents::{standard_agents, AgentContext, Coordinator, Streams};
 use aiops_ai::AiProvider;
 use aiops_construction::{Secrets, ToolCatalog};
 use aiops_events::EventBus;
-use aiops_knowledge::Knowledge;
+use aiops_knowledge::{Database, Knowledge};
 use aiops_patterns::PatternLibrary;
-use aiops_registry::{HealthChecker, Registry, SqliteRegistry};
+use aiops_registry::{load_services_dir, HealthChecker, PgRegistry, Registry, SqliteRegistry};
 use aiops_server::{ApiLimits, ApiState, ApiToken};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
@@ -159,8 +159,17 @@ impl App {
         })?;
         let bus = config.events.build(data_dir).await?;
         let knowledge = config.knowledge.build(data_dir, &|name| std::env::var(name).ok()).await?;
-        let registry: Arc<dyn Registry> =
-            Arc::new(SqliteRegistry::open(&config.knowledge.sqlite_path(data_dir)).await?);
+        let registry: Arc<dyn Registry> = match &knowledge.database {
+            Database::Sqlite(pool) => Arc::new(SqliteRegistry::from_pool(pool.clone()).await?),
+            Database::Postgres(pool) => Arc::new(PgRegistry::from_pool(pool.clone()).await?),
+        };
+        if let Some(dir) = &config.registry.services_dir {
+            let registrations = load_services_dir(dir)?;
+            for registration in &registrations {
+                registry.register(registration.clone()).await?;
+            }
+            tracing::info!(dir = %dir.display(), services = registrations.len(), "Registered services from files.");
+        }
         let embedder = config.ai.embedder.build()?;
         if let Some(previous) = check_embedder(knowledge.store.as_ref(), embedder.as_ref(), false).await? {
             tracing::warn!(
@@ -207,19 +216,22 @@ impl App {
             tracing::info!(tools = restored, "Restored tools admitted earlier.");
         }
         let streams = Streams::default();
+        // Unique per start, also for two cores in one process: it names this core's consumers
+        // and the health checks it leases.
+        let instance = format!("aiops-{}-{}", std::process::id(), &aiops_model::new_id()[24..]);
         let ctx = AgentContext {
             bus: bus.clone(),
             streams: streams.clone(),
             knowledge: knowledge.store.clone(),
             audit: knowledge.audit.clone(),
             registry: registry.clone(),
-            health: Arc::new(HealthChecker::new(config.registry.clone(), http.clone())),
+            health: Arc::new(HealthChecker::new(config.registry.clone(), http.clone(), instance.clone())),
             embedder,
             ai: ai.clone().map(|provider| provider as Arc<dyn AiProvider>),
             tools: tools.clone(),
             patterns: Arc::new(patterns),
             http,
-            instance: format!("aiops-{}", std::process::id()),
+            instance: instance.clone(),
         };
         // Two tokens, so that shutdown stops the server before the agents.
         let shutdown = CancellationToken::new();

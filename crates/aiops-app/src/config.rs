@@ -12,7 +12,7 @@ use aiops_agents::AgentsConfig;
 use aiops_ai::AiConfig;
 use aiops_events::EventsConfig;
 use aiops_knowledge::KnowledgeConfig;
-use aiops_registry::HealthCheckerConfig;
+use aiops_registry::RegistryConfig;
 use aiops_server::Scope;
 use serde::{Deserialize, Serialize};
 
@@ -32,8 +32,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// The knowledge graph (and the registry and audit tables of the embedded engine).
     pub knowledge: KnowledgeConfig,
-    /// Health checking of registered services.
-    pub registry: HealthCheckerConfig,
+    /// The service registry: check defaults, and a directory of registrations.
+    pub registry: RegistryConfig,
     /// Embeddings and language models.
     pub ai: AiConfig,
     /// Failure patterns beyond the shipped ones.
@@ -51,7 +51,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             events: EventsConfig::default(),
             knowledge: KnowledgeConfig::default(),
-            registry: HealthCheckerConfig::default(),
+            registry: RegistryConfig::default(),
             ai: AiConfig::default(),
             patterns: PatternsConfig::default(),
             tools: ToolsConfig::default(),
@@ -189,6 +189,7 @@ impl Config {
                 self.ai.embedder.dimensions()
             ));
         }
+        problems.extend(self.registry.problems());
         let monitor = &self.agents.monitor;
         if !(monitor.error_ratio_threshold > 0.0 && monitor.error_ratio_threshold <= 1.0) {
             problems.push("agents.monitor.error_ratio_threshold: must be within (0, 1]".into());

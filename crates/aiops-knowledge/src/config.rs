@@ -68,11 +68,22 @@ pub struct Knowledge {
     pub store: Arc<dyn KnowledgeStore>,
     /// The audit log.
     pub audit: Arc<dyn AuditLog>,
+    /// The database itself, for the other parts that keep their tables beside the graph
+    /// (the registry).
+    pub database: Database,
+}
+
+/// The connection pool of the knowledge database.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// The embedded SQLite file.
+    Sqlite(sqlx::SqlitePool),
+    /// A PostgreSQL server.
+    Postgres(sqlx::PgPool),
 }
 
 impl KnowledgeConfig {
-    /// The SQLite file of the embedded parts (with PostgreSQL knowledge, the registry still
-    /// keeps its tables there).
+    /// The SQLite file of the embedded engine.
     pub fn sqlite_path(&self, data_dir: &Path) -> PathBuf {
         match self {
             Self::Sqlite(cfg) => cfg.path.clone().unwrap_or_else(|| data_dir.join("aiops.db")),
@@ -98,7 +109,8 @@ impl KnowledgeConfig {
         match self {
             Self::Sqlite(cfg) => {
                 let store = Arc::new(SqliteKnowledgeStore::open(&self.sqlite_path(data_dir), cfg.dimensions).await?);
-                Ok(Knowledge { store: store.clone(), audit: store })
+                let database = Database::Sqlite(store.pool().clone());
+                Ok(Knowledge { store: store.clone(), audit: store, database })
             }
             Self::Postgres(cfg) => {
                 let url = match &cfg.url_file {
@@ -119,7 +131,8 @@ impl KnowledgeConfig {
                     })?,
                 };
                 let store = Arc::new(PgKnowledgeStore::connect(&url, cfg.dimensions, cfg.max_connections).await?);
-                Ok(Knowledge { store: store.clone(), audit: store })
+                let database = Database::Postgres(store.pool().clone());
+                Ok(Knowledge { store: store.clone(), audit: store, database })
             }
         }
     }

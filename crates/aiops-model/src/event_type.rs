@@ -7,9 +7,10 @@
 pub const HTTP_REQUEST: &str = "http.request";
 /// A service reports an error it hit (data: [`crate::ServiceError`]).
 pub const SERVICE_ERROR: &str = "service.error";
-/// A service instance registered itself or was registered.
+/// A service instance registered itself or was registered (data: the instance as
+/// `GET /v1/services` shows it).
 pub const SERVICE_REGISTERED: &str = "service.registered";
-/// A service instance was removed from the registry.
+/// A service instance was removed from the registry (data: [`crate::ServiceDeregistered`]).
 pub const SERVICE_DEREGISTERED: &str = "service.deregistered";
 /// A service instance changed health status (data: [`crate::HealthChange`]).
 pub const SERVICE_HEALTH_CHANGED: &str = "service.health_changed";

@@ -16,7 +16,7 @@ pub use envelope::{Envelope, EnvelopeError, MAX_DATA_BYTES};
 pub use payload::{
     ActionOutcome, ActionStarted, CandidateAction, Diagnosis, DiagnosisSource, Escalation, HealthChange, HealthStatus,
     Hypothesis, HypothesisSource, LlmReview, Problem, ProblemKind, ProblemResolved, RequestRecord, RiskLevel,
-    ServiceError,
+    ServiceDeregistered, ServiceError,
 };
 pub use severity::Severity;
 

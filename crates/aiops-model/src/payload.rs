@@ -90,6 +90,17 @@ pub struct HealthChange {
     pub heartbeat_lost: bool,
 }
 
+/// A service instance left the registry (`service.deregistered`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceDeregistered {
+    /// Service name.
+    pub service: String,
+    /// Instance id.
+    pub instance_id: String,
+    /// Why, e.g. `deregistered by the API` or `critical for 60s`.
+    pub reason: String,
+}
+
 /// What kind of symptom the Monitor saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

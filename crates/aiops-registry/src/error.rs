@@ -17,8 +17,15 @@ pub enum RegistryError {
     Storage(#[source] aiops_knowledge::KnowledgeError),
 }
 
-impl From<sqlx::Error> for RegistryError {
-    fn from(err: sqlx::Error) -> Self {
-        Self::Storage(aiops_knowledge::KnowledgeError::Backend { backend: "sqlite", source: err.into() })
+impl RegistryError {
+    /// A storage error of `backend`: unreachable or busy (worth retrying), or anything else.
+    pub(crate) fn storage(backend: &'static str, err: sqlx::Error) -> Self {
+        use aiops_knowledge::KnowledgeError as K;
+        let retryable = matches!(err, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed);
+        Self::Storage(if retryable {
+            K::Unavailable { backend, source: err.into() }
+        } else {
+            K::Backend { backend, source: err.into() }
+        })
     }
 }

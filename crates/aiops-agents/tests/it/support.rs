@@ -12,7 +12,7 @@ use aiops_events::{EmbeddedConfig, EmbeddedEventBus, ReadQuery, StoredEvent};
 use aiops_knowledge::SqliteKnowledgeStore;
 use aiops_model::{Problem, ProblemKind, Severity};
 use aiops_patterns::PatternLibrary;
-use aiops_registry::{HealthChecker, HealthCheckerConfig, ServiceRegistration, SqliteRegistry};
+use aiops_registry::{HealthChecker, RegistryConfig, ServiceRegistration, SqliteRegistry};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 
@@ -29,8 +29,9 @@ pub(crate) async fn context(dir: &std::path::Path) -> AgentContext {
         audit: store,
         registry,
         health: Arc::new(HealthChecker::new(
-            HealthCheckerConfig { interval_ms: 0, ..Default::default() },
+            RegistryConfig { interval_ms: 0, ..Default::default() },
             http.clone(),
+            "test",
         )),
         embedder: Arc::new(HashingEmbedder::new(384).unwrap()),
         ai: None,
@@ -81,15 +82,11 @@ pub(crate) async fn target() -> Target {
 pub(crate) async fn register(ctx: &AgentContext, target: &Target, ttl_secs: Option<u64>) {
     ctx.registry
         .register(ServiceRegistration {
-            name: "bookmarks".into(),
-            instance_id: "bookmarks-1".into(),
-            address: target.address.clone(),
-            tags: vec![],
             capabilities: vec!["cache.clear".into(), "db.reset_pool".into()],
-            metadata: BTreeMap::new(),
             dependencies: vec!["sqlite".into()],
             health_url: Some(format!("{}/health", target.address)),
             ttl_secs,
+            ..ServiceRegistration::new("bookmarks", "bookmarks-1", &target.address)
         })
         .await
         .unwrap();

@@ -215,6 +215,11 @@ impl PgKnowledgeStore {
         Ok(Self { pool, dimensions })
     }
 
+    /// The connection pool (the registry keeps its tables in the same database).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn stats(&self, sql: &str, key: &str) -> KnowledgeResult<Option<SolutionStats>> {
         let row = sqlx::query(sql).bind(key).fetch_optional(&self.pool).await.map_err(backend)?;
         row.map(|row| {
