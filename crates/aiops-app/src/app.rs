@@ -246,6 +246,7 @@ impl App {
             knowledge: knowledge.store.clone(),
             audit: knowledge.audit.clone(),
             registry: registry.clone(),
+            balancer: Default::default(),
             tools,
             tokens: Arc::new(read_tokens(&config)?),
             render_metrics: Arc::new(move || metrics.render()),

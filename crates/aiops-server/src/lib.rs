@@ -18,8 +18,11 @@
 //! | `GET /v1/dead-letters`, `POST /v1/dead-letters/redrive` | read / admin | events groups gave up on; publish them again |
 //! | `GET /v1/problems`, `GET /v1/problems/{id}` | read | problems with their status; one with its whole story |
 //! | `GET /v1/diagnoses`, `GET /v1/actions` | read | latest diagnoses; latest action outcomes |
-//! | `GET /v1/services`, `POST /v1/services` | read / ingest | lookup (`name`, `tag`, `capability`, `healthy`); register |
-//! | `PUT /v1/services/{id}/heartbeat`, `DELETE /v1/services/{id}` | ingest | heartbeat; deregister |
+//! | `GET /v1/services` | read | lookup (`name`, `tag`, `capability`, `healthy`, default true); a watch with `index` (and `wait_ms`) blocks until something changed after that index |
+//! | `POST /v1/services` | ingest (admin with command checks) | register or replace an instance |
+//! | `GET /v1/services/{id}`, `DELETE /v1/services/{id}`, `PUT /v1/services/{id}/heartbeat` | read / ingest / ingest | one instance with its checks; deregister; heartbeat |
+//! | `GET /v1/services/{name}/pick`, `POST /v1/services/{id}/release` | read | pick a healthy instance (`strategy`, `key`); end a `least_outstanding` pick |
+//! | `GET /v1/registry/graph` | read | services, dependencies, and which services a failing dependency impacts |
 //! | `GET /v1/knowledge/nodes/{id}` | read | a node with its edges and statistics |
 //! | `GET /v1/audit` | read | the audit log, newest first |
 //! | `GET /v1/tools`, `POST /v1/tools` | read / admin | the tool catalog; propose a tool (TOML spec) |

@@ -8,7 +8,7 @@ use aiops_agents::Streams;
 use aiops_construction::ToolCatalog;
 use aiops_events::EventBus;
 use aiops_knowledge::{AuditLog, KnowledgeStore};
-use aiops_registry::Registry;
+use aiops_registry::{Balancer, Registry};
 
 use crate::ApiToken;
 
@@ -42,6 +42,8 @@ pub struct ApiState {
     pub audit: Arc<dyn AuditLog>,
     /// The registry.
     pub registry: Arc<dyn Registry>,
+    /// Picks instances for `GET /v1/services/{name}/pick`.
+    pub balancer: Arc<Balancer>,
     /// The tool catalog.
     pub tools: ToolCatalog,
     /// Accepted API tokens; empty means the API is open (the default, bound to loopback).

@@ -30,8 +30,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/diagnoses", get(problems::diagnoses))
         .route("/v1/actions", get(problems::actions))
         .route("/v1/services", get(services::list).post(services::register))
-        .route("/v1/services/{id}", axum::routing::delete(services::deregister))
+        .route("/v1/services/{id}", get(services::show).delete(services::deregister))
         .route("/v1/services/{id}/heartbeat", put(services::heartbeat))
+        // `{id}` is a service name here: one path segment takes one parameter name.
+        .route("/v1/services/{id}/pick", get(services::pick))
+        .route("/v1/services/{id}/release", post(services::release))
+        .route("/v1/registry/graph", get(services::graph))
         .route("/v1/knowledge/nodes/{id}", get(knowledge::node))
         .route("/v1/knowledge/sources", get(knowledge::sources))
         .route("/v1/ai/usage", get(knowledge::ai_usage))

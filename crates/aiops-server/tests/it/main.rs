@@ -2,4 +2,5 @@
 
 mod auth;
 mod dead_letters;
+mod services;
 mod support;

@@ -20,6 +20,7 @@ pub(crate) async fn state(dir: &std::path::Path) -> ApiState {
         knowledge: store.clone(),
         audit: store,
         registry: Arc::new(SqliteRegistry::open(&dir.join("aiops.db")).await.unwrap()),
+        balancer: Default::default(),
         tools: ToolCatalog::new(reqwest::Client::new(), Secrets::new()),
         tokens: Arc::new(vec![
             ApiToken { name: "reader".into(), secret: READ_TOKEN.into(), scopes: vec![Scope::Read] },
