@@ -63,6 +63,14 @@ enum Command {
         #[command(subcommand)]
         command: DeadLettersCommand,
     },
+    /// The service registry of a running core: list, watch, register, pick, graph.
+    Services {
+        /// Base URL of the core.
+        #[arg(long, global = true, default_value = DEFAULT_URL)]
+        url: String,
+        #[command(subcommand)]
+        command: ServicesCommand,
+    },
     /// Lists the latest problems of a running core with their status.
     Problems {
         /// Base URL of the core.
@@ -124,6 +132,65 @@ enum KbCommand {
     Reembed,
     /// How often the fixes each diagnosis source (rules, knowledge, LLM) proposed healed.
     Sources,
+}
+
+/// Which instances to show.
+#[derive(Debug, clap::Args)]
+struct ServiceFilter {
+    /// Service name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Has this tag.
+    #[arg(long)]
+    tag: Option<String>,
+    /// Has this capability.
+    #[arg(long)]
+    capability: Option<String>,
+    /// Include instances that are not passing.
+    #[arg(long)]
+    all: bool,
+}
+
+impl From<ServiceFilter> for commands::services::Filter {
+    fn from(f: ServiceFilter) -> Self {
+        Self { name: f.name, tag: f.tag, capability: f.capability, all: f.all }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ServicesCommand {
+    /// Lists instances (passing ones unless --all).
+    List(ServiceFilter),
+    /// Prints the instances again after every change, until interrupted.
+    Watch(ServiceFilter),
+    /// Shows one instance with its checks.
+    Show {
+        /// Instance id.
+        id: String,
+    },
+    /// Registers the instance described in a TOML or JSON file.
+    Register {
+        /// The registration file.
+        file: PathBuf,
+    },
+    /// Removes an instance.
+    Deregister {
+        /// Instance id.
+        id: String,
+    },
+    /// Picks a healthy instance of a service and prints its id and address.
+    Pick {
+        /// Service name.
+        name: String,
+        /// round_robin, least_outstanding, weighted_random or consistent_hash.
+        #[arg(long, default_value = "round_robin")]
+        strategy: String,
+        /// What consistent_hash hashes.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Prints the dependency graph and which services a failing dependency impacts.
+    Graph,
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,6 +285,17 @@ fn main() -> ExitCode {
             Command::DeadLetters { command: DeadLettersCommand::Redrive { stream, offsets, url } } => {
                 commands::remote::redrive(&url, &stream, &offsets).await
             }
+            Command::Services { url, command } => match command {
+                ServicesCommand::List(filter) => commands::services::list(&url, &filter.into()).await,
+                ServicesCommand::Watch(filter) => commands::services::watch(&url, &filter.into()).await,
+                ServicesCommand::Show { id } => commands::services::show(&url, &id).await,
+                ServicesCommand::Register { file } => commands::services::register(&url, &file).await,
+                ServicesCommand::Deregister { id } => commands::services::deregister(&url, &id).await,
+                ServicesCommand::Pick { name, strategy, key } => {
+                    commands::services::pick(&url, &name, &strategy, key.as_deref()).await
+                }
+                ServicesCommand::Graph => commands::services::graph(&url).await,
+            },
             Command::Problems { url, limit } => commands::remote::problems(&url, limit).await,
             Command::Bookmarks { command: BookmarksCommand::Serve(args) } => {
                 init_logs("info");

@@ -60,6 +60,9 @@ pub struct AiopsClient {
 /// Owned by all clones together; dropping the last clone cancels the background task.
 struct Handle {
     shared: Arc<Shared>,
+    /// For calls made on behalf of the service (picks), beside the background task's.
+    http: reqwest::Client,
+    endpoints: Endpoints,
     cancel: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -126,9 +129,9 @@ impl AiopsClient {
             registered: AtomicBool::new(false),
         });
         let cancel = CancellationToken::new();
-        let core = Core { shared: Arc::clone(&shared), http, endpoints };
+        let core = Core { shared: Arc::clone(&shared), http: http.clone(), endpoints: endpoints.clone() };
         let task = runtime.spawn(core.run(cancel.clone()));
-        Ok(Self { handle: Arc::new(Handle { shared, cancel, task: Mutex::new(Some(task)) }) })
+        Ok(Self { handle: Arc::new(Handle { shared, http, endpoints, cancel, task: Mutex::new(Some(task)) }) })
     }
 
     /// Records one handled HTTP request as an `http.request` event.
@@ -187,6 +190,14 @@ impl AiopsClient {
     /// The CloudEvents `source` of this instance's events: `{service}/{instance_id}`.
     pub fn source(&self) -> &str {
         &self.handle.shared.source
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.handle.http
+    }
+
+    pub(crate) fn endpoints(&self) -> &Endpoints {
+        &self.handle.endpoints
     }
 
     /// Stops the background task: ships what is buffered (trying for at most
@@ -330,7 +341,8 @@ impl PendingBatch {
 }
 
 /// The core's endpoints, resolved once against `core_url`.
-struct Endpoints {
+#[derive(Clone)]
+pub(crate) struct Endpoints {
     services: Url,
     batch: Url,
 }
@@ -351,7 +363,7 @@ impl Endpoints {
     }
 
     /// `/v1/services/{instance_id}` plus `extra` segments, with the id percent-encoded.
-    fn instance(&self, instance_id: &str, extra: &[&str]) -> Url {
+    pub(crate) fn instance(&self, instance_id: &str, extra: &[&str]) -> Url {
         let mut url = self.services.clone();
         // `new` checked that the base URL can have path segments.
         if let Ok(mut segments) = url.path_segments_mut() {

@@ -1,8 +1,9 @@
-//! The one error type of the client library.
+//! Why a client could not start.
 //!
-//! Only starting a client can fail, and only on a mistake in its setup: once running, the
-//! client reports trouble with the core through logs and counters, never through errors,
-//! because a failing core must not fail the service.
+//! Starting a client fails only on a mistake in its setup: once running, the client reports
+//! trouble with the core through logs and counters, never through errors, because a failing
+//! core must not fail the service. The one exception is a pick ([`crate::PickError`]): the
+//! service asked a question and needs the answer.
 
 /// Why a client could not start. Each variant is a setup mistake; retrying won't help.
 #[derive(Debug, thiserror::Error)]

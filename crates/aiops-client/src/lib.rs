@@ -11,7 +11,10 @@
 //!   events, which the core drops by their stable ids);
 //! - never blocks or fails the service: recording is a short, non-blocking critical section,
 //!   the buffer is bounded (the oldest events are dropped and counted when it is full), and
-//!   all I/O happens on one background task.
+//!   all I/O happens on one background task;
+//! - picks an instance of another service to call ([`AiopsClient::pick`]): the core chooses
+//!   among the healthy instances by round-robin, least-outstanding, weighted random or
+//!   consistent hash.
 //!
 //! [`track_requests`] is a `tower` layer for axum routers that records every request as an
 //! `http.request` event with its route template, status, duration and W3C trace id.
@@ -25,11 +28,13 @@ mod client;
 mod config;
 mod error;
 mod layer;
+mod pick;
 
 pub use client::AiopsClient;
 pub use config::ClientConfig;
 pub use error::ClientError;
 pub use layer::{parse_traceparent, track_requests, TrackRequests, TrackRequestsLayer};
+pub use pick::{PickError, PickedInstance};
 
 /// Re-exported so that services need no direct dependency on `aiops-model` for the basics.
-pub use aiops_model::{event_type, Envelope, RequestRecord, ServiceError};
+pub use aiops_model::{event_type, Envelope, PickStrategy, RequestRecord, ServiceError};

@@ -15,8 +15,8 @@ mod severity;
 pub use envelope::{Envelope, EnvelopeError, MAX_DATA_BYTES};
 pub use payload::{
     ActionOutcome, ActionStarted, CandidateAction, Diagnosis, DiagnosisSource, Escalation, HealthChange, HealthStatus,
-    Hypothesis, HypothesisSource, LlmReview, Problem, ProblemKind, ProblemResolved, RequestRecord, RiskLevel,
-    ServiceDeregistered, ServiceError,
+    Hypothesis, HypothesisSource, LlmReview, PickStrategy, Problem, ProblemKind, ProblemResolved, RequestRecord,
+    RiskLevel, ServiceDeregistered, ServiceError,
 };
 pub use severity::Severity;
 

@@ -90,6 +90,42 @@ pub struct HealthChange {
     pub heartbeat_lost: bool,
 }
 
+/// How `GET /v1/services/{name}/pick` chooses among a service's healthiest instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PickStrategy {
+    /// Each in turn.
+    #[default]
+    RoundRobin,
+    /// The one with the fewest picks not yet released.
+    LeastOutstanding,
+    /// At random, in proportion to each instance's `weight`.
+    WeightedRandom,
+    /// The same key goes to the same instance while it stays healthy; when instances come or
+    /// go, only the keys of the changed instance move (rendezvous hashing).
+    ConsistentHash,
+}
+
+impl PickStrategy {
+    /// Every strategy.
+    pub const ALL: [Self; 4] = [Self::RoundRobin, Self::LeastOutstanding, Self::WeightedRandom, Self::ConsistentHash];
+
+    /// The snake_case name used in URLs and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::LeastOutstanding => "least_outstanding",
+            Self::WeightedRandom => "weighted_random",
+            Self::ConsistentHash => "consistent_hash",
+        }
+    }
+
+    /// Parses the snake_case name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// A service instance left the registry (`service.deregistered`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceDeregistered {

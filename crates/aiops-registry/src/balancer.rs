@@ -9,32 +9,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use aiops_model::HealthStatus;
-use serde::{Deserialize, Serialize};
 
 use crate::ServiceInstance;
 
-/// How to choose among healthy instances.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// Each in turn.
-    #[default]
-    RoundRobin,
-    /// The one with the fewest picks not yet released.
-    LeastOutstanding,
-    /// At random, in proportion to `weight`.
-    WeightedRandom,
-    /// The same key goes to the same instance while it stays healthy; when instances come or
-    /// go, only the keys of the changed instance move (rendezvous hashing).
-    ConsistentHash,
-}
-
-impl Strategy {
-    /// Parses the snake_case name.
-    pub fn parse(text: &str) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
-    }
-}
+pub use aiops_model::PickStrategy as Strategy;
 
 /// The balancer of one core instance.
 #[derive(Debug, Default)]

@@ -37,5 +37,5 @@ pub use model::{
 };
 pub use postgres::PgRegistry;
 pub use registry::{CheckRecord, DueCheck, Registry};
-pub use services_dir::load_services_dir;
+pub use services_dir::{load_registration_file, load_services_dir};
 pub use sqlite::SqliteRegistry;

@@ -16,11 +16,10 @@ const MAX_FILE_BYTES: u64 = 256 * 1024;
 /// # Errors
 /// [`RegistryError::Invalid`] naming the file and, for syntax errors, the line.
 pub fn load_services_dir(dir: &Path) -> RegistryResult<Vec<ServiceRegistration>> {
-    let unreadable = |what: &Path, err: std::io::Error| {
-        RegistryError::Invalid(format!("registry.services_dir: {} cannot be read: {err}", what.display()))
-    };
     let mut files: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|err| unreadable(dir, err))?
+        .map_err(|err| {
+            RegistryError::Invalid(format!("registry.services_dir {} cannot be read: {err}", dir.display()))
+        })?
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .filter(|path| matches!(path.extension().and_then(|e| e.to_str()), Some("toml" | "json")))
@@ -29,24 +28,28 @@ pub fn load_services_dir(dir: &Path) -> RegistryResult<Vec<ServiceRegistration>>
     if files.len() > MAX_FILES {
         return Err(RegistryError::Invalid(format!("{}: more than {MAX_FILES} registration files", dir.display())));
     }
-    let mut registrations = Vec::with_capacity(files.len());
-    for file in files {
-        let size = std::fs::metadata(&file).map_err(|err| unreadable(&file, err))?.len();
-        if size > MAX_FILE_BYTES {
-            return Err(RegistryError::Invalid(format!("{}: larger than {MAX_FILE_BYTES} bytes", file.display())));
-        }
-        let text = std::fs::read_to_string(&file).map_err(|err| unreadable(&file, err))?;
-        let parsed: Result<ServiceRegistration, String> = if file.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(|err| err.to_string())
-        } else {
-            toml::from_str(&text).map_err(|err| err.to_string())
-        };
-        let registration =
-            parsed.map_err(|err| RegistryError::Invalid(format!("{}: {}", file.display(), err.trim())))?;
-        registration.validate().map_err(|err| RegistryError::Invalid(format!("{}: {err}", file.display())))?;
-        registrations.push(registration);
+    files.iter().map(|file| load_registration_file(file)).collect()
+}
+
+/// Reads and validates one registration file (`.json`, or TOML otherwise).
+///
+/// # Errors
+/// [`RegistryError::Invalid`] naming the file and, for syntax errors, the line.
+pub fn load_registration_file(file: &Path) -> RegistryResult<ServiceRegistration> {
+    let unreadable = |err: std::io::Error| RegistryError::Invalid(format!("{} cannot be read: {err}", file.display()));
+    let size = std::fs::metadata(file).map_err(unreadable)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(RegistryError::Invalid(format!("{}: larger than {MAX_FILE_BYTES} bytes", file.display())));
     }
-    Ok(registrations)
+    let text = std::fs::read_to_string(file).map_err(unreadable)?;
+    let parsed: Result<ServiceRegistration, String> = if file.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|err| err.to_string())
+    } else {
+        toml::from_str(&text).map_err(|err| err.to_string())
+    };
+    let registration = parsed.map_err(|err| RegistryError::Invalid(format!("{}: {}", file.display(), err.trim())))?;
+    registration.validate().map_err(|err| RegistryError::Invalid(format!("{}: {err}", file.display())))?;
+    Ok(registration)
 }
 
 #[cfg(test)]

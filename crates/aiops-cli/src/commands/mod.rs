@@ -6,3 +6,4 @@ pub(crate) mod demo;
 pub(crate) mod kb;
 pub(crate) mod remote;
 pub(crate) mod serve;
+pub(crate) mod services;

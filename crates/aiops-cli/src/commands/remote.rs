@@ -10,18 +10,18 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-fn client() -> anyhow::Result<reqwest::Client> {
+pub(crate) fn client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build()?)
 }
 
-fn with_token(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+pub(crate) fn with_token(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     match std::env::var("AIOPS_TOKEN") {
         Ok(token) if !token.is_empty() => request.bearer_auth(token),
         _ => request,
     }
 }
 
-async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
+pub(crate) async fn answer(response: reqwest::Response) -> anyhow::Result<Value> {
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {

@@ -3,5 +3,6 @@
 mod cluster;
 mod demo;
 mod kb;
+mod registry;
 mod serve;
 mod support;
