@@ -4,7 +4,9 @@
 //! 1. **Patterns**: shipped and user failure patterns that fit the symptom and its evidence.
 //! 2. **Knowledge**: past problems whose signature embeds close to this one, and how each
 //!    solution tried on them fared (the `solves` edges carry attempts and successes).
-//! 3. **Registry**: the service's capabilities (which fixes it supports) and its dependencies.
+//! 3. **Registry**: the service's capabilities (which fixes it supports), and its dependency
+//!    graph: a failing dependency, direct or further down, explains the service's errors, so
+//!    it becomes a hypothesis and evidence the patterns match on (`dependency-down`).
 //!
 //! Each hypothesis gets a confidence and its evidence. Candidate fixes are ordered by the
 //! safety ladder:
@@ -26,10 +28,10 @@ use std::collections::HashMap;
 
 use aiops_knowledge::{Direction, NodeKind, Relation, SimilarityQuery};
 use aiops_model::{
-    event_type, CandidateAction, Diagnosis, DiagnosisSource, Envelope, Hypothesis, HypothesisSource, LlmReview,
-    Problem, RiskLevel,
+    event_type, CandidateAction, Diagnosis, DiagnosisSource, Envelope, HealthStatus, Hypothesis, HypothesisSource,
+    LlmReview, Problem, RiskLevel,
 };
-use aiops_registry::ServiceQuery;
+use aiops_registry::{DependencyGraph, ServiceQuery};
 use async_trait::async_trait;
 use chrono::Utc;
 
@@ -64,20 +66,51 @@ impl Diagnostic {
     /// # Errors
     /// When the knowledge graph, registry or embedder fails.
     pub async fn diagnose(&self, ctx: &AgentContext, problem: &Problem) -> AgentResult<Diagnosis> {
-        let instances = ctx
-            .registry
-            .instances(&ServiceQuery { name: Some(problem.service.clone()), ..ServiceQuery::default() })
-            .await?;
-        let mut capabilities: Vec<String> =
-            instances.iter().flat_map(|i| i.registration.capabilities.iter().cloned()).collect();
+        let everything = ctx.registry.instances(&ServiceQuery::default()).await?;
+        let mut capabilities: Vec<String> = everything
+            .iter()
+            .filter(|i| i.registration.name == problem.service)
+            .flat_map(|i| i.registration.capabilities.iter().cloned())
+            .collect();
         capabilities.sort();
         capabilities.dedup();
 
         let mut hypotheses = Vec::new();
+        let failing = DependencyGraph::from_instances(&everything).failing_dependencies(&problem.service);
+        let mut matched_problem = problem.clone();
+        for dependency in &failing {
+            let reasons: Vec<&str> = everything
+                .iter()
+                .filter(|i| i.registration.name == dependency.service && i.status != HealthStatus::Passing)
+                .map(|i| i.status_reason.as_str())
+                .collect();
+            let chain = dependency.path.join(" -> ");
+            let evidence = format!(
+                "dependency {} is {} ({chain}): {}",
+                dependency.service,
+                dependency.status.as_str(),
+                reasons.join("; ")
+            );
+            // Nearer and worse failures explain more.
+            let hops = dependency.path.len().saturating_sub(1) as f64;
+            let severity = if dependency.status == HealthStatus::Critical { 0.9 } else { 0.6 };
+            hypotheses.push(Hypothesis {
+                title: format!("dependency {} is {}", dependency.service, dependency.status.as_str()),
+                root_cause: format!("{} fails because {} does ({chain})", problem.service, dependency.service),
+                confidence: severity * 0.85_f64.powf(hops - 1.0),
+                evidence: vec![evidence.clone()],
+                source: HypothesisSource::Registry {
+                    dependency: dependency.service.clone(),
+                    status: dependency.status,
+                    path: dependency.path.clone(),
+                },
+            });
+            matched_problem.evidence.push(evidence);
+        }
         let mut candidates: HashMap<String, CandidateAction> = HashMap::new();
         let mut plausibility: HashMap<String, f64> = HashMap::new();
 
-        for matched in ctx.patterns.match_problem(problem, &capabilities) {
+        for matched in ctx.patterns.match_problem(&matched_problem, &capabilities) {
             let pattern = &matched.pattern;
             hypotheses.push(Hypothesis {
                 title: pattern.title.clone(),

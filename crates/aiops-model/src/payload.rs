@@ -244,6 +244,15 @@ pub enum HypothesisSource {
         /// Cosine similarity of the two problems' signatures.
         similarity: f32,
     },
+    /// The registry: a dependency of the service (direct or through others) is failing.
+    Registry {
+        /// The failing dependency.
+        dependency: String,
+        /// Its status.
+        status: HealthStatus,
+        /// The chain from the problem's service to it.
+        path: Vec<String>,
+    },
     /// A language model asked by the Diagnostic agent, whose answer passed validation.
     Llm {
         /// Provider name, e.g. `anthropic`.

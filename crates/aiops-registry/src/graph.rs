@@ -18,7 +18,8 @@ pub struct ServiceNode {
     /// Of which passing.
     pub passing: usize,
     /// The service's health: its best instance's status (one passing instance serves it);
-    /// `None` when nothing by that name is registered, so its health is unknown.
+    /// `None` while it is unknown: nothing by that name is registered, or no check of its
+    /// instances has run yet.
     pub status: Option<HealthStatus>,
 }
 
@@ -66,10 +67,14 @@ impl DependencyGraph {
             });
             node.instances += 1;
             node.passing += usize::from(instance.status == HealthStatus::Passing);
-            node.status = Some(match node.status {
-                Some(best) if badness(best) <= badness(instance.status) => best,
-                _ => instance.status,
-            });
+            let checked =
+                instance.check_states.is_empty() || instance.check_states.iter().any(|c| c.last_checked.is_some());
+            if checked {
+                node.status = Some(match node.status {
+                    Some(best) if badness(best) <= badness(instance.status) => best,
+                    _ => instance.status,
+                });
+            }
             for dependency in &reg.dependencies {
                 edges.insert(DependencyEdge { from: reg.name.clone(), to: dependency.clone() });
             }
@@ -114,5 +119,61 @@ impl DependencyGraph {
             }
         }
         failing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::{CheckKind, CheckState, ServiceRegistration};
+
+    fn instance(name: &str, status: HealthStatus, dependencies: &[&str], checked: bool) -> ServiceInstance {
+        let mut registration = ServiceRegistration::new(name, &format!("{name}-1"), "http://127.0.0.1:1");
+        registration.dependencies = dependencies.iter().map(|d| (*d).to_owned()).collect();
+        let check = CheckState {
+            id: "ttl".into(),
+            kind: CheckKind::Ttl,
+            status,
+            output: String::new(),
+            failures: 0,
+            successes: 0,
+            last_checked: checked.then(Utc::now),
+            checked_by: None,
+        };
+        ServiceInstance {
+            registration,
+            status,
+            status_reason: String::new(),
+            status_since: Utc::now(),
+            check_states: vec![check],
+            last_heartbeat: None,
+            registered_at: Utc::now(),
+            modify_index: 1,
+        }
+    }
+
+    #[test]
+    fn failing_dependencies_are_found_through_chains_and_cycles_end() {
+        let graph = DependencyGraph::from_instances(&[
+            instance("web", HealthStatus::Passing, &["api"], true),
+            instance("api", HealthStatus::Warning, &["db", "web"], true),
+            instance("db", HealthStatus::Critical, &["api"], true),
+        ]);
+        let failing = graph.failing_dependencies("web");
+        let found: Vec<(&str, usize)> = failing.iter().map(|f| (f.service.as_str(), f.path.len())).collect();
+        assert_eq!(found, [("api", 2), ("db", 3)], "nearest first, each once despite the cycle");
+        assert!(graph.failing_dependencies("nowhere").is_empty());
+    }
+
+    #[test]
+    fn a_service_whose_checks_never_ran_has_unknown_health() {
+        let graph = DependencyGraph::from_instances(&[
+            instance("web", HealthStatus::Passing, &["db"], true),
+            instance("db", HealthStatus::Warning, &[], false),
+        ]);
+        assert_eq!(graph.service("db").unwrap().status, None);
+        assert!(graph.failing_dependencies("web").is_empty(), "awaiting a first check is not failing");
     }
 }

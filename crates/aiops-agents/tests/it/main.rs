@@ -2,6 +2,7 @@
 
 mod builder;
 mod coordinator;
+mod diagnostic;
 mod healing;
 mod llm;
 mod monitor;

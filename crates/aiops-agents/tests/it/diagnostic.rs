@@ -1,0 +1,64 @@
+//! Diagnosis reads the registry's dependency graph: a failing dependency, even two hops away,
+//! explains a service's errors.
+
+use std::time::Duration;
+
+use aiops_agents::{Diagnostic, DiagnosticConfig};
+use aiops_model::{HealthStatus, HypothesisSource};
+use aiops_registry::{CheckRecord, ServiceRegistration};
+
+use crate::support::{context, pool_problem};
+
+#[tokio::test]
+async fn a_failing_dependency_two_hops_away_explains_the_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let mut bookmarks = ServiceRegistration::new("bookmarks", "bookmarks-1", "http://127.0.0.1:1");
+    bookmarks.dependencies = vec!["search".into()];
+    let mut search = ServiceRegistration::new("search", "search-1", "http://127.0.0.1:2");
+    search.dependencies = vec!["index-db".into()];
+    let mut db = ServiceRegistration::new("index-db", "index-db-1", "http://127.0.0.1:3");
+    db.ttl_secs = Some(5);
+    for registration in [bookmarks, search, db] {
+        ctx.registry.register(registration).await.unwrap();
+    }
+    let mut problem = pool_problem();
+    problem.evidence = vec!["GET /api/bookmarks/search returned 502 (seen 30 times)".into()];
+
+    // Nothing failing yet: no registry hypothesis, and the dependency pattern does not fit.
+    let diagnostic = Diagnostic::new(DiagnosticConfig::default());
+    let healthy = diagnostic.diagnose(&ctx, &problem).await.unwrap();
+    assert!(healthy.hypotheses.iter().all(|h| !matches!(h.source, HypothesisSource::Registry { .. })));
+
+    let due = ctx.registry.claim_due_checks("test", Duration::from_secs(10), 10).await.unwrap();
+    let ttl = due.iter().find(|d| d.instance.registration.name == "index-db").unwrap();
+    let record = CheckRecord {
+        instance_id: "index-db-1".into(),
+        check_id: ttl.state.id.clone(),
+        status: HealthStatus::Critical,
+        output: "no heartbeat for 9.0s (ttl 5s)".into(),
+        failures: 1,
+        successes: 0,
+        next_due: chrono::Utc::now() + chrono::Duration::hours(1),
+        heartbeat_lost: true,
+    };
+    ctx.registry.record_check("test", record).await.unwrap();
+
+    let diagnosis = diagnostic.diagnose(&ctx, &problem).await.unwrap();
+    let registry = diagnosis
+        .hypotheses
+        .iter()
+        .find(|h| matches!(h.source, HypothesisSource::Registry { .. }))
+        .expect("a registry hypothesis");
+    let HypothesisSource::Registry { dependency, status, path } = &registry.source else { unreachable!() };
+    assert_eq!((dependency.as_str(), *status), ("index-db", HealthStatus::Critical));
+    assert_eq!(path, &["bookmarks", "search", "index-db"]);
+    assert!(registry.evidence[0].contains("no heartbeat"), "{:?}", registry.evidence);
+    assert!(
+        diagnosis.hypotheses.iter().any(
+            |h| matches!(&h.source, HypothesisSource::Pattern { pattern_id, .. } if pattern_id == "dependency-down")
+        ),
+        "the dependency evidence lets the dependency-down pattern match: {:?}",
+        diagnosis.hypotheses
+    );
+}
