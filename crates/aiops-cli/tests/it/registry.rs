@@ -140,3 +140,55 @@ async fn two_cores_run_each_check_once_and_a_killed_cores_checks_move() {
     let (_, stdout, _) = aiops(&["services", "show", "web-1", "--url", &b.url]).await;
     assert!(stdout.contains("\"status\": \"passing\""), "{stdout}");
 }
+
+#[tokio::test]
+async fn services_from_a_directory_are_registered_at_start_and_a_bad_file_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("services");
+    std::fs::create_dir(&services).unwrap();
+    let database = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = database.local_addr().unwrap();
+    std::fs::write(
+        services.join("postgres.toml"),
+        format!(
+            "name = \"postgres\"\ninstance_id = \"pg-1\"\naddress = \"http://{target}\"\n\n\
+             [[checks]]\nkind = \"tcp\"\ntarget = \"{target}\"\n\n\
+             [[checks]]\nkind = \"command\"\nargv = [\"true\"]\n"
+        ),
+    )
+    .unwrap();
+    let services_dir = services.to_str().unwrap();
+    let server = serve(&dir.path().join("data"), free_port(), &[("AIOPS__REGISTRY__SERVICES_DIR", services_dir)]).await;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let instance = loop {
+        let body: Value =
+            http.get(format!("{}/v1/services/pg-1", server.url)).send().await.unwrap().json().await.unwrap();
+        if body["status"] == "passing" {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "pg-1 never passed: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ids: Vec<&str> =
+        instance["check_states"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["tcp-1", "command-2"]);
+    drop(server);
+
+    std::fs::write(
+        services.join("web.toml"),
+        "name = \"web\"\ninstance_id = \"w\"\naddress = \"http://h:1\"\nchecks = 3\n",
+    )
+    .unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_aiops"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("AIOPS__REGISTRY__SERVICES_DIR", services_dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("web.toml") && stderr.contains("line 4"), "{stderr}");
+    drop(database);
+}
