@@ -39,12 +39,13 @@ pub(crate) struct LookupQuery {
     wait_ms: Option<u64>,
 }
 
-/// Waits until the registry index passes `after` or `wait` runs out; returns the index seen.
+/// Waits until the registry index differs from `after` or `wait` runs out; returns the index
+/// seen. An index below `after` (a new database) answers at once, so the watcher starts over.
 async fn wait_for_change(state: &ApiState, after: u64, wait: Duration) -> Result<u64, ApiError> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let index = state.registry.index().await?;
-        if index > after || tokio::time::Instant::now() >= deadline {
+        if index != after || tokio::time::Instant::now() >= deadline {
             return Ok(index);
         }
         tokio::time::sleep(WATCH_POLL.min(deadline - tokio::time::Instant::now())).await;

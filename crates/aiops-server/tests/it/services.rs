@@ -134,6 +134,11 @@ async fn lookups_are_healthy_only_by_default_and_watches_wake_on_change() {
     let ids: Vec<&str> =
         woke["services"].as_array().unwrap().iter().map(|s| s["instance_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["w2"]);
+    // An index from another database (ahead of this one) answers at once: the watcher resets.
+    let started = std::time::Instant::now();
+    let (_, reset) = call(&app, "GET", "/v1/services?index=999999&wait_ms=10000", READ_TOKEN, Value::Null).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(reset["index"].as_u64().unwrap() < 999_999);
     let (status, _) = call(&app, "GET", "/v1/services?index=0&wait_ms=300001", READ_TOKEN, Value::Null).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
