@@ -16,6 +16,11 @@
 //! `validates` edge to the problem whose data says whether the fix healed it (`right`). One edge
 //! per source and problem, so a redelivered outcome changes nothing and the last outcome of a
 //! fix that source proposed decides. [`source_accuracy`] counts them.
+//!
+//! Patterns evolve: [`record_pattern_versions`] keeps one node per pattern version
+//! (`pattern:<id>@<version>`; its outcome statistics are kept under `<id>@<version>`), linked by
+//! `evolves_into` from each version to the next, so a changed pattern is judged by its own
+//! record and its history stays readable.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +31,69 @@ use chrono::Utc;
 
 use crate::agent::payload;
 use crate::{Agent, AgentContext, AgentResult};
+
+/// Knowledge id of a pattern version's node.
+pub fn pattern_node_id(pattern_id: &str, version: u32) -> String {
+    format!("pattern:{pattern_id}@{version}")
+}
+
+/// Records every pattern version of `library` not yet in the knowledge graph and links it to
+/// the newest earlier version by `evolves_into`; returns how many versions were new.
+///
+/// # Errors
+/// When the graph cannot be read or written, and [`aiops_knowledge::KnowledgeError::Invalid`]
+/// when a recorded version's definition changed without a new version number (its statistics
+/// would mix two different patterns).
+pub async fn record_pattern_versions(
+    knowledge: &dyn KnowledgeStore,
+    library: &aiops_patterns::PatternLibrary,
+) -> AgentResult<usize> {
+    let recorded = knowledge.nodes(NodeKind::Pattern, 100_000).await?;
+    let mut added = 0;
+    for pattern in library.patterns() {
+        let id = pattern_node_id(&pattern.id, pattern.version);
+        let definition = serde_json::to_value(pattern).unwrap_or_default();
+        if let Some(existing) = recorded.iter().find(|n| n.id == id) {
+            if existing.data["definition"] != definition {
+                return Err(aiops_knowledge::KnowledgeError::Invalid(format!(
+                    "pattern {} version {} differs from the version {} recorded earlier; a changed pattern needs version {}",
+                    pattern.id,
+                    pattern.version,
+                    pattern.version,
+                    pattern.version + 1
+                ))
+                .into());
+            }
+            continue;
+        }
+        let data = serde_json::json!({
+            "pattern_id": pattern.id,
+            "version": pattern.version,
+            "root_cause": pattern.root_cause,
+            "definition": definition,
+        });
+        knowledge.upsert_node(Node::new(&id, NodeKind::Pattern, &pattern.title, data)).await?;
+        let previous = recorded
+            .iter()
+            .filter(|n| n.data["pattern_id"] == pattern.id.as_str())
+            .filter_map(|n| n.data["version"].as_u64().map(|v| (v, n)))
+            .filter(|(v, _)| *v < u64::from(pattern.version))
+            .max_by_key(|(v, _)| *v);
+        if let Some((_, previous)) = previous {
+            let edge = Edge {
+                from: previous.id.clone(),
+                to: id.clone(),
+                relation: Relation::EvolvesInto,
+                weight: 1.0,
+                data: serde_json::Value::Null,
+            };
+            knowledge.link(edge).await?;
+            tracing::info!(pattern = %pattern.id, from = %previous.id, to = %id, "A pattern evolved; its new version keeps its own statistics.");
+        }
+        added += 1;
+    }
+    Ok(added)
+}
 
 /// Knowledge id of the insight node that collects a diagnosis source's record.
 pub fn source_insight_id(source: DiagnosisSource) -> String {

@@ -34,7 +34,7 @@ pub use coordinator::Coordinator;
 pub use diagnostic::Diagnostic;
 pub use error::{AgentError, AgentResult};
 pub use healing::Healing;
-pub use learning::{source_accuracy, source_insight_id, Learning};
+pub use learning::{pattern_node_id, record_pattern_versions, source_accuracy, source_insight_id, Learning};
 pub use monitor::Monitor;
 
 /// Knowledge id of a solution: the tool and its parameters, so the same fix is one node.

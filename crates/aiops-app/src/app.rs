@@ -191,6 +191,12 @@ impl App {
             let n_files = patterns.load_dir(dir)?;
             tracing::info!(dir = %dir.display(), files = n_files, "Loaded user patterns.");
         }
+        let new_versions = aiops_agents::record_pattern_versions(knowledge.store.as_ref(), &patterns)
+            .await
+            .map_err(|err| AppError::Config { origin: "patterns".into(), problems: err.to_string() })?;
+        if new_versions > 0 {
+            tracing::info!(versions = new_versions, "Recorded new pattern versions in the knowledge graph.");
+        }
         let http = reqwest::Client::builder().no_proxy().build().map_err(|err| AppError::Io {
             context: "building the HTTP client".into(),
             source: std::io::Error::other(err),

@@ -19,9 +19,17 @@ use crate::tools::build_tool;
 pub(crate) const SHIPPED_TOOLS: &[(&str, &str)] = &[
     ("clear_cache.toml", include_str!("../tools/clear_cache.toml")),
     ("clear_faults.toml", include_str!("../tools/clear_faults.toml")),
+    ("free_disk_space.toml", include_str!("../tools/free_disk_space.toml")),
     ("noop_probe.toml", include_str!("../tools/noop_probe.toml")),
+    ("reload_certificate.toml", include_str!("../tools/reload_certificate.toml")),
     ("reset_db_pool.toml", include_str!("../tools/reset_db_pool.toml")),
+    ("restart_service.toml", include_str!("../tools/restart_service.toml")),
+    ("rollback_config.toml", include_str!("../tools/rollback_config.toml")),
+    ("rollback_deploy.toml", include_str!("../tools/rollback_deploy.toml")),
+    ("scale_workers.toml", include_str!("../tools/scale_workers.toml")),
     ("sqlite_integrity_check.toml", include_str!("../tools/sqlite_integrity_check.toml")),
+    ("throttle_upstream.toml", include_str!("../tools/throttle_upstream.toml")),
+    ("warm_cache.toml", include_str!("../tools/warm_cache.toml")),
 ];
 
 /// Parses the specs shipped with the binary (from `crates/aiops-construction/tools/`).

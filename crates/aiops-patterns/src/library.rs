@@ -20,12 +20,21 @@ const PER_EXTRA_KEYWORD: f64 = 0.1;
 const MAX_CONFIDENCE: f64 = 0.9;
 
 const SHIPPED: &[(&str, &str)] = &[
+    ("bad-config.toml", include_str!("../patterns/bad-config.toml")),
+    ("bad-deploy.toml", include_str!("../patterns/bad-deploy.toml")),
+    ("cache-stampede.toml", include_str!("../patterns/cache-stampede.toml")),
+    ("certificate-expiry.toml", include_str!("../patterns/certificate-expiry.toml")),
+    ("crash-loop.toml", include_str!("../patterns/crash-loop.toml")),
     ("db-pool-exhaustion.toml", include_str!("../patterns/db-pool-exhaustion.toml")),
-    ("stale-cache.toml", include_str!("../patterns/stale-cache.toml")),
-    ("service-down.toml", include_str!("../patterns/service-down.toml")),
     ("dependency-down.toml", include_str!("../patterns/dependency-down.toml")),
-    ("slow-dependency.toml", include_str!("../patterns/slow-dependency.toml")),
+    ("disk-full.toml", include_str!("../patterns/disk-full.toml")),
     ("health-check-failing.toml", include_str!("../patterns/health-check-failing.toml")),
+    ("memory-leak.toml", include_str!("../patterns/memory-leak.toml")),
+    ("queue-backlog.toml", include_str!("../patterns/queue-backlog.toml")),
+    ("service-down.toml", include_str!("../patterns/service-down.toml")),
+    ("slow-dependency.toml", include_str!("../patterns/slow-dependency.toml")),
+    ("stale-cache.toml", include_str!("../patterns/stale-cache.toml")),
+    ("upstream-rate-limited.toml", include_str!("../patterns/upstream-rate-limited.toml")),
 ];
 
 /// A failure pattern: how to recognise it, what causes it, how to fix and verify.
@@ -327,6 +336,10 @@ mod tests {
         }
     }
 
+    fn shipped_text(file: &str) -> &'static str {
+        SHIPPED.iter().find(|(name, _)| *name == file).unwrap().1
+    }
+
     #[test]
     fn every_shipped_pattern_is_valid() {
         let library = PatternLibrary::shipped().unwrap();
@@ -358,7 +371,7 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("mine.toml:3:"), "{text}");
         assert!(text.contains("titel"), "{text}");
-        let shipped = SHIPPED[0].1.replace("consecutive_ok = 3", "consecutive_ok = 0");
+        let shipped = shipped_text("db-pool-exhaustion.toml").replace("consecutive_ok = 3", "consecutive_ok = 0");
         let err = Pattern::parse(&shipped, "p.toml").unwrap_err().to_string();
         let line = shipped.lines().position(|l| l.starts_with("consecutive_ok")).unwrap() + 1;
         assert_eq!(err, format!("p.toml:{line}: verification.consecutive_ok must be within 1..=20"));
@@ -368,13 +381,14 @@ mod tests {
     fn user_dir_needs_higher_versions_and_is_all_or_nothing() {
         let dir = std::env::temp_dir().join(format!("aiops-patterns-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let newer = SHIPPED[1].1.replace("version = 1", "version = 2");
+        let newer = shipped_text("stale-cache.toml").replace("version = 1", "version = 2");
         std::fs::write(dir.join("a.toml"), &newer).unwrap();
         let mut library = PatternLibrary::shipped().unwrap();
         assert_eq!(library.load_dir(&dir).unwrap(), 1);
         assert_eq!(library.get("stale-cache").unwrap().version, 2);
         // A changed pattern that keeps its version is refused, and nothing of the dir is taken.
-        let changed = SHIPPED[0].1.replace("Database connection pool exhausted", "Pool exhausted");
+        let changed =
+            shipped_text("db-pool-exhaustion.toml").replace("Database connection pool exhausted", "Pool exhausted");
         std::fs::write(dir.join("b.toml"), changed).unwrap();
         let err = library.load_dir(&dir).unwrap_err().to_string();
         assert!(err.contains("version 1 exists already"), "{err}");

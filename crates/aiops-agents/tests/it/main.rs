@@ -6,4 +6,5 @@ mod diagnostic;
 mod healing;
 mod llm;
 mod monitor;
+mod patterns;
 mod support;

@@ -91,7 +91,29 @@ fn every_shipped_spec_parses_and_validates() {
     }
     let catalog = catalog().with_shipped_tools().unwrap();
     let names: Vec<String> = catalog.specs().into_iter().map(|spec| spec.name).collect();
-    assert_eq!(names, ["clear_cache", "clear_faults", "noop_probe", "reset_db_pool", "sqlite_integrity_check"]);
+    assert_eq!(
+        names,
+        [
+            "clear_cache",
+            "clear_faults",
+            "free_disk_space",
+            "noop_probe",
+            "reload_certificate",
+            "reset_db_pool",
+            "restart_service",
+            "rollback_config",
+            "rollback_deploy",
+            "scale_workers",
+            "sqlite_integrity_check",
+            "throttle_upstream",
+            "warm_cache"
+        ]
+    );
+    // Every shipped tool that acts on a service needs a capability, so it only runs where
+    // the service says it can take it.
+    for spec in specs.iter().filter(|s| matches!(s.kind, crate::ToolKind::Http(_))) {
+        assert!(spec.capability.is_some(), "{} has no capability", spec.name);
+    }
 }
 
 #[test]
