@@ -95,27 +95,52 @@ impl Default for LlmDiagnosisConfig {
 pub struct HealingConfig {
     /// Most remediation actions on one service per window. Default: 6.
     pub max_actions_per_service: u32,
+    /// Most remediation actions on all services together per window. Default: 20.
+    pub max_actions_total: u32,
     /// The rate-limit window, in seconds. Default: 600.
     pub window_secs: u64,
     /// Most candidates tried on one problem before escalating. Default: 3.
     pub max_attempts_per_problem: u32,
-    /// Riskiest action taken without a human's approval. Default: medium.
+    /// Riskiest fix trusted to run alone from the start; riskier ones start at `approve`.
+    /// Default: medium.
     pub max_auto_risk: RiskLevel,
+    /// Verified successes in a row after which an approved fix (pattern × tool) runs alone.
+    /// Default: 3.
+    pub promote_after: u32,
+    /// How long a request for approval can be answered, in seconds. Default: 900.
+    pub approval_ttl_secs: u64,
     /// Time between verification probes, in milliseconds. Default: 200.
     pub probe_interval_ms: u64,
     /// Run tools in dry-run mode only (nothing is changed; nothing is verified). Default: false.
     pub dry_run: bool,
+    /// Where escalations are posted as JSON (a chat or paging webhook). Default: none.
+    pub escalation_webhook: Option<WebhookConfig>,
+}
+
+/// A webhook that hears about escalations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The URL, `http(s)://...`.
+    pub url: String,
+    /// An environment variable holding a bearer token for it, if it needs one.
+    #[serde(default)]
+    pub token_env: Option<String>,
 }
 
 impl Default for HealingConfig {
     fn default() -> Self {
         Self {
             max_actions_per_service: 6,
+            max_actions_total: 20,
             window_secs: 600,
             max_attempts_per_problem: 3,
             max_auto_risk: RiskLevel::Medium,
+            promote_after: 3,
+            approval_ttl_secs: 900,
             probe_interval_ms: 200,
             dry_run: false,
+            escalation_webhook: None,
         }
     }
 }

@@ -1,29 +1,35 @@
 //! The Healing agent: runs fixes safely, verifies them, rolls back, escalates.
 //!
 //! For each `diagnosis.completed` it walks the ranked candidates:
-//! - a tool missing from the catalog, or riskier than `max_auto_risk`, is skipped (the latter
-//!   needs a human's approval, which the escalation asks for);
-//! - at most `max_actions_per_service` actions per service per window, and at most
-//!   `max_attempts_per_problem` candidates per problem, so healing never loops;
+//! - while the kill switch (`healing.kill_switch`) is engaged, nothing runs: it escalates;
+//! - a tool missing from the catalog is skipped; every other fix stands on a rung of the
+//!   safety ladder (`ladder.rs`): `auto` fixes run, each `approve` fix becomes an
+//!   `approval.requested` that a human answers through the API or CLI (an approved fix runs
+//!   when the `approval.decided` arrives, unless it expired, the problem healed meanwhile, or
+//!   the kill switch is engaged), `suggest` fixes are only named in the escalation;
+//! - at most `max_actions_per_service` actions per service and `max_actions_total` in all per
+//!   window, one action per service at a time, and at most `max_attempts_per_problem`
+//!   candidates per problem, so healing never loops;
 //! - after a tool runs, the service must pass `verify_consecutive_ok` health probes in a row
 //!   within `verify_within_ms`; if it does not, the action's rollback (if any) runs and the
 //!   next candidate is tried;
-//! - a verified fix publishes `problem.resolved`; running out of candidates publishes
-//!   `problem.escalated` with every reason.
+//! - a verified fix publishes `problem.resolved` and moves its fix up the ladder, a failed one
+//!   down; running out of candidates publishes `problem.escalated` with every reason, and
+//!   posts it to the escalation webhook when one is configured.
 //!
 //! Every run and rollback is written to the audit log before the outcome is published.
 //! Handling is idempotent: a problem already resolved or escalated is not healed again.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aiops_construction::{RunMode, ToolTarget};
 use aiops_events::ReadQuery;
 use aiops_knowledge::AuditEntry;
 use aiops_model::{
-    event_type, ActionOutcome, ActionStarted, CandidateAction, Diagnosis, Envelope, Escalation, Problem, ProblemKind,
-    ProblemResolved, Severity,
+    event_type, ActionOutcome, ActionStarted, ApprovalDecision, ApprovalRequest, CandidateAction, Diagnosis, Envelope,
+    Escalation, KillSwitch, Problem, ProblemKind, ProblemResolved, RiskLevel, Severity, TrustLevel,
 };
 use aiops_registry::{ServiceInstance, ServiceQuery};
 use async_trait::async_trait;
@@ -31,7 +37,7 @@ use chrono::Utc;
 use tokio::time::Instant;
 
 use crate::agent::payload;
-use crate::{Agent, AgentContext, AgentResult, HealingConfig};
+use crate::{ladder, Agent, AgentContext, AgentResult, HealingConfig};
 
 const NAME: &str = "healing";
 /// Problem ids remembered as handled; older ones are checked against the control stream.
@@ -42,6 +48,9 @@ const HISTORY_LOOKBACK: usize = 2000;
 const AUDIT_LOOKBACK: usize = 5000;
 /// A diagnosis older than this is not acted on (it was replayed, or waited out an outage).
 const STALE_DIAGNOSIS: chrono::Duration = chrono::Duration::minutes(10);
+/// Tries and timeout of one escalation webhook delivery.
+const WEBHOOK_TRIES: u32 = 3;
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests after a fix needed to judge an error-ratio problem healed.
 const MIN_VERIFY_REQUESTS: usize = 10;
 
@@ -59,6 +68,9 @@ struct State {
     handled: HashSet<String>,
     handled_order: VecDeque<String>,
     actions: HashMap<String, VecDeque<Instant>>,
+    actions_total: VecDeque<Instant>,
+    /// One lock per service: one action per service at a time, across problems.
+    busy: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Healing {
@@ -104,30 +116,67 @@ impl Healing {
             let age = (now_utc - entry.at).to_std().unwrap_or_default();
             let at = now.checked_sub(age).unwrap_or(now);
             state.actions.entry(entry.subject.clone()).or_default().push_back(at);
+            state.actions_total.push_back(at);
         }
         state.seeded = true;
         Ok(())
     }
 
-    /// Takes one action slot for `service`; false when its budget is spent.
-    fn take_action_slot(&self, service: &str) -> bool {
+    /// Takes one action slot for `service`; the reason when its budget or the global one is
+    /// spent.
+    fn take_action_slot(&self, service: &str) -> Result<(), String> {
         let window = Duration::from_secs(self.config.window_secs);
         let now = Instant::now();
         let mut state = self.lock();
-        let actions = state.actions.entry(service.to_owned()).or_default();
-        while actions.front().is_some_and(|at| now.duration_since(*at) > window) {
-            actions.pop_front();
+        let expire = |actions: &mut VecDeque<Instant>| {
+            while actions.front().is_some_and(|at| now.duration_since(*at) > window) {
+                actions.pop_front();
+            }
+        };
+        expire(&mut state.actions_total);
+        if state.actions_total.len() >= self.config.max_actions_total as usize {
+            return Err(format!(
+                "global action budget spent: {} actions in {}s",
+                self.config.max_actions_total, self.config.window_secs
+            ));
         }
+        let actions = state.actions.entry(service.to_owned()).or_default();
+        expire(actions);
         if actions.len() >= self.config.max_actions_per_service as usize {
-            return false;
+            return Err(format!(
+                "action budget spent: {} actions on {service} in {}s",
+                self.config.max_actions_per_service, self.config.window_secs
+            ));
         }
         actions.push_back(now);
-        true
+        state.actions_total.push_back(now);
+        Ok(())
+    }
+
+    fn service_lock(&self, service: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.lock().busy.entry(service.to_owned()).or_default().clone()
+    }
+
+    /// The kill switch's last setting, read from the control stream each time, so that every
+    /// core sees a switch flipped through any of them.
+    async fn kill_switch(&self, ctx: &AgentContext) -> AgentResult<Option<KillSwitch>> {
+        let query = ReadQuery {
+            types: vec![event_type::HEALING_KILL_SWITCH.into()],
+            newest_first: true,
+            limit: 1,
+            ..ReadQuery::default()
+        };
+        let latest = ctx.bus.read(&ctx.streams.control, &query).await?;
+        Ok(latest.first().and_then(|stored| stored.event.payload::<KillSwitch>().ok()).filter(|k| k.engaged))
     }
 
     async fn already_ended(&self, ctx: &AgentContext, problem_id: &str) -> AgentResult<bool> {
+        self.ended_by(ctx, problem_id, &[event_type::PROBLEM_RESOLVED, event_type::PROBLEM_ESCALATED]).await
+    }
+
+    async fn ended_by(&self, ctx: &AgentContext, problem_id: &str, types: &[&str]) -> AgentResult<bool> {
         let query = ReadQuery {
-            types: vec![event_type::PROBLEM_RESOLVED.into(), event_type::PROBLEM_ESCALATED.into()],
+            types: types.iter().map(|t| (*t).to_owned()).collect(),
             newest_first: true,
             limit: HISTORY_LOOKBACK,
             ..ReadQuery::default()
@@ -264,8 +313,46 @@ impl Healing {
         )
         .await?;
         let escalation = Escalation { problem_id: problem.id.clone(), service: problem.service.clone(), reason };
-        ctx.emit(NAME, event_type::PROBLEM_ESCALATED, &problem.service, Some(Severity::Critical), escalation).await?;
-        Ok(())
+        ctx.emit(NAME, event_type::PROBLEM_ESCALATED, &problem.service, Some(Severity::Critical), &escalation).await?;
+        self.notify(ctx, problem, &escalation).await
+    }
+
+    /// Posts an escalation to the webhook (three tries); the delivery is audited either way,
+    /// and a webhook that cannot be reached never blocks healing for longer than that.
+    async fn notify(&self, ctx: &AgentContext, problem: &Problem, escalation: &Escalation) -> AgentResult<()> {
+        let Some(webhook) = &self.config.escalation_webhook else { return Ok(()) };
+        let token = webhook.token_env.as_ref().and_then(|name| std::env::var(name).ok());
+        let body = serde_json::json!({
+            "type": event_type::PROBLEM_ESCALATED,
+            "problem_id": escalation.problem_id,
+            "service": escalation.service,
+            "reason": escalation.reason,
+            "summary": problem.summary,
+            "severity": problem.severity,
+            "detected_at": problem.detected_at,
+        });
+        let mut last_error = String::new();
+        for attempt in 0..WEBHOOK_TRIES {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+            }
+            let mut request = ctx.http.post(&webhook.url).timeout(WEBHOOK_TIMEOUT).json(&body);
+            if let Some(token) = &token {
+                request = request.bearer_auth(token);
+            }
+            match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    let detail =
+                        serde_json::json!({ "problem_id": problem.id, "delivered": true, "tries": attempt + 1 });
+                    return self.audit(ctx, "escalation.notified", &problem.service, detail).await;
+                }
+                Ok(response) => last_error = format!("the webhook answered {}", response.status().as_u16()),
+                Err(err) => last_error = format!("the webhook could not be reached: {err}"),
+            }
+        }
+        tracing::warn!(problem = %problem.id, error = %last_error, "Escalation webhook failed.");
+        let detail = serde_json::json!({ "problem_id": problem.id, "delivered": false, "error": last_error });
+        self.audit(ctx, "escalation.notified", &problem.service, detail).await
     }
 
     /// Runs one candidate and verifies it; returns the outcome (not yet published).
@@ -426,6 +513,10 @@ impl Healing {
             let reason = format!("service {} is not registered, so no tool can reach it", problem.service);
             return self.escalate(ctx, problem, reason).await;
         };
+        if let Some(switch) = self.kill_switch(ctx).await? {
+            let reason = format!("the healing kill switch is engaged (by {}: {})", switch.by, switch.reason);
+            return self.escalate(ctx, problem, reason).await;
+        }
         let tried = self.earlier_attempts(ctx, &problem.id).await?;
         let mut notes = Vec::new();
         let mut attempt = tried.len() as u32;
@@ -444,43 +535,165 @@ impl Healing {
             };
             // A pattern may not lower a tool's own risk; the riskier of the two counts.
             let risk = candidate.risk.max(tool.spec().risk);
-            if risk > self.config.max_auto_risk {
-                notes.push(format!("{}: {} risk needs a human's approval", candidate.tool, risk.as_str()));
-                continue;
+            match ladder::level(ctx.knowledge.as_ref(), candidate, risk, &self.config).await? {
+                TrustLevel::Suggest => {
+                    notes.push(format!(
+                        "{}: suggested only ({} risk): run it by hand if it fits",
+                        candidate.tool,
+                        risk.as_str()
+                    ));
+                    continue;
+                }
+                TrustLevel::Approve => {
+                    // Each such fix is offered; once one heals, approving another runs nothing.
+                    let id = self.request_approval(ctx, problem, instance, candidate, risk).await?;
+                    notes.push(format!("{}: awaiting approval {id} (aiops approvals approve {id})", candidate.tool));
+                    continue;
+                }
+                TrustLevel::Auto => {}
             }
-            if !self.take_action_slot(&problem.service) {
-                notes.push(format!(
-                    "action budget spent: {} actions on {} in {}s",
-                    self.config.max_actions_per_service, problem.service, self.config.window_secs
-                ));
+            if let Err(spent) = self.take_action_slot(&problem.service) {
+                notes.push(spent);
                 break;
             }
             attempt += 1;
             tracing::info!(problem = %problem.id, tool = %candidate.tool, attempt, rationale = %candidate.rationale, "Running remediation.");
-            let outcome = self.attempt(ctx, problem, instance, candidate, attempt).await?;
-            metrics::counter!("aiops_healing_actions_total", "tool" => outcome.tool.clone(), "verified" => outcome.verified.to_string()).increment(1);
-            let verified = outcome.verified;
-            let summary = format!("{}: {}", outcome.tool, outcome.message);
-            ctx.emit(NAME, event_type::ACTION_COMPLETED, &problem.service, None, &outcome).await?;
-            if verified {
-                let recovered = Utc::now() - problem.first_seen;
-                let resolved = ProblemResolved {
-                    problem_id: problem.id.clone(),
-                    service: problem.service.clone(),
-                    action_id: outcome.action_id.clone(),
-                    tool: outcome.tool.clone(),
-                    time_to_recover_ms: recovered.num_milliseconds().max(0) as u64,
-                };
-                tracing::info!(problem = %problem.id, tool = %resolved.tool, "Problem healed and verified.");
-                ctx.emit(NAME, event_type::PROBLEM_RESOLVED, &problem.service, Some(Severity::Info), resolved).await?;
-                return Ok(());
+            match self.run(ctx, problem, instance, candidate, risk, attempt).await? {
+                None => return Ok(()),
+                Some(summary) => notes.push(summary),
             }
-            notes.push(summary);
         }
         if diagnosis.candidates.is_empty() {
             notes.push("no known fix for this problem".into());
         }
         self.escalate(ctx, problem, notes.join(" | ")).await
+    }
+
+    /// Runs one fix (one action per service at a time), publishes its outcome, moves it on
+    /// the ladder, and resolves the problem when it is verified; `None` when healed, else
+    /// what happened.
+    async fn run(
+        &self,
+        ctx: &AgentContext,
+        problem: &Problem,
+        instance: &ServiceInstance,
+        candidate: &CandidateAction,
+        risk: RiskLevel,
+        attempt: u32,
+    ) -> AgentResult<Option<String>> {
+        let lock = self.service_lock(&problem.service);
+        let _one_at_a_time = lock.lock().await;
+        let outcome = self.attempt(ctx, problem, instance, candidate, attempt).await?;
+        metrics::counter!("aiops_healing_actions_total", "tool" => outcome.tool.clone(), "verified" => outcome.verified.to_string()).increment(1);
+        ctx.emit(NAME, event_type::ACTION_COMPLETED, &problem.service, None, &outcome).await?;
+        if outcome.executed && !self.config.dry_run {
+            let (before, after) =
+                ladder::record(ctx.knowledge.as_ref(), candidate, risk, outcome.verified, &self.config).await?;
+            if before != after {
+                tracing::info!(tool = %candidate.tool, from = before.as_str(), to = after.as_str(), "A fix moved on the safety ladder.");
+                let detail = serde_json::json!({
+                    "node": ladder::trust_node_id(candidate), "tool": candidate.tool,
+                    "from": before.as_str(), "to": after.as_str(), "action_id": outcome.action_id,
+                });
+                self.audit(ctx, "trust.changed", &problem.service, detail).await?;
+            }
+        }
+        if !outcome.verified {
+            return Ok(Some(format!("{}: {}", outcome.tool, outcome.message)));
+        }
+        let recovered = Utc::now() - problem.first_seen;
+        let resolved = ProblemResolved {
+            problem_id: problem.id.clone(),
+            service: problem.service.clone(),
+            action_id: outcome.action_id.clone(),
+            tool: outcome.tool.clone(),
+            time_to_recover_ms: recovered.num_milliseconds().max(0) as u64,
+        };
+        tracing::info!(problem = %problem.id, tool = %resolved.tool, "Problem healed and verified.");
+        ctx.emit(NAME, event_type::PROBLEM_RESOLVED, &problem.service, Some(Severity::Info), resolved).await?;
+        Ok(None)
+    }
+
+    /// Asks a human to approve a fix; returns the request's id.
+    async fn request_approval(
+        &self,
+        ctx: &AgentContext,
+        problem: &Problem,
+        instance: &ServiceInstance,
+        candidate: &CandidateAction,
+        risk: RiskLevel,
+    ) -> AgentResult<String> {
+        let now = Utc::now();
+        let request = ApprovalRequest {
+            approval_id: aiops_model::new_id(),
+            problem: problem.clone(),
+            candidate: candidate.clone(),
+            instance_id: instance.registration.instance_id.clone(),
+            reason: format!(
+                "{} ({} risk) has not earned the trust to run alone for {}",
+                candidate.tool,
+                risk.as_str(),
+                candidate.pattern_id.as_deref().unwrap_or("learned fixes")
+            ),
+            requested_at: now,
+            expires_at: now + chrono::Duration::seconds(self.config.approval_ttl_secs as i64),
+        };
+        let detail = serde_json::to_value(&request).unwrap_or_default();
+        self.audit(ctx, "approval.requested", &problem.service, detail).await?;
+        ctx.emit(NAME, event_type::APPROVAL_REQUESTED, &problem.service, Some(Severity::Warning), &request).await?;
+        Ok(request.approval_id)
+    }
+
+    /// Acts on a human's decision: an approved fix runs, unless the request expired, the
+    /// problem healed meanwhile, the kill switch is engaged, or the budget is spent.
+    async fn decided(&self, ctx: &AgentContext, decision: &ApprovalDecision) -> AgentResult<()> {
+        let request = &decision.request;
+        let problem = &request.problem;
+        let candidate = &request.candidate;
+        let verdict = if decision.approved { "approval.approved" } else { "approval.denied" };
+        let detail = serde_json::json!({
+            "approval_id": request.approval_id, "problem_id": problem.id, "tool": candidate.tool,
+            "by": decision.by, "reason": decision.reason,
+        });
+        self.audit(ctx, verdict, &problem.service, detail).await?;
+        if !decision.approved {
+            return Ok(());
+        }
+        let skip = |why: String| async move {
+            tracing::info!(approval = %request.approval_id, why = %why, "An approved fix does not run.");
+            let detail =
+                serde_json::json!({ "approval_id": request.approval_id, "problem_id": problem.id, "why": why });
+            self.audit(ctx, "approval.not_run", &problem.service, detail).await
+        };
+        if decision.decided_at > request.expires_at {
+            return skip("the approval came after the request expired".into()).await;
+        }
+        if self.ended_by(ctx, &problem.id, &[event_type::PROBLEM_RESOLVED]).await? {
+            return skip("the problem was healed meanwhile".into()).await;
+        }
+        let tried = self.earlier_attempts(ctx, &problem.id).await?;
+        if tried.contains(&candidate.solution_id) {
+            return skip("this fix already ran on this problem".into()).await;
+        }
+        if let Some(switch) = self.kill_switch(ctx).await? {
+            let reason = format!("approved {} not run: the kill switch is engaged (by {})", candidate.tool, switch.by);
+            return self.escalate(ctx, problem, reason).await;
+        }
+        let Some(instance) = ctx.registry.instance(&request.instance_id).await? else {
+            let reason = format!("approved {} not run: instance {} is gone", candidate.tool, request.instance_id);
+            return self.escalate(ctx, problem, reason).await;
+        };
+        self.seed_budget(ctx).await?;
+        if let Err(spent) = self.take_action_slot(&problem.service) {
+            return self.escalate(ctx, problem, format!("approved {} not run: {spent}", candidate.tool)).await;
+        }
+        let risk = ctx.tools.get(&candidate.tool).map_or(candidate.risk, |t| candidate.risk.max(t.spec().risk));
+        let attempt = tried.len() as u32 + 1;
+        tracing::info!(problem = %problem.id, tool = %candidate.tool, by = %decision.by, "Running an approved remediation.");
+        if let Some(summary) = self.run(ctx, problem, &instance, candidate, risk, attempt).await? {
+            self.escalate(ctx, problem, format!("the approved fix failed: {summary}")).await?;
+        }
+        Ok(())
     }
 }
 
@@ -491,10 +704,22 @@ impl Agent for Healing {
     }
 
     fn control_types(&self) -> Vec<String> {
-        vec![event_type::DIAGNOSIS_COMPLETED.into()]
+        vec![event_type::DIAGNOSIS_COMPLETED.into(), event_type::APPROVAL_DECIDED.into()]
     }
 
     async fn handle(&self, ctx: &AgentContext, event: &Envelope) -> AgentResult<()> {
+        if event.event_type == event_type::APPROVAL_DECIDED {
+            let decision: ApprovalDecision = payload(event)?;
+            let key = format!("approval:{}", decision.request.approval_id);
+            if !self.claim(&key) {
+                return Ok(());
+            }
+            let result = self.decided(ctx, &decision).await;
+            if result.is_err() {
+                self.unclaim(&key);
+            }
+            return result;
+        }
         let diagnosis: Diagnosis = payload(event)?;
         let problem_id = diagnosis.problem.id.clone();
         if self.already_ended(ctx, &problem_id).await? || !self.claim(&problem_id) {

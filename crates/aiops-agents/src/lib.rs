@@ -24,16 +24,18 @@ mod coordinator;
 mod diagnostic;
 mod error;
 mod healing;
+mod ladder;
 mod learning;
 mod monitor;
 
 pub use agent::{Agent, AgentContext, Streams};
 pub use builder::{restore_tools, Builder};
-pub use config::{AgentsConfig, DiagnosticConfig, HealingConfig, LlmDiagnosisConfig, MonitorConfig};
+pub use config::{AgentsConfig, DiagnosticConfig, HealingConfig, LlmDiagnosisConfig, MonitorConfig, WebhookConfig};
 pub use coordinator::Coordinator;
 pub use diagnostic::Diagnostic;
 pub use error::{AgentError, AgentResult};
 pub use healing::Healing;
+pub use ladder::trust_node_id;
 pub use learning::{pattern_node_id, record_pattern_versions, source_accuracy, source_insight_id, Learning};
 pub use monitor::Monitor;
 

@@ -26,6 +26,12 @@ pub const DIAGNOSIS_COMPLETED: &str = "diagnosis.completed";
 pub const ACTION_STARTED: &str = "action.started";
 /// A remediation finished, verified or not (data: [`crate::ActionOutcome`]).
 pub const ACTION_COMPLETED: &str = "action.completed";
+/// A fix waits for a human's approval (data: [`crate::ApprovalRequest`]).
+pub const APPROVAL_REQUESTED: &str = "approval.requested";
+/// A human approved or denied a fix (data: [`crate::ApprovalDecision`]).
+pub const APPROVAL_DECIDED: &str = "approval.decided";
+/// The healing kill switch was engaged or released (data: [`crate::KillSwitch`]).
+pub const HEALING_KILL_SWITCH: &str = "healing.kill_switch";
 /// The Learning agent updated the knowledge graph from an outcome.
 pub const KNOWLEDGE_UPDATED: &str = "knowledge.updated";
 /// Someone proposed a new remediation tool (data: the tool spec as TOML text in `spec`).

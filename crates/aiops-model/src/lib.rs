@@ -14,9 +14,9 @@ mod severity;
 
 pub use envelope::{Envelope, EnvelopeError, MAX_DATA_BYTES};
 pub use payload::{
-    ActionOutcome, ActionStarted, CandidateAction, Diagnosis, DiagnosisSource, Escalation, HealthChange, HealthStatus,
-    Hypothesis, HypothesisSource, LlmReview, PickStrategy, Problem, ProblemKind, ProblemResolved, RequestRecord,
-    RiskLevel, ServiceDeregistered, ServiceError,
+    ActionOutcome, ActionStarted, ApprovalDecision, ApprovalRequest, CandidateAction, Diagnosis, DiagnosisSource,
+    Escalation, HealthChange, HealthStatus, Hypothesis, HypothesisSource, KillSwitch, LlmReview, PickStrategy, Problem,
+    ProblemKind, ProblemResolved, RequestRecord, RiskLevel, ServiceDeregistered, ServiceError, TrustLevel,
 };
 pub use severity::Severity;
 

@@ -501,6 +501,76 @@ pub struct Escalation {
     pub reason: String,
 }
 
+/// How far a (pattern, tool) pair is trusted to act alone: the healing safety ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustLevel {
+    /// Only suggested to a human; never run.
+    Suggest,
+    /// Run once a human approved it.
+    Approve,
+    /// Run without asking.
+    Auto,
+}
+
+impl TrustLevel {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Suggest => "suggest",
+            Self::Approve => "approve",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+/// A fix that waits for a human (`approval.requested`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    /// Its id, for approving or denying it.
+    pub approval_id: String,
+    /// The problem it would fix.
+    pub problem: Problem,
+    /// The fix.
+    pub candidate: CandidateAction,
+    /// The instance it would run against.
+    pub instance_id: String,
+    /// Why it needs a human, e.g. `high risk` or `reset_db_pool has not earned trust yet`.
+    pub reason: String,
+    /// When it was asked.
+    pub requested_at: DateTime<Utc>,
+    /// After this, a decision is refused and the fix never runs.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A human's answer to an approval request (`approval.decided`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalDecision {
+    /// The request decided.
+    pub request: ApprovalRequest,
+    /// Approved or denied.
+    pub approved: bool,
+    /// Who decided (the API token's name).
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub decided_at: DateTime<Utc>,
+}
+
+/// The healing kill switch (`healing.kill_switch`): while engaged, no tool runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillSwitch {
+    /// Engaged (true) or released.
+    pub engaged: bool,
+    /// Who.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,7 +86,7 @@ async fn risky_fixes_wait_for_a_human_and_the_action_budget_is_never_exceeded() 
     let escalated = control_events(&ctx, event_type::PROBLEM_ESCALATED).await;
     assert_eq!(escalated.len(), 1);
     let reason = escalated[0].event.data["reason"].as_str().unwrap();
-    assert!(reason.contains("reset_db_pool: medium risk needs a human's approval"), "{reason}");
+    assert!(reason.contains("reset_db_pool: awaiting approval"), "{reason}");
 
     // One action per window: the second problem's first try is refused, then escalated.
     let dir = tempfile::tempdir().unwrap();

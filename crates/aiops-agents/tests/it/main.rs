@@ -1,5 +1,6 @@
 //! Agents against real embedded backends and a real HTTP target service.
 
+mod approvals;
 mod builder;
 mod coordinator;
 mod diagnostic;
