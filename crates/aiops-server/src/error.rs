@@ -30,6 +30,9 @@ pub enum ApiError {
     /// No such thing.
     #[error("{0}")]
     NotFound(String),
+    /// The request contradicts the current state (e.g. deciding an approval twice).
+    #[error("{0}")]
+    Conflict(String),
     /// A bound was hit; retry later.
     #[error("{0}")]
     Overloaded(String),
@@ -51,6 +54,7 @@ impl ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

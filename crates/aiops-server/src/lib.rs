@@ -18,6 +18,9 @@
 //! | `GET /v1/dead-letters`, `POST /v1/dead-letters/redrive` | read / admin | events groups gave up on; publish them again |
 //! | `GET /v1/problems`, `GET /v1/problems/{id}` | read | problems with their status; one with its whole story |
 //! | `GET /v1/diagnoses`, `GET /v1/actions` | read | latest diagnoses; latest action outcomes |
+//! | `GET /v1/approvals?status=pending\|all` | read | fixes waiting for a human (or all, with their outcome) |
+//! | `POST /v1/approvals/{id}/approve`, `POST /v1/approvals/{id}/deny` | admin | decide, with `{"reason"}` |
+//! | `GET /v1/healing`, `POST /v1/healing/kill-switch` | read / admin | the kill switch; engage or release it with `{"engaged", "reason"}` |
 //! | `GET /v1/services` | read | lookup (`name`, `tag`, `capability`, `healthy`, default true); a watch with `index` (and `wait_ms`) blocks until something changed after that index |
 //! | `POST /v1/services` | ingest (admin with command checks) | register or replace an instance |
 //! | `GET /v1/services/{id}`, `DELETE /v1/services/{id}`, `PUT /v1/services/{id}/heartbeat` | read / ingest / ingest | one instance with its checks; deregister; heartbeat |

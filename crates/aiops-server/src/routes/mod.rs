@@ -1,6 +1,7 @@
 //! The router: every route, its limits, and request metrics.
 
 mod events;
+mod healing;
 mod health;
 mod knowledge;
 mod problems;
@@ -29,6 +30,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/problems/{id}", get(problems::show))
         .route("/v1/diagnoses", get(problems::diagnoses))
         .route("/v1/actions", get(problems::actions))
+        .route("/v1/approvals", get(healing::list))
+        .route("/v1/approvals/{id}/approve", post(healing::approve))
+        .route("/v1/approvals/{id}/deny", post(healing::deny))
+        .route("/v1/healing", get(healing::status))
+        .route("/v1/healing/kill-switch", post(healing::kill_switch))
         .route("/v1/services", get(services::list).post(services::register))
         .route("/v1/services/{id}", get(services::show).delete(services::deregister))
         .route("/v1/services/{id}/heartbeat", put(services::heartbeat))

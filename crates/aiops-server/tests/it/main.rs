@@ -2,5 +2,6 @@
 
 mod auth;
 mod dead_letters;
+mod healing;
 mod services;
 mod support;

@@ -1,0 +1,142 @@
+//! Approvals and the kill switch over HTTP: scopes, decisions recorded once, expiry.
+
+use std::collections::BTreeMap;
+
+use aiops_events::{EventBusExt, ReadQuery};
+use aiops_model::{
+    event_type, ApprovalDecision, ApprovalRequest, CandidateAction, Envelope, Problem, ProblemKind, RiskLevel, Severity,
+};
+use aiops_server::{router, ApiState};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use chrono::Utc;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::support::{state, ADMIN_TOKEN, READ_TOKEN};
+
+async fn call(app: &Router, method: &str, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(if body.is_null() { Body::empty() } else { Body::from(body.to_string()) })
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn request_approval(state: &ApiState, id: &str, expires_in: chrono::Duration) {
+    let now = Utc::now();
+    let request = ApprovalRequest {
+        approval_id: id.into(),
+        problem: Problem {
+            id: format!("problem-{id}"),
+            service: "bookmarks".into(),
+            instance_id: None,
+            kind: ProblemKind::HttpErrorRatio,
+            severity: Severity::Error,
+            summary: "pool".into(),
+            detected_at: now,
+            first_seen: now,
+            evidence: vec![],
+            metrics: BTreeMap::new(),
+        },
+        candidate: CandidateAction {
+            solution_id: "solution:reset_db_pool".into(),
+            tool: "reset_db_pool".into(),
+            params: json!({}),
+            risk: RiskLevel::Medium,
+            hypothesis: "pool".into(),
+            pattern_id: Some("db-pool-exhaustion".into()),
+            pattern_version: Some(1),
+            learned_attempts: 0,
+            learned_successes: 0,
+            expected_success: 0.5,
+            verify_within_ms: 5000,
+            verify_consecutive_ok: 3,
+            rollback: None,
+            rationale: String::new(),
+            proposed_by: vec![],
+        },
+        instance_id: "bookmarks-1".into(),
+        reason: "medium risk".into(),
+        requested_at: now,
+        expires_at: now + expires_in,
+    };
+    let event = Envelope::new("test", event_type::APPROVAL_REQUESTED, serde_json::to_value(request).unwrap());
+    state.bus.publish_one(&state.streams.control, event).await.unwrap();
+}
+
+#[tokio::test]
+async fn approvals_are_decided_once_by_an_admin_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path()).await;
+    let app = router(state.clone());
+    request_approval(&state, "a1", chrono::Duration::minutes(15)).await;
+    request_approval(&state, "old", chrono::Duration::seconds(-1)).await;
+    let (_, pending) = call(&app, "GET", "/v1/approvals", READ_TOKEN, Value::Null).await;
+    let ids: Vec<&str> =
+        pending["approvals"].as_array().unwrap().iter().map(|a| a["approval_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a1"], "expired requests are not pending");
+
+    let reason = json!({ "reason": "pool graph confirms the leak" });
+    let (status, _) = call(&app, "POST", "/v1/approvals/a1/approve", READ_TOKEN, reason.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = call(&app, "POST", "/v1/approvals/a1/approve", ADMIN_TOKEN, json!({ "reason": " " })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = call(&app, "POST", "/v1/approvals/a1/approve", ADMIN_TOKEN, reason.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["by"], "ops");
+    let (status, body) = call(&app, "POST", "/v1/approvals/a1/deny", ADMIN_TOKEN, reason.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"]["message"].as_str().unwrap().contains("already approved"), "{body}");
+    let (status, body) = call(&app, "POST", "/v1/approvals/old/approve", ADMIN_TOKEN, reason.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
+    let (status, _) = call(&app, "POST", "/v1/approvals/nope/approve", ADMIN_TOKEN, reason).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (_, all) = call(&app, "GET", "/v1/approvals?status=all", READ_TOKEN, Value::Null).await;
+    let a1 = all["approvals"].as_array().unwrap().iter().find(|a| a["approval_id"] == "a1").unwrap().clone();
+    assert_eq!((a1["status"].as_str(), a1["decision"]["by"].as_str()), (Some("approved"), Some("ops")));
+    let decided = state
+        .bus
+        .read(
+            &state.streams.control,
+            &ReadQuery { types: vec![event_type::APPROVAL_DECIDED.into()], ..ReadQuery::default() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(decided.len(), 1, "one decision event, for the Healing agent");
+    let decision: ApprovalDecision = decided[0].event.payload().unwrap();
+    assert!(decision.approved && decision.request.candidate.tool == "reset_db_pool");
+}
+
+#[tokio::test]
+async fn the_kill_switch_is_engaged_and_released_by_admins_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path()).await;
+    let app = router(state.clone());
+    let (_, status) = call(&app, "GET", "/v1/healing", READ_TOKEN, Value::Null).await;
+    assert_eq!(status["kill_switch"]["engaged"], false);
+    let body = json!({ "engaged": true, "reason": "database migration tonight" });
+    let (code, _) = call(&app, "POST", "/v1/healing/kill-switch", READ_TOKEN, body.clone()).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let (code, _) = call(&app, "POST", "/v1/healing/kill-switch", ADMIN_TOKEN, body).await;
+    assert_eq!(code, StatusCode::OK);
+    let (_, status) = call(&app, "GET", "/v1/healing", READ_TOKEN, Value::Null).await;
+    assert_eq!(status["kill_switch"]["engaged"], true);
+    assert_eq!(status["kill_switch"]["last_change"]["by"], "ops");
+    let release = json!({ "engaged": false, "reason": "migration done" });
+    call(&app, "POST", "/v1/healing/kill-switch", ADMIN_TOKEN, release).await;
+    let (_, status) = call(&app, "GET", "/v1/healing", READ_TOKEN, Value::Null).await;
+    assert_eq!(status["kill_switch"]["engaged"], false);
+    let audit = state.audit.recent(10).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["kill_switch.released", "kill_switch.engaged"]);
+}
