@@ -71,6 +71,31 @@ enum Command {
         #[command(subcommand)]
         command: ServicesCommand,
     },
+    /// Fixes waiting for a human in a running core: list, approve, deny.
+    Approvals {
+        /// Base URL of the core.
+        #[arg(long, global = true, default_value = DEFAULT_URL)]
+        url: String,
+        #[command(subcommand)]
+        command: ApprovalsCommand,
+    },
+    /// The healing kill switch of a running core.
+    Healing {
+        /// Base URL of the core.
+        #[arg(long, global = true, default_value = DEFAULT_URL)]
+        url: String,
+        #[command(subcommand)]
+        command: HealingCommand,
+    },
+    /// Prints the audit log of a running core, newest first.
+    Audit {
+        /// Base URL of the core.
+        #[arg(long, default_value = DEFAULT_URL)]
+        url: String,
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Lists the latest problems of a running core with their status.
     Problems {
         /// Base URL of the core.
@@ -132,6 +157,50 @@ enum KbCommand {
     Reembed,
     /// How often the fixes each diagnosis source (rules, knowledge, LLM) proposed healed.
     Sources,
+}
+
+#[derive(Debug, Subcommand)]
+enum ApprovalsCommand {
+    /// Lists pending requests (all, with their outcome, with --all).
+    List {
+        /// Include decided and expired requests.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Approves a fix; the Healing agent runs it.
+    Approve {
+        /// The request's id.
+        id: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Denies a fix.
+    Deny {
+        /// The request's id.
+        id: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HealingCommand {
+    /// Shows whether the kill switch is engaged.
+    Status,
+    /// Engages the kill switch: no remediation runs until `resume`.
+    Stop {
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Releases the kill switch.
+    Resume {
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// Which instances to show.
@@ -296,6 +365,17 @@ fn main() -> ExitCode {
                 }
                 ServicesCommand::Graph => commands::services::graph(&url).await,
             },
+            Command::Approvals { url, command } => match command {
+                ApprovalsCommand::List { all } => commands::healing::approvals(&url, all).await,
+                ApprovalsCommand::Approve { id, reason } => commands::healing::decide(&url, &id, true, &reason).await,
+                ApprovalsCommand::Deny { id, reason } => commands::healing::decide(&url, &id, false, &reason).await,
+            },
+            Command::Healing { url, command } => match command {
+                HealingCommand::Status => commands::healing::status(&url).await,
+                HealingCommand::Stop { reason } => commands::healing::kill_switch(&url, true, &reason).await,
+                HealingCommand::Resume { reason } => commands::healing::kill_switch(&url, false, &reason).await,
+            },
+            Command::Audit { url, limit } => commands::healing::audit(&url, limit).await,
             Command::Problems { url, limit } => commands::remote::problems(&url, limit).await,
             Command::Bookmarks { command: BookmarksCommand::Serve(args) } => {
                 init_logs("info");

@@ -3,6 +3,7 @@
 
 pub(crate) mod config;
 pub(crate) mod demo;
+pub(crate) mod healing;
 pub(crate) mod kb;
 pub(crate) mod remote;
 pub(crate) mod serve;

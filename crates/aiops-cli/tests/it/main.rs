@@ -2,6 +2,7 @@
 
 mod cluster;
 mod demo;
+mod healing;
 mod kb;
 mod registry;
 mod serve;
