@@ -95,6 +95,43 @@ pub async fn open_knowledge(config: &Config) -> AppResult<Knowledge> {
     Ok(config.knowledge.build(&config.data_dir, &|name| std::env::var(name).ok()).await?)
 }
 
+/// The HTTP client of agents and tools: no proxy, since targets are on the internal network.
+pub(crate) fn http_client() -> AppResult<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|err| AppError::Io { context: "building the HTTP client".into(), source: std::io::Error::other(err) })
+}
+
+/// The shipped patterns plus the user's (`[patterns] dir`).
+pub(crate) fn load_patterns(config: &Config) -> AppResult<PatternLibrary> {
+    let mut patterns = PatternLibrary::shipped()?;
+    if let Some(dir) = &config.patterns.dir {
+        let n_files = patterns.load_dir(dir)?;
+        tracing::info!(dir = %dir.display(), files = n_files, "Loaded user patterns.");
+    }
+    Ok(patterns)
+}
+
+/// The shipped tools plus the user's (`[tools] dir`), with the admin token as a secret.
+pub(crate) fn load_tools(config: &Config, http: &reqwest::Client) -> AppResult<ToolCatalog> {
+    let mut secrets = Secrets::new();
+    if let Some(var) = &config.tools.admin_token_env {
+        match std::env::var(var) {
+            Ok(value) => secrets.insert("admin_token", value),
+            Err(_) => {
+                tracing::warn!(variable = %var, "tools.admin_token_env names an unset variable; admin calls go without a token.")
+            }
+        }
+    }
+    let tools = ToolCatalog::new(http.clone(), secrets).with_shipped_tools()?;
+    if let Some(dir) = &config.tools.dir {
+        let specs = tools.load_dir(dir)?;
+        tracing::info!(dir = %dir.display(), tools = specs.len(), "Loaded user tools.");
+    }
+    Ok(tools)
+}
+
 /// Knowledge id of the node that names the embedder the stored vectors come from.
 pub const EMBEDDER_NODE: &str = "insight:embedder";
 
@@ -186,35 +223,15 @@ impl App {
             }
             None => None,
         };
-        let mut patterns = PatternLibrary::shipped()?;
-        if let Some(dir) = &config.patterns.dir {
-            let n_files = patterns.load_dir(dir)?;
-            tracing::info!(dir = %dir.display(), files = n_files, "Loaded user patterns.");
-        }
+        let patterns = load_patterns(&config)?;
         let new_versions = aiops_agents::record_pattern_versions(knowledge.store.as_ref(), &patterns)
             .await
             .map_err(|err| AppError::Config { origin: "patterns".into(), problems: err.to_string() })?;
         if new_versions > 0 {
             tracing::info!(versions = new_versions, "Recorded new pattern versions in the knowledge graph.");
         }
-        let http = reqwest::Client::builder().no_proxy().build().map_err(|err| AppError::Io {
-            context: "building the HTTP client".into(),
-            source: std::io::Error::other(err),
-        })?;
-        let mut secrets = Secrets::new();
-        if let Some(var) = &config.tools.admin_token_env {
-            match std::env::var(var) {
-                Ok(value) => secrets.insert("admin_token", value),
-                Err(_) => {
-                    tracing::warn!(variable = %var, "tools.admin_token_env names an unset variable; admin calls go without a token.")
-                }
-            }
-        }
-        let tools = ToolCatalog::new(http.clone(), secrets).with_shipped_tools()?;
-        if let Some(dir) = &config.tools.dir {
-            let specs = tools.load_dir(dir)?;
-            tracing::info!(dir = %dir.display(), tools = specs.len(), "Loaded user tools.");
-        }
+        let http = http_client()?;
+        let tools = load_tools(&config, &http)?;
         let restored = aiops_agents::restore_tools(knowledge.store.as_ref(), &tools).await.map_err(|err| {
             AppError::Io { context: "restoring admitted tools".into(), source: std::io::Error::other(err.to_string()) }
         })?;

@@ -32,6 +32,9 @@ pub enum AppError {
     /// Tool specs are invalid.
     #[error("tools")]
     Tools(#[from] aiops_construction::ConstructionError),
+    /// An agent failed while replaying history.
+    #[error("agent")]
+    Agent(#[from] aiops_agents::AgentError),
     /// An I/O step failed.
     #[error("{context}")]
     Io {

@@ -10,7 +10,11 @@
 mod app;
 mod config;
 mod error;
+mod replay;
 
 pub use app::{check_embedder, open_knowledge, App, EMBEDDER_NODE};
 pub use config::{Config, PatternsConfig, ServerConfig, TokenConfig, ToolsConfig};
 pub use error::{AppError, AppResult};
+pub use replay::{
+    replay, RecordedProblem, ReplayCounts, ReplayReport, ReplayWindow, ReplayedProblem, MATCH_WINDOW_SECS,
+};

@@ -40,6 +40,25 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         occurrences: u32,
     },
+    /// Replays the recorded history through a (changed) policy in dry run: what it would have
+    /// detected and done, beside what happened. Nothing live is changed.
+    Replay {
+        /// Config of the core whose history to replay. Without it, the embedded defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Config whose agents, patterns and tools to judge. Default: the same config.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Replay from this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Replay up to this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Print the report as one JSON object as the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -334,6 +353,9 @@ fn main() -> ExitCode {
             Command::Demo { json, occurrences } => {
                 init_logs("error");
                 commands::demo::run(json, occurrences).await
+            }
+            Command::Replay { config, policy, since, until, json } => {
+                commands::replay::run(config, policy, since, until, json).await
             }
             Command::Config { command: ConfigCommand::Default } => commands::config::print_default(),
             Command::Config { command: ConfigCommand::Check { config } } => commands::config::check(config),

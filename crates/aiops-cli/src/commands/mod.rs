@@ -6,5 +6,6 @@ pub(crate) mod demo;
 pub(crate) mod healing;
 pub(crate) mod kb;
 pub(crate) mod remote;
+pub(crate) mod replay;
 pub(crate) mod serve;
 pub(crate) mod services;

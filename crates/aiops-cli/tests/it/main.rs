@@ -5,5 +5,6 @@ mod demo;
 mod healing;
 mod kb;
 mod registry;
+mod replay;
 mod serve;
 mod support;
