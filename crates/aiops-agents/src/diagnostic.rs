@@ -10,13 +10,17 @@
 //!
 //! Each hypothesis gets a confidence and its evidence. Candidate fixes are ordered by the
 //! safety ladder:
-//! - **proven** fixes first (similar past problems say they work), best expected success first;
+//! - **proven** fixes first (past problems say they work), ordered by Thompson sampling: a draw
+//!   from each fix's Beta posterior, so that the best record usually leads but a fix with a
+//!   thinner record still gets tried now and then;
 //! - then **untried** fixes of plausible hypotheses, least invasive first, because without
 //!   history the cheapest fix to try is the one that can do the least harm;
 //! - fixes that **failed** on similar problems last.
 //!
-//! The expected success of a fix is the posterior mean of a Beta(1, 1) prior updated with its
-//! similarity-weighted record on similar problems.
+//! A fix's record is its outcomes on past problems with the same fingerprint
+//! ([`aiops_model::Problem::fingerprint`]) when there are any, else its similarity-weighted
+//! record on similar problems; its expected success is the mean of a Beta(1, 1) prior updated
+//! with that record.
 //!
 //! With a language model configured, it is consulted last (`consult.rs`): an accepted answer
 //! adds an LLM hypothesis, and the fix it chose moves to the front of the untried fixes. It never
@@ -36,7 +40,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use crate::agent::payload;
-use crate::{solution_id, Agent, AgentContext, AgentResult, DiagnosticConfig};
+use crate::{sampling, solution_id, Agent, AgentContext, AgentResult, DiagnosticConfig};
 
 const NAME: &str = "diagnostic";
 /// A hypothesis is plausible when its confidence is at least this share of the best one's.
@@ -161,6 +165,9 @@ impl Diagnostic {
             })
             .await?;
         let mut history: HashMap<String, (f64, f64)> = HashMap::new();
+        // Outcomes on past problems with this very fingerprint, unweighted.
+        let fingerprint = problem.fingerprint();
+        let mut exact: HashMap<String, (f64, f64)> = HashMap::new();
         let mut similar_problems = Vec::new();
         for hit in &similar {
             if hit.node.id == problem.id {
@@ -168,6 +175,7 @@ impl Diagnostic {
             }
             similar_problems.push((hit.node.id.clone(), hit.score));
             let weight = f64::from(hit.score);
+            let same_fingerprint = hit.node.data["fingerprint"] == fingerprint.as_str();
             for (edge, solution) in
                 ctx.knowledge.neighbors(&hit.node.id, Some(Relation::Solves), Direction::Incoming).await?
             {
@@ -176,6 +184,11 @@ impl Diagnostic {
                 let record = history.entry(solution.id.clone()).or_default();
                 record.0 += weight * attempts;
                 record.1 += weight * successes;
+                if same_fingerprint {
+                    let record = exact.entry(solution.id.clone()).or_default();
+                    record.0 += attempts;
+                    record.1 += successes;
+                }
                 if successes > 0.0 {
                     hypotheses.push(Hypothesis {
                         title: format!("recurrence of {}", hit.node.name),
@@ -222,22 +235,39 @@ impl Diagnostic {
         hypotheses.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
 
         let top = plausibility.values().copied().fold(0.0, f64::max);
+        let mut rng = fastrand::Rng::new();
         let mut ranked: Vec<(u8, f64, RiskLevel, f64, CandidateAction)> = candidates
             .into_values()
             .map(|mut candidate| {
-                let (attempts, successes) = history.get(&candidate.solution_id).copied().unwrap_or_default();
+                // The record on this exact fingerprint, when there is one, beats the
+                // similarity-weighted record of look-alikes.
+                let (attempts, successes, on) = match exact.get(&candidate.solution_id) {
+                    Some(&(attempts, successes)) if attempts > 0.0 => (attempts, successes, "this very problem"),
+                    _ => {
+                        let (attempts, successes) = history.get(&candidate.solution_id).copied().unwrap_or_default();
+                        (attempts, successes, "similar problems")
+                    }
+                };
                 candidate.learned_attempts = attempts.round() as u32;
                 candidate.learned_successes = successes.round() as u32;
                 candidate.expected_success = (successes + 1.0) / (attempts + 2.0);
+                // Thompson sampling: proven fixes are ordered by a draw from their Beta
+                // posterior, so a fix with a thinner record still gets its chance.
+                let draw = sampling::beta(1.0 + successes, 1.0 + (attempts - successes).max(0.0), &mut rng);
                 let confidence = plausibility.get(&candidate.solution_id).copied().unwrap_or(0.0);
                 let plausible = confidence >= top * PLAUSIBLE_SHARE;
                 let (tier, rationale) = if attempts >= MIN_EVIDENCE && candidate.expected_success >= PROVEN {
                     if !candidate.proposed_by.contains(&DiagnosisSource::Knowledge) {
                         candidate.proposed_by.push(DiagnosisSource::Knowledge);
                     }
-                    (0, format!("proven on similar problems: {successes:.1} of {attempts:.1} weighted attempts healed"))
+                    (
+                        0,
+                        format!(
+                            "proven on {on}: {successes:.1} of {attempts:.1} attempts healed (Thompson draw {draw:.2})"
+                        ),
+                    )
                 } else if attempts >= MIN_EVIDENCE && candidate.expected_success < FAILING {
-                    (3, format!("failed on similar problems: {successes:.1} of {attempts:.1} weighted attempts healed"))
+                    (3, format!("failed on {on}: {successes:.1} of {attempts:.1} attempts healed"))
                 } else if plausible {
                     (
                         1,
@@ -250,7 +280,7 @@ impl Diagnostic {
                     (2, format!("untried; weak hypothesis (confidence {confidence:.2})"))
                 };
                 candidate.rationale = rationale;
-                (tier, candidate.expected_success, candidate.risk, confidence, candidate)
+                (tier, draw, candidate.risk, confidence, candidate)
             })
             .collect();
         ranked.sort_by(|a, b| {

@@ -156,6 +156,7 @@ impl Agent for Learning {
                 "service": problem.service,
                 "kind": problem.kind.as_str(),
                 "signature": signature,
+                "fingerprint": problem.fingerprint(),
                 "evidence": problem.evidence,
                 "first_seen": problem.first_seen,
             }),

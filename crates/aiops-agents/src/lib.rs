@@ -27,6 +27,7 @@ mod healing;
 mod ladder;
 mod learning;
 mod monitor;
+mod sampling;
 
 pub use agent::{Agent, AgentContext, Streams};
 pub use builder::{restore_tools, Builder};

@@ -209,6 +209,20 @@ impl Problem {
     }
 }
 
+impl Problem {
+    /// A short stable id of the problem's [`Problem::signature`]: two occurrences of one fault
+    /// share it, so outcomes can be counted per fingerprint and fix.
+    pub fn fingerprint(&self) -> String {
+        // FNV-1a: stable across processes and releases, unlike the std hasher.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in self.signature().bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{hash:016x}")
+    }
+}
+
 fn mask_numbers(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut in_number = false;

@@ -62,3 +62,68 @@ async fn a_failing_dependency_two_hops_away_explains_the_errors() {
         diagnosis.hypotheses
     );
 }
+
+/// Stores `attempts` outcomes of `tool` on past occurrences of `problem`, as the Learning
+/// agent does.
+async fn learned(
+    ctx: &aiops_agents::AgentContext,
+    problem: &aiops_model::Problem,
+    tool: &str,
+    attempts: u32,
+    successes: u32,
+) {
+    use aiops_knowledge::{Node, NodeKind, Outcome};
+    let solution = format!("solution:{tool}");
+    ctx.knowledge
+        .upsert_node(Node::new(&solution, NodeKind::Solution, tool, serde_json::json!({ "tool": tool, "params": {} })))
+        .await
+        .unwrap();
+    for n in 0..attempts {
+        let past = format!("past-{tool}-{n}");
+        let mut node = Node::new(
+            &past,
+            NodeKind::Problem,
+            &problem.summary,
+            serde_json::json!({
+                "service": problem.service, "kind": problem.kind.as_str(),
+                "signature": problem.signature(), "fingerprint": problem.fingerprint(),
+            }),
+        );
+        node.embedding = Some(ctx.embedder.embed(&[problem.signature()]).await.unwrap().remove(0));
+        ctx.knowledge.upsert_node(node).await.unwrap();
+        let outcome = Outcome {
+            action_id: format!("action-{past}"),
+            pattern: None,
+            problem_id: past,
+            solution_id: solution.clone(),
+            success: n < successes,
+            recover_ms: None,
+            at: chrono::Utc::now(),
+        };
+        ctx.knowledge.record_outcome(&outcome).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn thompson_sampling_mostly_picks_the_best_record_and_still_explores() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let problem = pool_problem();
+    // reset_db_pool healed this very problem 9 times of 10; clear_cache once of once.
+    learned(&ctx, &problem, "reset_db_pool", 10, 9).await;
+    learned(&ctx, &problem, "clear_cache", 1, 1).await;
+    let config = DiagnosticConfig { similar_k: 20, ..DiagnosticConfig::default() };
+    let diagnostic = Diagnostic::new(config);
+    let mut firsts = std::collections::HashMap::new();
+    for _ in 0..200 {
+        let diagnosis = diagnostic.diagnose(&ctx, &problem).await.unwrap();
+        let first = &diagnosis.candidates[0];
+        assert!(first.rationale.contains("proven on this very problem"), "{}", first.rationale);
+        *firsts.entry(first.tool.clone()).or_insert(0) += 1;
+    }
+    let best = firsts.get("reset_db_pool").copied().unwrap_or(0);
+    let explored = firsts.get("clear_cache").copied().unwrap_or(0);
+    // P(Beta(2, 1) > Beta(10, 2)) is about 0.27.
+    assert!((110..=185).contains(&best), "{firsts:?}");
+    assert!(explored >= 15, "the thinner record must still get tried sometimes: {firsts:?}");
+}
