@@ -17,6 +17,9 @@
 //! per source and problem, so a redelivered outcome changes nothing and the last outcome of a
 //! fix that source proposed decides. [`source_accuracy`] counts them.
 //!
+//! Problems no pattern explains are clustered into candidate patterns for review
+//! (`clusters.rs`).
+//!
 //! Patterns evolve: [`record_pattern_versions`] keeps one node per pattern version
 //! (`pattern:<id>@<version>`; its outcome statistics are kept under `<id>@<version>`), linked by
 //! `evolves_into` from each version to the next, so a changed pattern is judged by its own
@@ -25,7 +28,7 @@
 use std::collections::BTreeMap;
 
 use aiops_knowledge::{Direction, Edge, KnowledgeStore, Node, NodeKind, Outcome, Relation};
-use aiops_model::{event_type, ActionOutcome, DiagnosisSource, Envelope};
+use aiops_model::{event_type, ActionOutcome, Diagnosis, DiagnosisSource, Envelope, HypothesisSource};
 use async_trait::async_trait;
 use chrono::Utc;
 
@@ -136,10 +139,22 @@ impl Agent for Learning {
     }
 
     fn control_types(&self) -> Vec<String> {
-        vec![event_type::ACTION_COMPLETED.into()]
+        vec![event_type::ACTION_COMPLETED.into(), event_type::DIAGNOSIS_COMPLETED.into()]
     }
 
     async fn handle(&self, ctx: &AgentContext, event: &Envelope) -> AgentResult<()> {
+        if event.event_type == event_type::DIAGNOSIS_COMPLETED {
+            let diagnosis: Diagnosis = payload(event)?;
+            if diagnosis.hypotheses.iter().any(|h| matches!(h.source, HypothesisSource::Pattern { .. })) {
+                return Ok(());
+            }
+            if let Some(candidate) = crate::clusters::cluster(ctx, &diagnosis.problem).await? {
+                tracing::info!(candidate = %candidate, "Problems no pattern explains keep coming; a candidate pattern awaits review.");
+                let data = serde_json::json!({ "candidate_pattern": candidate });
+                ctx.emit(NAME, event_type::KNOWLEDGE_UPDATED, &diagnosis.problem.service, None, data).await?;
+            }
+            return Ok(());
+        }
         let outcome: ActionOutcome = payload(event)?;
         if !outcome.executed {
             tracing::debug!(action = %outcome.action_id, "The tool did not run; nothing to learn.");

@@ -18,6 +18,7 @@
 
 mod agent;
 mod builder;
+mod clusters;
 mod config;
 mod consult;
 mod coordinator;
@@ -31,6 +32,7 @@ mod sampling;
 
 pub use agent::{Agent, AgentContext, Streams};
 pub use builder::{restore_tools, Builder};
+pub use clusters::{candidate_patterns, CANDIDATE_PREFIX, CLUSTER_MIN_SIMILARITY, CLUSTER_READY_AT};
 pub use config::{AgentsConfig, DiagnosticConfig, HealingConfig, LlmDiagnosisConfig, MonitorConfig, WebhookConfig};
 pub use coordinator::Coordinator;
 pub use diagnostic::Diagnostic;

@@ -176,6 +176,8 @@ enum KbCommand {
     Reembed,
     /// How often the fixes each diagnosis source (rules, knowledge, LLM) proposed healed.
     Sources,
+    /// Problems no pattern explained that keep coming, each with a draft pattern to review.
+    Candidates,
 }
 
 #[derive(Debug, Subcommand)]
@@ -366,6 +368,7 @@ fn main() -> ExitCode {
                 KbCommand::Search { text, kind, k } => commands::kb::search(config, text, kind, k).await,
                 KbCommand::Reembed => commands::kb::reembed(config).await,
                 KbCommand::Sources => commands::kb::sources(config).await,
+                KbCommand::Candidates => commands::kb::candidates(config).await,
             },
             Command::Tools { command: ToolsCommand::Propose { file, url } } => {
                 commands::remote::propose_tool(&url, &file).await

@@ -2,6 +2,7 @@
 
 mod approvals;
 mod builder;
+mod clusters;
 mod coordinator;
 mod diagnostic;
 mod healing;

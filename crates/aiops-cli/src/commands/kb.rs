@@ -157,3 +157,20 @@ pub(crate) async fn sources(config_path: Option<PathBuf>) -> anyhow::Result<bool
     }
     Ok(true)
 }
+
+/// Prints the candidate patterns ready for review, each with its draft pattern file.
+pub(crate) async fn candidates(config_path: Option<PathBuf>) -> anyhow::Result<bool> {
+    let knowledge = open_knowledge(&config(config_path.as_deref())?).await?;
+    let candidates = aiops_agents::candidate_patterns(knowledge.store.as_ref()).await?;
+    if candidates.is_empty() {
+        println_out("no candidate patterns: every repeated problem matched a pattern")?;
+    }
+    for node in candidates {
+        println_out(&format!("# {} ({})", node.id, node.data["text"].as_str().unwrap_or_default()))?;
+        match node.data["draft_pattern"].as_str() {
+            Some(draft) => println_out(draft)?,
+            None => println_out("# no draft: the problems share no distinctive words\n")?,
+        }
+    }
+    Ok(true)
+}
