@@ -4,14 +4,15 @@
 //! Faults are real failure mechanics, not canned status codes: `db_pool_exhausted` leaks
 //! every pooled connection so that requests fail with sqlx's own pool timeout through the
 //! normal error path, and only `POST /admin/db/reset-pool` repairs it; `slow_responses` makes
-//! every API handler sleep before working.
+//! every API handler sleep before working; the others are in `faults.rs`, each with the admin
+//! endpoint that repairs it.
 
 use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -39,6 +40,10 @@ pub(crate) struct FaultRequest {
 enum FaultName {
     DbPoolExhausted,
     SlowResponses,
+    BadRelease,
+    DiskFull,
+    MemoryLeak,
+    BadConfig,
     None,
 }
 
@@ -53,6 +58,10 @@ pub(crate) struct FaultStatus {
     leaked_connections: usize,
     /// Connections the pool may open.
     pool_size: u32,
+    /// Memory kept by `memory_leak`.
+    leaked_memory_bytes: usize,
+    /// The release running.
+    release: &'static str,
 }
 
 fn fault_status(state: &AppState) -> FaultStatus {
@@ -65,11 +74,14 @@ fn fault_status(state: &AppState) -> FaultStatus {
     if slow_delay.is_some() {
         active.push("slow_responses");
     }
+    active.extend(state.faults().active());
     FaultStatus {
         active,
         slow_delay_ms: slow_delay.map(|delay| u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
         leaked_connections,
         pool_size: state.db().pool_size(),
+        leaked_memory_bytes: state.faults().leaked_bytes(),
+        release: state.faults().release(),
     }
 }
 
@@ -97,6 +109,25 @@ pub(crate) async fn set_fault(
             state.set_slow_delay(Some(Duration::from_millis(delay_ms)));
             tracing::warn!(delay_ms, "Fault injected: slow responses.");
         }
+        FaultName::BadRelease => {
+            state.faults().deploy_bad_release();
+            tracing::warn!("Fault injected: release 1.1.0 deployed.");
+        }
+        FaultName::DiskFull => {
+            let bytes = state.faults().fill_spool().map_err(|source| BookmarksError::Io {
+                context: "filling the spool for the disk_full fault".into(),
+                source,
+            })?;
+            tracing::warn!(bytes, "Fault injected: the data directory is full.");
+        }
+        FaultName::MemoryLeak => {
+            state.faults().start_leaking();
+            tracing::warn!("Fault injected: every request leaks memory.");
+        }
+        FaultName::BadConfig => {
+            state.faults().load_bad_config();
+            tracing::warn!("Fault injected: configuration v2 loaded.");
+        }
         FaultName::None => {
             // Leaked connections stay leaked: only a pool reset releases them, as in real life.
             state.set_slow_delay(None);
@@ -110,6 +141,36 @@ pub(crate) async fn reset_pool(State(state): State<AppState>) -> Json<Value> {
     let released = state.db().reset_pool().await;
     tracing::info!(released, "Database pool reset.");
     Json(json!({ "released": released, "pool_size": state.db().pool_size() }))
+}
+
+pub(crate) async fn rollback_deploy(State(state): State<AppState>) -> Json<Value> {
+    let release = state.faults().rollback_release();
+    tracing::info!(release, "Rolled back to the previous release.");
+    Json(json!({ "release": release }))
+}
+
+pub(crate) async fn rollback_config(State(state): State<AppState>) -> Json<Value> {
+    let changed = state.faults().rollback_config();
+    tracing::info!(changed, "Configuration rolled back to v1.");
+    Json(json!({ "config": "v1", "changed": changed }))
+}
+
+pub(crate) async fn disk_cleanup(State(state): State<AppState>) -> BookmarksResult<Json<Value>> {
+    let freed = state
+        .faults()
+        .clean_spool()
+        .map_err(|source| BookmarksError::Io { context: "cleaning the spool".into(), source })?;
+    tracing::info!(freed, "Spool cleaned.");
+    Ok(Json(json!({ "freed_bytes": freed })))
+}
+
+/// A soft restart: drops what a process restart would (leaked memory, cache, pool).
+pub(crate) async fn restart(State(state): State<AppState>) -> Json<Value> {
+    let freed = state.faults().restart();
+    let cleared = state.cache().clear();
+    let released = state.db().reset_pool().await;
+    tracing::info!(freed, cleared, released, "Soft restart done.");
+    Json(json!({ "freed_bytes": freed, "cache_cleared": cleared, "connections_released": released }))
 }
 
 pub(crate) async fn clear_cache(State(state): State<AppState>) -> Json<Value> {
@@ -141,10 +202,14 @@ pub(crate) async fn require_admin(
     Ok(next.run(request).await)
 }
 
-/// The `slow_responses` fault: sleeps before every API handler while it is on.
-pub(crate) async fn slow_fault(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The per-request faults: `slow_responses` sleeps before every API handler, `memory_leak`
+/// keeps memory per request and fails once the heap is full.
+pub(crate) async fn request_faults(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Some(delay) = state.slow_delay() {
         tokio::time::sleep(delay).await;
+    }
+    if let Err(err) = state.faults().on_request() {
+        return err.into_response();
     }
     next.run(request).await
 }

@@ -64,6 +64,7 @@ pub(crate) async fn create(
     let url = validate_url(&body.url)?;
     let title = validate_title(body.title.as_deref())?;
     let tags = validate_tags(&body.tags)?;
+    state.faults().on_write(tags.len())?;
     let bookmark = db::create(&state.db().pool(), &url, title.as_deref(), &tags).await?;
     state.cache().clear();
     state.emit("bookmark.created", json!({ "id": bookmark.id, "url": bookmark.url }));
@@ -74,7 +75,11 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> BookmarksResult<Response> {
+    let searching = params.q.is_some();
     let query = list_query(params)?;
+    if searching {
+        state.faults().on_search()?;
+    }
     if let Some(body) = state.cache().get(&query) {
         return Ok(json_bytes(body, "hit"));
     }
@@ -128,8 +133,12 @@ pub(crate) async fn delete_one(
 /// 200 `{"status":"ok"}` when a connection can be acquired and `SELECT 1` runs in time,
 /// else 503 `{"status":"unavailable","error":...}`.
 pub(crate) async fn health(State(state): State<AppState>) -> Response {
-    match state.db().ping().await {
-        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
+    let checked = match state.db().ping().await {
+        Ok(()) => state.faults().health().map_or(Ok(()), Err),
+        Err(message) => Err(message),
+    };
+    match checked {
+        Ok(()) => Json(json!({ "status": "ok", "release": state.faults().release() })).into_response(),
         Err(message) => {
             let body = json!({ "status": "unavailable", "error": message });
             let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();

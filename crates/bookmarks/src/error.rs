@@ -69,6 +69,15 @@ pub enum BookmarksError {
         #[source]
         source: sqlx::Error,
     },
+    /// An injected fault broke the request (see `faults.rs`); its cause is reported to the
+    /// AI-Ops core like any internal error. Answers 500.
+    #[error("{message}")]
+    Fault {
+        /// What broke: `release`, `disk`, `memory` or `config`.
+        kind: &'static str,
+        /// The cause, as the service would log it.
+        message: String,
+    },
     /// Starting or running the server failed on I/O (binding, serving, creating folders).
     #[error("{context}")]
     Io {
@@ -119,7 +128,9 @@ impl BookmarksError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Database { .. } | Self::Io { .. } | Self::Aiops(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Database { .. } | Self::Io { .. } | Self::Aiops(_) | Self::Fault { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -133,7 +144,7 @@ impl BookmarksError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unauthorized => "unauthorized",
             Self::Unavailable { .. } => "unavailable",
-            Self::Database { .. } | Self::Io { .. } | Self::Aiops(_) => "internal",
+            Self::Database { .. } | Self::Io { .. } | Self::Aiops(_) | Self::Fault { .. } => "internal",
         }
     }
 }
@@ -150,7 +161,7 @@ impl IntoResponse for BookmarksError {
                 tracing::error!(error = %source, "Database failed.");
                 "internal error".to_owned()
             }
-            Self::Io { .. } | Self::Aiops(_) => {
+            Self::Io { .. } | Self::Aiops(_) | Self::Fault { .. } => {
                 tracing::error!(error = %self, "Internal error.");
                 "internal error".to_owned()
             }
@@ -158,17 +169,24 @@ impl IntoResponse for BookmarksError {
         };
         let body = json!({ "error": { "code": self.code(), "message": message } });
         let mut response = (status, Json(body)).into_response();
-        let cause = match &self {
-            Self::Unavailable { source } | Self::Database { source } => Some(source.to_string()),
-            _ => None,
-        };
-        if let Some(message) = cause {
-            response.extensions_mut().insert(aiops_model::ServiceError {
-                kind: "database".to_owned(),
-                message,
-                route: None,
-            });
+        if let Some(message) = self.cause() {
+            let kind = match &self {
+                Self::Fault { kind, .. } => kind,
+                _ => "database",
+            };
+            response.extensions_mut().insert(aiops_model::ServiceError { kind: kind.to_owned(), message, route: None });
         }
         response
+    }
+}
+
+impl BookmarksError {
+    /// The internal cause reported to the AI-Ops core (never put in the response body).
+    pub(crate) fn cause(&self) -> Option<String> {
+        match self {
+            Self::Unavailable { source } | Self::Database { source } => Some(source.to_string()),
+            Self::Fault { message, .. } => Some(message.clone()),
+            _ => None,
+        }
     }
 }

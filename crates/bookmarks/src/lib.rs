@@ -42,6 +42,7 @@ mod cli;
 mod db;
 mod error;
 mod extract;
+mod faults;
 mod state;
 
 use std::future::Future;
@@ -65,7 +66,15 @@ pub use state::AppState;
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Capabilities the service registers with: what remediation tools can ask of it.
-pub const CAPABILITIES: [&str; 3] = ["db.reset_pool", "cache.clear", "faults.inject"];
+pub const CAPABILITIES: [&str; 7] = [
+    "db.reset_pool",
+    "cache.clear",
+    "deploy.rollback",
+    "config.rollback",
+    "disk.cleanup",
+    "process.restart",
+    "faults.inject",
+];
 
 /// Heartbeat TTL the service registers with, in seconds.
 pub const TTL_SECS: u64 = 3;
@@ -109,10 +118,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/bookmarks", post(api::create).get(api::list))
         .route("/api/bookmarks/{id}", get(api::get_one).delete(api::delete_one))
         .route("/api/bookmarks/{id}/tags", put(api::set_tags))
-        .route_layer(from_fn_with_state(state.clone(), admin::slow_fault));
+        .route_layer(from_fn_with_state(state.clone(), admin::request_faults));
     let admin = Router::new()
         .route("/admin/db/reset-pool", post(admin::reset_pool))
         .route("/admin/cache/clear", post(admin::clear_cache))
+        .route("/admin/deploy/rollback", post(admin::rollback_deploy))
+        .route("/admin/config/rollback", post(admin::rollback_config))
+        .route("/admin/disk/cleanup", post(admin::disk_cleanup))
+        .route("/admin/restart", post(admin::restart))
         .route("/admin/faults", get(admin::get_faults).post(admin::set_fault))
         .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
     let app = Router::new()
@@ -209,7 +222,7 @@ mod tests {
         assert_eq!(client.address, "http://127.0.0.1:8080");
         assert_eq!(client.instance_id, "bookmarks-127-0-0-1-8080");
         assert_eq!(client.health_url(), "http://127.0.0.1:8080/health");
-        assert_eq!(client.capabilities, ["db.reset_pool", "cache.clear", "faults.inject"]);
+        assert_eq!(client.capabilities, CAPABILITIES);
         assert_eq!(client.ttl_secs, 3);
     }
 }

@@ -1,4 +1,4 @@
-//! `AppState`: what every handler shares (database, list cache, faults, admin token, and the
+//! `AppState`: what every handler shares (database, list cache, fault switches, admin token, and the
 //! optional AI-Ops client).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +10,7 @@ use aiops_client::AiopsClient;
 use crate::cache::ListCache;
 use crate::db::Database;
 use crate::error::BookmarksResult;
+use crate::faults::Faults;
 use crate::BookmarksConfig;
 
 /// Shared state of the service. Cheap to clone.
@@ -25,6 +26,7 @@ struct Inner {
     slow_delay_ms: AtomicU64,
     admin_token: Option<String>,
     aiops: Option<AiopsClient>,
+    faults: Faults,
 }
 
 impl AppState {
@@ -48,6 +50,7 @@ impl AppState {
                 slow_delay_ms: AtomicU64::new(0),
                 admin_token: config.admin_token.clone().filter(|token| !token.is_empty()),
                 aiops,
+                faults: Faults::new(&config.db_path),
             }),
         }
     }
@@ -68,6 +71,10 @@ impl AppState {
 
     pub(crate) fn cache(&self) -> &ListCache {
         &self.inner.cache
+    }
+
+    pub(crate) fn faults(&self) -> &Faults {
+        &self.inner.faults
     }
 
     pub(crate) fn admin_token(&self) -> Option<&str> {

@@ -100,7 +100,7 @@ async fn serve_registers_reports_requests_errors_and_domain_events() {
             "instance_id": instance_id,
             "address": base,
             "tags": [],
-            "capabilities": ["db.reset_pool", "cache.clear", "faults.inject"],
+            "capabilities": bookmarks::CAPABILITIES,
             "metadata": {},
             "dependencies": ["sqlite"],
             "health_url": format!("{base}/health"),

@@ -162,7 +162,7 @@ async fn health_is_ok_with_a_working_database() {
     let app = test_app(|_| {}).await;
     let health = app.call(Method::GET, "/health", None).await;
     assert_eq!(health.status, StatusCode::OK);
-    assert_eq!(health.body, json!({"status": "ok"}));
+    assert_eq!(health.body, json!({"status": "ok", "release": "1.0.0"}));
 }
 
 #[tokio::test]

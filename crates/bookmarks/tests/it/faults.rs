@@ -92,3 +92,58 @@ async fn slow_responses_delay_api_handlers_until_cleared() {
     app.call(Method::GET, "/api/bookmarks?q=fresh", None).await;
     assert!(started.elapsed() < Duration::from_millis(800));
 }
+
+/// Each scenario fault breaks what it breaks, shows in `/health`, reports its cause, and only
+/// its own repair ends it.
+#[tokio::test]
+async fn each_scenario_fault_is_repaired_by_its_own_admin_endpoint_only() {
+    let app = test_app(|_| {}).await;
+    let tagged = || Some(json!({"url": "https://tagged.example", "tags": ["rust"]}));
+    let cases: [(&str, &str, &str, &str); 4] = [
+        ("bad_release", "/admin/deploy/rollback", "release", "new version, deployed today"),
+        ("disk_full", "/admin/disk/cleanup", "disk", "No space left on device (os error 28)"),
+        ("memory_leak", "/admin/restart", "memory", "cannot allocate memory"),
+        ("bad_config", "/admin/config/rollback", "config", "invalid setting in configuration"),
+    ];
+    let repairs = ["/admin/deploy/rollback", "/admin/disk/cleanup", "/admin/restart", "/admin/config/rollback"];
+    for (fault, repair, kind, cause) in cases {
+        let injected = app.call(Method::POST, "/admin/faults", Some(json!({ "fault": fault }))).await;
+        assert_eq!(injected.status, StatusCode::OK, "{}", injected.body);
+        // Drive the requests that break (the leak needs a few to fill the heap).
+        let mut failure = None;
+        for n in 0..200 {
+            let answer = if n % 2 == 0 {
+                app.call(Method::GET, "/api/bookmarks?q=rust", None).await
+            } else {
+                app.call(Method::POST, "/api/bookmarks", tagged()).await
+            };
+            if answer.status == StatusCode::INTERNAL_SERVER_ERROR {
+                failure = Some(answer);
+                break;
+            }
+        }
+        let failure = failure.unwrap_or_else(|| panic!("{fault} broke nothing"));
+        let reported = failure.error_cause.expect("the cause goes to the AI-Ops layer");
+        assert_eq!(reported.kind, kind);
+        assert!(reported.message.contains(cause), "{fault}: {}", reported.message);
+        assert_eq!(failure.body["error"]["message"], "internal error", "the cause stays out of the body");
+        let health = app.call(Method::GET, "/health", None).await;
+        assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE, "{fault}: {}", health.body);
+        // Every other repair leaves it broken.
+        for wrong in repairs.iter().filter(|r| **r != repair) {
+            app.call(Method::POST, wrong, None).await;
+            assert_eq!(
+                app.call(Method::GET, "/health", None).await.status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{fault} after {wrong}"
+            );
+        }
+        let repaired = app.call(Method::POST, repair, None).await;
+        assert_eq!(repaired.status, StatusCode::OK, "{}", repaired.body);
+        assert_eq!(app.call(Method::GET, "/health", None).await.status, StatusCode::OK, "{fault} after {repair}");
+        assert_eq!(app.call(Method::GET, "/api/bookmarks?q=rust", None).await.status, StatusCode::OK);
+        assert_eq!(app.call(Method::POST, "/api/bookmarks", tagged()).await.status, StatusCode::CREATED);
+        let faults = app.call(Method::GET, "/admin/faults", None).await;
+        assert_eq!(faults.body["active"], json!([]), "{fault}");
+    }
+}

@@ -1,0 +1,214 @@
+//! The failures the bookmark manager can be put into for the fault scenarios, each with real
+//! mechanics and a real repair, as in production:
+//!
+//! - `bad_release`: release 1.1.0 goes out with a search query the schema does not have, so
+//!   every search fails until `POST /admin/deploy/rollback` goes back to 1.0.0;
+//! - `disk_full`: the data directory's spool fills its quota with real files, so every write
+//!   fails with ENOSPC until `POST /admin/disk/cleanup` deletes what can be regenerated;
+//! - `memory_leak`: every request keeps 256 KiB it never frees, until the heap limit refuses
+//!   allocations; `POST /admin/restart` (a soft restart) frees it;
+//! - `bad_config`: configuration v2 sets `max_tags = 0`, so every tagged write is refused as
+//!   a server error until `POST /admin/config/rollback` restores v1.
+//!
+//! `/health` runs the same checks, so a fix is verified only when the service really works.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::error::BookmarksError;
+
+/// The good and the broken release.
+pub(crate) const GOOD_RELEASE: &str = "1.0.0";
+const BAD_RELEASE: &str = "1.1.0";
+/// Bytes the spool directory may hold.
+pub(crate) const SPOOL_QUOTA_BYTES: u64 = 4 * 1024 * 1024;
+/// Memory one request leaks under `memory_leak`, and the heap limit.
+const LEAK_PER_REQUEST: usize = 256 * 1024;
+const HEAP_LIMIT_BYTES: usize = 24 * 1024 * 1024;
+
+#[derive(Debug, Default)]
+struct State {
+    bad_release: bool,
+    bad_config: bool,
+    leaking: bool,
+    leaked: Vec<Vec<u8>>,
+}
+
+/// The fault switches and what they hold.
+#[derive(Debug)]
+pub(crate) struct Faults {
+    state: Mutex<State>,
+    spool: PathBuf,
+}
+
+fn fault(kind: &'static str, message: String) -> BookmarksError {
+    BookmarksError::Fault { kind, message }
+}
+
+impl Faults {
+    /// Faults of a service whose database is at `db_path` (the spool lives beside it).
+    pub(crate) fn new(db_path: &Path) -> Self {
+        let dir = db_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = db_path.file_stem().and_then(|s| s.to_str()).unwrap_or("bookmarks");
+        Self { state: Mutex::new(State::default()), spool: dir.join(format!("{name}.spool")) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn release(&self) -> &'static str {
+        if self.lock().bad_release {
+            BAD_RELEASE
+        } else {
+            GOOD_RELEASE
+        }
+    }
+
+    pub(crate) fn deploy_bad_release(&self) {
+        self.lock().bad_release = true;
+    }
+
+    /// Goes back to the previous release; returns the release running now.
+    pub(crate) fn rollback_release(&self) -> &'static str {
+        self.lock().bad_release = false;
+        GOOD_RELEASE
+    }
+
+    pub(crate) fn load_bad_config(&self) {
+        self.lock().bad_config = true;
+    }
+
+    /// Restores the previous configuration; returns whether it changed anything.
+    pub(crate) fn rollback_config(&self) -> bool {
+        std::mem::take(&mut self.lock().bad_config)
+    }
+
+    pub(crate) fn start_leaking(&self) {
+        self.lock().leaking = true;
+    }
+
+    /// A soft restart: leaked memory is freed and the leak stops (it came from state the
+    /// restart drops). Returns the bytes freed.
+    pub(crate) fn restart(&self) -> usize {
+        let mut state = self.lock();
+        state.leaking = false;
+        std::mem::take(&mut state.leaked).iter().map(Vec::len).sum()
+    }
+
+    pub(crate) fn leaked_bytes(&self) -> usize {
+        self.lock().leaked.iter().map(Vec::len).sum()
+    }
+
+    /// Fills the spool to its quota with real files; returns the bytes written.
+    pub(crate) fn fill_spool(&self) -> std::io::Result<u64> {
+        std::fs::create_dir_all(&self.spool)?;
+        let chunk = vec![0_u8; 512 * 1024];
+        let mut written = self.spool_bytes();
+        let mut n = 0;
+        while written < SPOOL_QUOTA_BYTES {
+            std::fs::write(self.spool.join(format!("export-{n}.tmp")), &chunk)?;
+            written += chunk.len() as u64;
+            n += 1;
+        }
+        Ok(written)
+    }
+
+    /// Deletes the spool's regenerable files; returns the bytes freed.
+    pub(crate) fn clean_spool(&self) -> std::io::Result<u64> {
+        let mut freed = 0;
+        let Ok(entries) = std::fs::read_dir(&self.spool) else { return Ok(0) };
+        for entry in entries.filter_map(Result::ok) {
+            if entry.path().extension().is_some_and(|e| e == "tmp") {
+                freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(freed)
+    }
+
+    fn spool_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.spool)
+            .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+    }
+
+    /// Every request: under `memory_leak` it keeps memory, and fails once the heap is full.
+    pub(crate) fn on_request(&self) -> Result<(), BookmarksError> {
+        let mut state = self.lock();
+        if !state.leaking {
+            return Ok(());
+        }
+        let held: usize = state.leaked.iter().map(Vec::len).sum();
+        if held + LEAK_PER_REQUEST > HEAP_LIMIT_BYTES {
+            return Err(fault(
+                "memory",
+                format!(
+                    "cannot allocate memory: heap limit of {} MiB reached (memory grows on every request)",
+                    HEAP_LIMIT_BYTES >> 20
+                ),
+            ));
+        }
+        state.leaked.push(vec![1_u8; LEAK_PER_REQUEST]);
+        Ok(())
+    }
+
+    /// A search: the bad release's query names a column the schema does not have.
+    pub(crate) fn on_search(&self) -> Result<(), BookmarksError> {
+        if self.lock().bad_release {
+            return Err(fault(
+                "release",
+                format!("release {BAD_RELEASE} (new version, deployed today): search query failed: no such column: bookmarks.title_fts"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A write: needs room in the data directory, and tags must be allowed by the config.
+    pub(crate) fn on_write(&self, tags: usize) -> Result<(), BookmarksError> {
+        if self.spool_bytes() >= SPOOL_QUOTA_BYTES {
+            return Err(fault(
+                "disk",
+                "write to the data directory failed: No space left on device (os error 28)".to_owned(),
+            ));
+        }
+        if tags > 0 && self.lock().bad_config {
+            return Err(fault(
+                "config",
+                "invalid setting in configuration v2: max_tags = 0 refuses every tagged bookmark".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What `/health` says is wrong, if anything.
+    pub(crate) fn health(&self) -> Option<String> {
+        let checks = [self.on_search(), self.on_write(1)];
+        let memory = {
+            let state = self.lock();
+            let held: usize = state.leaked.iter().map(Vec::len).sum();
+            (state.leaking && held + LEAK_PER_REQUEST > HEAP_LIMIT_BYTES).then(|| "heap limit reached".to_owned())
+        };
+        checks.into_iter().find_map(|c| c.err().map(|e| e.cause().unwrap_or_default())).or(memory)
+    }
+
+    /// Names of the active faults.
+    pub(crate) fn active(&self) -> Vec<&'static str> {
+        let state = self.lock();
+        let mut active = Vec::new();
+        if state.bad_release {
+            active.push("bad_release");
+        }
+        if state.bad_config {
+            active.push("bad_config");
+        }
+        if state.leaking {
+            active.push("memory_leak");
+        }
+        drop(state);
+        if self.spool_bytes() >= SPOOL_QUOTA_BYTES {
+            active.push("disk_full");
+        }
+        active
+    }
+}
