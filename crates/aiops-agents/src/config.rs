@@ -55,7 +55,9 @@ impl Default for MonitorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiagnosticConfig {
-    /// Past problems at least this similar (cosine) inform the diagnosis. Default: 0.7.
+    /// Past problems at least this similar (cosine) inform the diagnosis. Default: 0.85: below
+    /// that, two different faults reported in the same words ("a new error appeared ...") look
+    /// alike to the embedding model.
     pub similar_min_score: f32,
     /// Most similar past problems looked at. Default: 5.
     pub similar_k: usize,
@@ -65,7 +67,7 @@ pub struct DiagnosticConfig {
 
 impl Default for DiagnosticConfig {
     fn default() -> Self {
-        Self { similar_min_score: 0.7, similar_k: 5, llm: LlmDiagnosisConfig::default() }
+        Self { similar_min_score: 0.85, similar_k: 5, llm: LlmDiagnosisConfig::default() }
     }
 }
 

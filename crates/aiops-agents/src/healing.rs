@@ -54,6 +54,18 @@ const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests after a fix needed to judge an error-ratio problem healed.
 const MIN_VERIFY_REQUESTS: usize = 10;
 
+/// What came of running one fix.
+enum Run {
+    /// Verified; the problem is resolved.
+    Healed,
+    /// Not run: another fix healed the problem meanwhile.
+    Moot,
+    /// Not run: the action budget is spent.
+    BudgetSpent(String),
+    /// Ran and was not verified (or did not run); what happened.
+    Failed(String),
+}
+
 /// The Healing agent.
 #[derive(Debug)]
 pub struct Healing {
@@ -552,15 +564,15 @@ impl Healing {
                 }
                 TrustLevel::Auto => {}
             }
-            if let Err(spent) = self.take_action_slot(&problem.service) {
-                notes.push(spent);
-                break;
-            }
             attempt += 1;
             tracing::info!(problem = %problem.id, tool = %candidate.tool, attempt, rationale = %candidate.rationale, "Running remediation.");
             match self.run(ctx, problem, instance, candidate, risk, attempt).await? {
-                None => return Ok(()),
-                Some(summary) => notes.push(summary),
+                Run::Healed | Run::Moot => return Ok(()),
+                Run::Failed(summary) => notes.push(summary),
+                Run::BudgetSpent(spent) => {
+                    notes.push(spent);
+                    break;
+                }
             }
         }
         if diagnosis.candidates.is_empty() {
@@ -569,9 +581,8 @@ impl Healing {
         self.escalate(ctx, problem, notes.join(" | ")).await
     }
 
-    /// Runs one fix (one action per service at a time), publishes its outcome, moves it on
-    /// the ladder, and resolves the problem when it is verified; `None` when healed, else
-    /// what happened.
+    /// Runs one fix (one action per service at a time, within the budget), publishes its
+    /// outcome, moves it on the ladder, and resolves the problem when it is verified.
     async fn run(
         &self,
         ctx: &AgentContext,
@@ -580,9 +591,17 @@ impl Healing {
         candidate: &CandidateAction,
         risk: RiskLevel,
         attempt: u32,
-    ) -> AgentResult<Option<String>> {
+    ) -> AgentResult<Run> {
         let lock = self.service_lock(&problem.service);
         let _one_at_a_time = lock.lock().await;
+        // Another action may have healed the problem while this one waited for the lock.
+        if self.ended_by(ctx, &problem.id, &[event_type::PROBLEM_RESOLVED]).await? {
+            tracing::info!(problem = %problem.id, tool = %candidate.tool, "Not run: the problem was healed meanwhile.");
+            return Ok(Run::Moot);
+        }
+        if let Err(spent) = self.take_action_slot(&problem.service) {
+            return Ok(Run::BudgetSpent(spent));
+        }
         let outcome = self.attempt(ctx, problem, instance, candidate, attempt).await?;
         metrics::counter!("aiops_healing_actions_total", "tool" => outcome.tool.clone(), "verified" => outcome.verified.to_string()).increment(1);
         ctx.emit(NAME, event_type::ACTION_COMPLETED, &problem.service, None, &outcome).await?;
@@ -599,7 +618,7 @@ impl Healing {
             }
         }
         if !outcome.verified {
-            return Ok(Some(format!("{}: {}", outcome.tool, outcome.message)));
+            return Ok(Run::Failed(format!("{}: {}", outcome.tool, outcome.message)));
         }
         let recovered = Utc::now() - problem.first_seen;
         let resolved = ProblemResolved {
@@ -611,7 +630,35 @@ impl Healing {
         };
         tracing::info!(problem = %problem.id, tool = %resolved.tool, "Problem healed and verified.");
         ctx.emit(NAME, event_type::PROBLEM_RESOLVED, &problem.service, Some(Severity::Info), resolved).await?;
-        Ok(None)
+        Ok(Run::Healed)
+    }
+
+    /// Fixes of `problem_id` still waiting on a human or about to run: requested, not denied,
+    /// not expired, and not run yet.
+    async fn approvals_in_flight(&self, ctx: &AgentContext, problem_id: &str) -> AgentResult<usize> {
+        let query = ReadQuery {
+            types: vec![event_type::APPROVAL_REQUESTED.into(), event_type::APPROVAL_DECIDED.into()],
+            newest_first: true,
+            limit: HISTORY_LOOKBACK,
+            ..ReadQuery::default()
+        };
+        let events = ctx.bus.read(&ctx.streams.control, &query).await?;
+        let denied: HashSet<String> = events
+            .iter()
+            .filter(|e| e.event.event_type == event_type::APPROVAL_DECIDED)
+            .filter_map(|e| e.event.payload::<ApprovalDecision>().ok())
+            .filter(|d| !d.approved)
+            .map(|d| d.request.approval_id)
+            .collect();
+        let ran = self.earlier_attempts(ctx, problem_id).await?;
+        let now = Utc::now();
+        Ok(events
+            .iter()
+            .filter(|e| e.event.event_type == event_type::APPROVAL_REQUESTED)
+            .filter_map(|e| e.event.payload::<ApprovalRequest>().ok())
+            .filter(|r| r.problem.id == problem_id && r.expires_at > now)
+            .filter(|r| !denied.contains(&r.approval_id) && !ran.contains(&r.candidate.solution_id))
+            .count())
     }
 
     /// Asks a human to approve a fix; returns the request's id.
@@ -684,16 +731,26 @@ impl Healing {
             return self.escalate(ctx, problem, reason).await;
         };
         self.seed_budget(ctx).await?;
-        if let Err(spent) = self.take_action_slot(&problem.service) {
-            return self.escalate(ctx, problem, format!("approved {} not run: {spent}", candidate.tool)).await;
-        }
         let risk = ctx.tools.get(&candidate.tool).map_or(candidate.risk, |t| candidate.risk.max(t.spec().risk));
         let attempt = tried.len() as u32 + 1;
         tracing::info!(problem = %problem.id, tool = %candidate.tool, by = %decision.by, "Running an approved remediation.");
-        if let Some(summary) = self.run(ctx, problem, &instance, candidate, risk, attempt).await? {
-            self.escalate(ctx, problem, format!("the approved fix failed: {summary}")).await?;
+        match self.run(ctx, problem, &instance, candidate, risk, attempt).await? {
+            Run::Healed => Ok(()),
+            Run::Moot => skip("the problem was healed meanwhile".into()).await,
+            Run::Failed(summary) => {
+                let waiting = self.approvals_in_flight(ctx, &problem.id).await?;
+                if waiting > 0 {
+                    // Other fixes of this problem are still before a human or about to run:
+                    // escalating now would call people about what is already in hand.
+                    let detail = serde_json::json!({ "approval_id": request.approval_id, "problem_id": problem.id, "failed": summary, "undecided": waiting });
+                    return self.audit(ctx, "approval.failed", &problem.service, detail).await;
+                }
+                self.escalate(ctx, problem, format!("the approved fix failed: {summary}")).await
+            }
+            Run::BudgetSpent(spent) => {
+                self.escalate(ctx, problem, format!("approved {} not run: {spent}", candidate.tool)).await
+            }
         }
-        Ok(())
     }
 }
 

@@ -219,9 +219,16 @@ impl Monitor {
         }
         state.reset(service);
         state.recent_errors.remove(service);
-        if let Some(quiet) = quiet_for {
-            let until = Utc::now() + chrono::Duration::from_std(quiet).unwrap_or_default();
-            state.quiet_until.insert(service.to_owned(), until);
+        match quiet_for {
+            Some(quiet) => {
+                let until = Utc::now() + chrono::Duration::from_std(quiet).unwrap_or_default();
+                state.quiet_until.insert(service.to_owned(), until);
+            }
+            // Healed after all (an approved fix ran after the escalation): nothing to keep
+            // quiet about any more, and a recurrence must be seen.
+            None => {
+                state.quiet_until.remove(service);
+            }
         }
     }
 }

@@ -36,9 +36,13 @@ enum Command {
         /// Print one JSON object with the scenarios as the last line of stdout.
         #[arg(long)]
         json: bool,
-        /// Faults to inject, one after the other.
+        /// Times each fault is injected, one after the other.
         #[arg(long, default_value_t = 2)]
         occurrences: u32,
+        /// Fault to inject (repeatable): db_pool_exhausted (default), bad_release, disk_full,
+        /// memory_leak, bad_config, or all.
+        #[arg(long = "fault")]
+        faults: Vec<String>,
     },
     /// Replays the recorded history through a (changed) policy in dry run: what it would have
     /// detected and done, beside what happened. Nothing live is changed.
@@ -352,9 +356,9 @@ fn main() -> ExitCode {
                 init_logs("info");
                 commands::serve::run(config, data_dir, listen).await
             }
-            Command::Demo { json, occurrences } => {
+            Command::Demo { json, occurrences, faults } => {
                 init_logs("error");
-                commands::demo::run(json, occurrences).await
+                commands::demo::run(json, occurrences, faults).await
             }
             Command::Replay { config, policy, since, until, json } => {
                 commands::replay::run(config, policy, since, until, json).await

@@ -24,7 +24,7 @@ const BAD_RELEASE: &str = "1.1.0";
 pub(crate) const SPOOL_QUOTA_BYTES: u64 = 4 * 1024 * 1024;
 /// Memory one request leaks under `memory_leak`, and the heap limit.
 const LEAK_PER_REQUEST: usize = 256 * 1024;
-const HEAP_LIMIT_BYTES: usize = 24 * 1024 * 1024;
+const HEAP_LIMIT_BYTES: usize = 12 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 struct State {

@@ -1,11 +1,13 @@
-//! `aiops demo`: the whole loop on a real bookmark manager, twice.
+//! `aiops demo`: the whole loop on a real bookmark manager, each fault twice.
 //!
 //! Starts the core in this process on embedded defaults (in a temporary directory) and the
 //! bookmark manager as a separate process (this same binary, `aiops bookmarks serve`), drives
-//! steady traffic at it, then injects a real fault (its database pool leaks every connection)
-//! and prints the loop as it happens on the control stream: detected, diagnosed, each action
-//! and its verification, healed, learned. The same fault is injected again to show the second
-//! heal chosen from knowledge. Everything is cleaned up at the end, also on Ctrl-C.
+//! steady traffic at it, then injects real faults (by default its database pool leaks every
+//! connection; `--fault all` runs every scenario) and prints the loop as it happens on the
+//! control stream: detected, diagnosed, each action and its verification, healed, learned.
+//! Each fault is injected again to show the second heal chosen from knowledge. The demo plays
+//! the operator too: it approves every fix the safety ladder asks a human about. Everything
+//! is cleaned up at the end, also on Ctrl-C.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -24,7 +26,14 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const SERVICE: &str = "bookmarks";
-const FAULT: &str = "db_pool_exhausted";
+/// The faults `--fault all` runs, with what each does.
+pub(crate) const FAULTS: [(&str, &str); 5] = [
+    ("db_pool_exhausted", "the database pool leaks every connection"),
+    ("bad_release", "release 1.1.0 goes out with a broken search query"),
+    ("disk_full", "the data directory fills up"),
+    ("memory_leak", "every request leaks memory until the heap is full"),
+    ("bad_config", "configuration v2 refuses every tagged write"),
+];
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(60);
 const TRAFFIC_INTERVAL: Duration = Duration::from_millis(20);
 /// Good traffic before each fault, so the detectors' windows hold a healthy baseline.
@@ -33,7 +42,7 @@ const BASELINE: Duration = Duration::from_millis(2500);
 /// What one injected fault led to.
 #[derive(Debug, Clone, Serialize)]
 struct Scenario {
-    fault: &'static str,
+    fault: String,
     occurrence: u32,
     detected_ms: Option<i64>,
     diagnosed_ms: Option<i64>,
@@ -46,15 +55,30 @@ struct Scenario {
     escalated: Option<String>,
 }
 
-pub(crate) async fn run(json: bool, occurrences: u32) -> anyhow::Result<bool> {
+pub(crate) async fn run(json: bool, occurrences: u32, faults: Vec<String>) -> anyhow::Result<bool> {
     if occurrences == 0 {
         bail!("--occurrences must be at least 1");
+    }
+    let mut chosen: Vec<(&'static str, &'static str)> = Vec::new();
+    for name in &faults {
+        if name == "all" {
+            chosen.extend(FAULTS);
+            continue;
+        }
+        let known = FAULTS.iter().find(|(fault, _)| fault == name).ok_or_else(|| {
+            let names: Vec<&str> = FAULTS.iter().map(|(f, _)| *f).collect();
+            anyhow!("unknown fault {name:?}: one of {}, or all", names.join(", "))
+        })?;
+        chosen.push(*known);
+    }
+    if chosen.is_empty() {
+        chosen.push(FAULTS[0]);
     }
     let workdir = tempfile::Builder::new().prefix("aiops-demo-").tempdir().context("creating a temporary directory")?;
     // Dropping the demo future on Ctrl-C kills the bookmark manager (kill_on_drop) and the
     // temporary directory is removed below either way.
     let result = tokio::select! {
-        result = run_in(workdir.path(), json, occurrences) => result,
+        result = run_in(workdir.path(), json, occurrences, &chosen) => result,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("interrupted: stopping the bookmark manager and removing {}", workdir.path().display());
             Ok(false)
@@ -71,11 +95,19 @@ fn say(line: impl AsRef<str>) {
     let _ = stdout.flush();
 }
 
-async fn run_in(workdir: &Path, json: bool, occurrences: u32) -> anyhow::Result<bool> {
+async fn run_in(
+    workdir: &Path,
+    json: bool,
+    occurrences: u32,
+    faults: &[(&'static str, &'static str)],
+) -> anyhow::Result<bool> {
     let mut config = Config { data_dir: workdir.join("core"), ..Config::default() };
     config.server.listen = "127.0.0.1:0".into();
     config.registry.interval_ms = 500;
     config.agents.monitor.window.window_ms = 5000;
+    // Every fault twice on one service within minutes: more than a production budget allows.
+    config.agents.healing.max_actions_per_service = 50;
+    config.agents.healing.max_actions_total = 100;
     let app = App::start(config).await.context("starting the core")?;
 
     let exe = std::env::current_exe().context("finding this executable")?;
@@ -112,24 +144,26 @@ async fn run_in(workdir: &Path, json: bool, occurrences: u32) -> anyhow::Result<
     let traffic = tokio::spawn(drive_traffic(http.clone(), base.clone(), running.clone(), stats.clone()));
 
     let mut scenarios = Vec::new();
-    for occurrence in 1..=occurrences {
-        tokio::time::sleep(BASELINE).await;
-        wait_until_passing(&app, Duration::from_secs(30)).await?;
-        let mark = app.bus().last_offset(&app.streams().control).await?;
-        let fault_at = Utc::now();
-        say(format!(
-            "\n── occurrence {occurrence}: inject {FAULT} (the database pool leaks every connection) at {}",
-            fault_at.format("%H:%M:%S%.3f")
-        ));
-        let response = http.post(format!("{base}/admin/faults")).json(&json!({ "fault": FAULT })).send().await?;
-        if !response.status().is_success() {
-            bail!("injecting the fault failed: {}", response.status());
-        }
-        let scenario = watch(&app, mark, fault_at, occurrence).await?;
-        let healed = scenario.verified;
-        scenarios.push(scenario);
-        if !healed {
-            break;
+    'faults: for &(fault, what) in faults {
+        for occurrence in 1..=occurrences {
+            tokio::time::sleep(BASELINE).await;
+            wait_until_passing(&app, Duration::from_secs(30)).await?;
+            let mark = app.bus().last_offset(&app.streams().control).await?;
+            let fault_at = Utc::now();
+            say(format!(
+                "\n── {fault}, occurrence {occurrence}: {what}; injected at {}",
+                fault_at.format("%H:%M:%S%.3f")
+            ));
+            let response = http.post(format!("{base}/admin/faults")).json(&json!({ "fault": fault })).send().await?;
+            if !response.status().is_success() {
+                bail!("injecting the fault failed: {}", response.status());
+            }
+            let scenario = watch(&app, &http, mark, fault_at, fault, occurrence).await?;
+            let healed = scenario.verified;
+            scenarios.push(scenario);
+            if !healed {
+                break 'faults;
+            }
         }
     }
     running.store(false, Ordering::SeqCst);
@@ -137,13 +171,14 @@ async fn run_in(workdir: &Path, json: bool, occurrences: u32) -> anyhow::Result<
 
     say("\n── summary");
     say(format!(
-        "{:<11} {:>9} {:>10} {:>8}  {:<15} {}",
-        "occurrence", "detected", "diagnosed", "healed", "fixed by", "tries"
+        "{:<18} {:<11} {:>9} {:>10} {:>8}  {:<18} {}",
+        "fault", "occurrence", "detected", "diagnosed", "healed", "fixed by", "tries"
     ));
     for s in &scenarios {
         let ms = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v} ms"));
         say(format!(
-            "{:<11} {:>9} {:>10} {:>8}  {:<15} {}",
+            "{:<18} {:<11} {:>9} {:>10} {:>8}  {:<18} {}",
+            s.fault,
             s.occurrence,
             ms(s.detected_ms),
             ms(s.diagnosed_ms),
@@ -154,13 +189,18 @@ async fn run_in(workdir: &Path, json: bool, occurrences: u32) -> anyhow::Result<
     }
     let (ok, failed) = (stats.0.load(Ordering::Relaxed), stats.1.load(Ordering::Relaxed));
     say(format!("traffic: {ok} requests answered, {failed} failed during the faults"));
-    let all_healed = scenarios.len() == occurrences as usize && scenarios.iter().all(|s| s.verified);
-    let faster = match (scenarios.first().and_then(|s| s.healed_ms), scenarios.get(1).and_then(|s| s.healed_ms)) {
-        (Some(first), Some(second)) => Some(second < first),
-        _ => None,
-    };
-    if let Some(faster) = faster {
-        say(format!("second heal faster than the first: {}", if faster { "yes" } else { "no" }));
+    let all_healed = scenarios.len() == occurrences as usize * faults.len() && scenarios.iter().all(|s| s.verified);
+    // Per fault: was a later occurrence healed with fewer tries than the first?
+    let mut faster = None;
+    for &(fault, _) in faults {
+        let runs: Vec<&Scenario> = scenarios.iter().filter(|s| s.fault == fault).collect();
+        if let (Some(first), Some(second)) =
+            (runs.first().and_then(|s| s.healed_ms), runs.get(1).and_then(|s| s.healed_ms))
+        {
+            let quicker = second < first;
+            say(format!("{fault}: second heal faster than the first: {}", if quicker { "yes" } else { "no" }));
+            faster = Some(faster.unwrap_or(true) && quicker);
+        }
     }
 
     let _ = child.start_kill();
@@ -231,9 +271,16 @@ fn since(fault_at: DateTime<Utc>, event: &StoredEvent) -> i64 {
 
 /// Follows the control stream from `mark` until the problem caused by the fault is healed,
 /// escalated, or the timeout passes; prints each step.
-async fn watch(app: &App, mark: u64, fault_at: DateTime<Utc>, occurrence: u32) -> anyhow::Result<Scenario> {
+async fn watch(
+    app: &App,
+    http: &reqwest::Client,
+    mark: u64,
+    fault_at: DateTime<Utc>,
+    fault: &str,
+    occurrence: u32,
+) -> anyhow::Result<Scenario> {
     let mut scenario = Scenario {
-        fault: FAULT,
+        fault: fault.to_owned(),
         occurrence,
         detected_ms: None,
         diagnosed_ms: None,
@@ -248,6 +295,8 @@ async fn watch(app: &App, mark: u64, fault_at: DateTime<Utc>, occurrence: u32) -
     let mut cursor = mark;
     let mut problem_id: Option<String> = None;
     let mut learned_pending = false;
+    // Fixes approved for this problem: an escalation that waits for them is not the end.
+    let mut approved = 0_u32;
     let deadline = tokio::time::Instant::now() + SCENARIO_TIMEOUT;
     let bus = app.bus();
     loop {
@@ -315,6 +364,23 @@ async fn watch(app: &App, mark: u64, fault_at: DateTime<Utc>, occurrence: u32) -
                         ));
                     }
                 }
+                event_type::APPROVAL_REQUESTED if data["problem"]["id"].as_str() == problem_id.as_deref() => {
+                    let id = data["approval_id"].as_str().unwrap_or_default();
+                    let tool = data["candidate"]["tool"].as_str().unwrap_or("?");
+                    say(format!(
+                        "  {t:>6} ms  approval   {tool} asks a human: {}",
+                        data["reason"].as_str().unwrap_or("")
+                    ));
+                    let body = json!({ "reason": "approved by the demo operator" });
+                    let answer =
+                        http.post(format!("{}/v1/approvals/{id}/approve", app.url())).json(&body).send().await?;
+                    approved += 1;
+                    say(format!(
+                        "  {:>6} ms  approved   {tool} ({})",
+                        Utc::now().signed_duration_since(fault_at).num_milliseconds(),
+                        answer.status()
+                    ));
+                }
                 event_type::ACTION_STARTED if data["problem_id"].as_str() == problem_id.as_deref() => {
                     say(format!(
                         "  {t:>6} ms  action {}   run {}",
@@ -348,6 +414,10 @@ async fn watch(app: &App, mark: u64, fault_at: DateTime<Utc>, occurrence: u32) -
                 }
                 event_type::PROBLEM_ESCALATED if data["problem_id"].as_str() == problem_id.as_deref() => {
                     let reason = data["reason"].as_str().unwrap_or("?").to_owned();
+                    if approved > 0 && reason.contains("awaiting approval") {
+                        say(format!("  {t:>6} ms  waiting    for the approved fix: {reason}"));
+                        continue;
+                    }
                     say(format!("  {t:>6} ms  ESCALATED  {reason}"));
                     scenario.escalated = Some(reason);
                     return Ok(scenario);
