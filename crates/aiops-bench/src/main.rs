@@ -9,6 +9,7 @@ mod events;
 mod knowledge;
 mod loghub;
 mod nab;
+mod scenarios;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -30,9 +31,10 @@ fn main() -> ExitCode {
         Some("embed") => runtime.block_on(embed::run(&args)),
         Some("loghub") => runtime.block_on(loghub::run(&args)),
         Some("nab") => runtime.block_on(nab::run(&args)),
+        Some("scenarios") => runtime.block_on(scenarios::run(&args)),
         _ => {
             eprintln!(
-                "usage: aiops-bench <suite> [--json] [--nodes N] [--sentences N]\nsuites: events, knowledge, embed"
+                "usage: aiops-bench <suite> [--json] [suite options]\nsuites: events, knowledge, embed, loghub, nab, scenarios"
             );
             return ExitCode::from(2);
         }

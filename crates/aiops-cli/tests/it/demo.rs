@@ -37,3 +37,39 @@ fn demo_heals_the_bookmark_manager_twice_and_faster_from_knowledge() {
     assert_eq!(report["second_faster"], true);
     assert!(stdout.contains("similar past problems"), "the second diagnosis must cite knowledge:\n{stdout}");
 }
+
+/// The fault-scenario suite: every fault is detected, diagnosed, healed by its own fix and
+/// verified, and its second occurrence is healed by the first attempt.
+#[test]
+fn every_fault_scenario_heals_and_its_second_occurrence_takes_one_attempt() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_aiops"))
+        .args(["demo", "--json", "--fault", "all"])
+        .env("AIOPS_LOG", "error")
+        .output()
+        .expect("running aiops demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).expect("last line is JSON");
+    let scenarios = report["scenarios"].as_array().expect("scenarios");
+    let expected = [
+        ("db_pool_exhausted", "reset_db_pool"),
+        ("bad_release", "rollback_deploy"),
+        ("disk_full", "free_disk_space"),
+        ("memory_leak", "restart_service"),
+        ("bad_config", "rollback_config"),
+    ];
+    assert_eq!(scenarios.len(), expected.len() * 2, "{stdout}");
+    for (pair, (fault, fix)) in scenarios.chunks(2).zip(expected) {
+        for scenario in pair {
+            assert_eq!(
+                (scenario["fault"].as_str(), scenario["verified"].as_bool()),
+                (Some(fault), Some(true)),
+                "{stdout}"
+            );
+            assert_eq!(scenario["action"], fix, "{stdout}");
+        }
+        assert_eq!(pair[1]["attempts"].as_array().unwrap().len(), 1, "{fault}, second time: {stdout}");
+    }
+    // restart_service is high risk: the operator (the demo) approved it.
+    assert!(stdout.contains("approval   restart_service asks a human"), "{stdout}");
+}
