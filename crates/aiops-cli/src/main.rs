@@ -40,7 +40,7 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         occurrences: u32,
         /// Fault to inject (repeatable): db_pool_exhausted (default), bad_release, disk_full,
-        /// memory_leak, bad_config, or all.
+        /// memory_leak, bad_config, slow_queries, or all.
         #[arg(long = "fault")]
         faults: Vec<String>,
     },

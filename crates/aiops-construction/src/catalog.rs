@@ -21,6 +21,7 @@ pub(crate) const SHIPPED_TOOLS: &[(&str, &str)] = &[
     ("clear_faults.toml", include_str!("../tools/clear_faults.toml")),
     ("free_disk_space.toml", include_str!("../tools/free_disk_space.toml")),
     ("noop_probe.toml", include_str!("../tools/noop_probe.toml")),
+    ("rebuild_indexes.toml", include_str!("../tools/rebuild_indexes.toml")),
     ("reload_certificate.toml", include_str!("../tools/reload_certificate.toml")),
     ("reset_db_pool.toml", include_str!("../tools/reset_db_pool.toml")),
     ("restart_service.toml", include_str!("../tools/restart_service.toml")),

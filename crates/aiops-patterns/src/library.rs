@@ -33,6 +33,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("queue-backlog.toml", include_str!("../patterns/queue-backlog.toml")),
     ("service-down.toml", include_str!("../patterns/service-down.toml")),
     ("slow-dependency.toml", include_str!("../patterns/slow-dependency.toml")),
+    ("slow-queries.toml", include_str!("../patterns/slow-queries.toml")),
     ("stale-cache.toml", include_str!("../patterns/stale-cache.toml")),
     ("upstream-rate-limited.toml", include_str!("../patterns/upstream-rate-limited.toml")),
 ];

@@ -44,6 +44,7 @@ enum FaultName {
     DiskFull,
     MemoryLeak,
     BadConfig,
+    SlowQueries,
     None,
 }
 
@@ -124,6 +125,10 @@ pub(crate) async fn set_fault(
             state.faults().start_leaking();
             tracing::warn!("Fault injected: every request leaks memory.");
         }
+        FaultName::SlowQueries => {
+            state.faults().drop_index();
+            tracing::warn!("Fault injected: the search index is gone.");
+        }
         FaultName::BadConfig => {
             state.faults().load_bad_config();
             tracing::warn!("Fault injected: configuration v2 loaded.");
@@ -147,6 +152,12 @@ pub(crate) async fn rollback_deploy(State(state): State<AppState>) -> Json<Value
     let release = state.faults().rollback_release();
     tracing::info!(release, "Rolled back to the previous release.");
     Json(json!({ "release": release }))
+}
+
+pub(crate) async fn db_maintenance(State(state): State<AppState>) -> Json<Value> {
+    let rebuilt = state.faults().rebuild_index();
+    tracing::info!(rebuilt, "Database maintenance done: indexes rebuilt.");
+    Json(json!({ "indexes_rebuilt": u32::from(rebuilt) }))
 }
 
 pub(crate) async fn rollback_config(State(state): State<AppState>) -> Json<Value> {

@@ -79,6 +79,12 @@ pub(crate) async fn list(
     let query = list_query(params)?;
     if searching {
         state.faults().on_search()?;
+        if let Some((cost, message)) = state.faults().search_cost() {
+            tokio::time::sleep(cost).await;
+            if let Some(client) = state.aiops() {
+                client.report_error(aiops_model::ServiceError { kind: "database".into(), message, route: None });
+            }
+        }
     }
     if let Some(body) = state.cache().get(&query) {
         return Ok(json_bytes(body, "hit"));

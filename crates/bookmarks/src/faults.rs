@@ -8,7 +8,10 @@
 //! - `memory_leak`: every request keeps 256 KiB it never frees, until the heap limit refuses
 //!   allocations; `POST /admin/restart` (a soft restart) frees it;
 //! - `bad_config`: configuration v2 sets `max_tags = 0`, so every tagged write is refused as
-//!   a server error until `POST /admin/config/rollback` restores v1.
+//!   a server error until `POST /admin/config/rollback` restores v1;
+//! - `slow_queries`: the search index is dropped, so every search scans the whole table (it
+//!   takes [`FULL_SCAN`]) and the service logs it as a slow query, until
+//!   `POST /admin/db/maintenance` rebuilds the index.
 //!
 //! `/health` runs the same checks, so a fix is verified only when the service really works.
 
@@ -26,8 +29,14 @@ pub(crate) const SPOOL_QUOTA_BYTES: u64 = 4 * 1024 * 1024;
 const LEAK_PER_REQUEST: usize = 256 * 1024;
 const HEAP_LIMIT_BYTES: usize = 12 * 1024 * 1024;
 
+/// What a search costs without its index.
+pub(crate) const FULL_SCAN: std::time::Duration = std::time::Duration::from_millis(1200);
+/// What `/health`'s search self-test allows.
+const SEARCH_BUDGET_MS: u128 = 500;
+
 #[derive(Debug, Default)]
 struct State {
+    index_dropped: bool,
     bad_release: bool,
     bad_config: bool,
     leaking: bool,
@@ -82,6 +91,26 @@ impl Faults {
     /// Restores the previous configuration; returns whether it changed anything.
     pub(crate) fn rollback_config(&self) -> bool {
         std::mem::take(&mut self.lock().bad_config)
+    }
+
+    pub(crate) fn drop_index(&self) {
+        self.lock().index_dropped = true;
+    }
+
+    /// Rebuilds the search index; returns whether it was missing.
+    pub(crate) fn rebuild_index(&self) -> bool {
+        std::mem::take(&mut self.lock().index_dropped)
+    }
+
+    /// The extra time a search takes, and the slow-query log line, while the index is gone.
+    pub(crate) fn search_cost(&self) -> Option<(std::time::Duration, String)> {
+        self.lock().index_dropped.then(|| {
+            let message = format!(
+                "slow query: full table scan on bookmarks took {} ms (index bookmarks_title_idx missing)",
+                FULL_SCAN.as_millis()
+            );
+            (FULL_SCAN, message)
+        })
     }
 
     pub(crate) fn start_leaking(&self) {
@@ -183,6 +212,11 @@ impl Faults {
 
     /// What `/health` says is wrong, if anything.
     pub(crate) fn health(&self) -> Option<String> {
+        if let Some((cost, message)) = self.search_cost() {
+            if cost.as_millis() > SEARCH_BUDGET_MS {
+                return Some(format!("search self-test over its {SEARCH_BUDGET_MS} ms budget: {message}"));
+            }
+        }
         let checks = [self.on_search(), self.on_write(1)];
         let memory = {
             let state = self.lock();
@@ -196,6 +230,9 @@ impl Faults {
     pub(crate) fn active(&self) -> Vec<&'static str> {
         let state = self.lock();
         let mut active = Vec::new();
+        if state.index_dropped {
+            active.push("slow_queries");
+        }
         if state.bad_release {
             active.push("bad_release");
         }

@@ -66,8 +66,9 @@ pub use state::AppState;
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Capabilities the service registers with: what remediation tools can ask of it.
-pub const CAPABILITIES: [&str; 7] = [
+pub const CAPABILITIES: [&str; 8] = [
     "db.reset_pool",
+    "db.maintenance",
     "cache.clear",
     "deploy.rollback",
     "config.rollback",
@@ -126,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/config/rollback", post(admin::rollback_config))
         .route("/admin/disk/cleanup", post(admin::disk_cleanup))
         .route("/admin/restart", post(admin::restart))
+        .route("/admin/db/maintenance", post(admin::db_maintenance))
         .route("/admin/faults", get(admin::get_faults).post(admin::set_fault))
         .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
     let app = Router::new()

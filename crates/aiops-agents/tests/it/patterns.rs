@@ -44,9 +44,14 @@ fn each_universal_failure_is_recognised_first_from_its_evidence() {
             "upstream-rate-limited",
         ),
         (ServiceDown, "invalid setting in configuration: unknown key `listen_adress`", "bad-config"),
+        (
+            HttpLatency,
+            "slow query: full table scan on orders took 900 ms (index orders_customer_idx missing)",
+            "slow-queries",
+        ),
     ];
     let capabilities: Vec<String> =
-        ["cache.clear", "cache.warm", "db.reset_pool"].iter().map(|c| (*c).to_owned()).collect();
+        ["cache.clear", "cache.warm", "db.reset_pool", "db.maintenance"].iter().map(|c| (*c).to_owned()).collect();
     for (kind, evidence, expected) in cases {
         let matches = library.match_problem(&problem(kind, evidence), &capabilities);
         let ids: Vec<&str> = matches.iter().map(|m| m.pattern.id.as_str()).collect();

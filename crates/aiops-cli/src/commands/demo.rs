@@ -27,12 +27,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const SERVICE: &str = "bookmarks";
 /// The faults `--fault all` runs, with what each does.
-pub(crate) const FAULTS: [(&str, &str); 5] = [
+pub(crate) const FAULTS: [(&str, &str); 6] = [
     ("db_pool_exhausted", "the database pool leaks every connection"),
     ("bad_release", "release 1.1.0 goes out with a broken search query"),
     ("disk_full", "the data directory fills up"),
     ("memory_leak", "every request leaks memory until the heap is full"),
     ("bad_config", "configuration v2 refuses every tagged write"),
+    ("slow_queries", "the search index is dropped, every search scans the table"),
 ];
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(60);
 const TRAFFIC_INTERVAL: Duration = Duration::from_millis(20);

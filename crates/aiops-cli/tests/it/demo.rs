@@ -57,6 +57,7 @@ fn every_fault_scenario_heals_and_its_second_occurrence_takes_one_attempt() {
         ("disk_full", "free_disk_space"),
         ("memory_leak", "restart_service"),
         ("bad_config", "rollback_config"),
+        ("slow_queries", "rebuild_indexes"),
     ];
     assert_eq!(scenarios.len(), expected.len() * 2, "{stdout}");
     for (pair, (fault, fix)) in scenarios.chunks(2).zip(expected) {

@@ -98,6 +98,7 @@ fn every_shipped_spec_parses_and_validates() {
             "clear_faults",
             "free_disk_space",
             "noop_probe",
+            "rebuild_indexes",
             "reload_certificate",
             "reset_db_pool",
             "restart_service",

@@ -105,7 +105,13 @@ async fn each_scenario_fault_is_repaired_by_its_own_admin_endpoint_only() {
         ("memory_leak", "/admin/restart", "memory", "cannot allocate memory"),
         ("bad_config", "/admin/config/rollback", "config", "invalid setting in configuration"),
     ];
-    let repairs = ["/admin/deploy/rollback", "/admin/disk/cleanup", "/admin/restart", "/admin/config/rollback"];
+    let repairs = [
+        "/admin/deploy/rollback",
+        "/admin/disk/cleanup",
+        "/admin/restart",
+        "/admin/config/rollback",
+        "/admin/db/maintenance",
+    ];
     for (fault, repair, kind, cause) in cases {
         let injected = app.call(Method::POST, "/admin/faults", Some(json!({ "fault": fault }))).await;
         assert_eq!(injected.status, StatusCode::OK, "{}", injected.body);
@@ -146,4 +152,26 @@ async fn each_scenario_fault_is_repaired_by_its_own_admin_endpoint_only() {
         let faults = app.call(Method::GET, "/admin/faults", None).await;
         assert_eq!(faults.body["active"], json!([]), "{fault}");
     }
+}
+
+#[tokio::test]
+async fn slow_queries_scan_the_table_until_the_indexes_are_rebuilt() {
+    let app = test_app(|_| {}).await;
+    app.call(Method::POST, "/admin/faults", Some(json!({"fault": "slow_queries"}))).await;
+    let started = Instant::now();
+    assert_eq!(app.call(Method::GET, "/api/bookmarks?q=rust", None).await.status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(1200), "a search scans the whole table");
+    let health = app.call(Method::GET, "/health", None).await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(health.body["error"].as_str().unwrap().contains("full table scan"), "{}", health.body);
+    for wrong in ["/admin/db/reset-pool", "/admin/cache/clear", "/admin/restart"] {
+        app.call(Method::POST, wrong, None).await;
+        assert_eq!(app.call(Method::GET, "/health", None).await.status, StatusCode::SERVICE_UNAVAILABLE, "{wrong}");
+    }
+    let rebuilt = app.call(Method::POST, "/admin/db/maintenance", None).await;
+    assert_eq!(rebuilt.body["indexes_rebuilt"], 1);
+    assert_eq!(app.call(Method::GET, "/health", None).await.status, StatusCode::OK);
+    let started = Instant::now();
+    app.call(Method::GET, "/api/bookmarks?q=rust", None).await;
+    assert!(started.elapsed() < Duration::from_millis(500));
 }
