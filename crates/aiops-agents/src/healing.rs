@@ -169,17 +169,10 @@ impl Healing {
         self.lock().busy.entry(service.to_owned()).or_default().clone()
     }
 
-    /// The kill switch's last setting, read from the control stream each time, so that every
+    /// The kill switch, when engaged; read from the control stream each time, so that every
     /// core sees a switch flipped through any of them.
     async fn kill_switch(&self, ctx: &AgentContext) -> AgentResult<Option<KillSwitch>> {
-        let query = ReadQuery {
-            types: vec![event_type::HEALING_KILL_SWITCH.into()],
-            newest_first: true,
-            limit: 1,
-            ..ReadQuery::default()
-        };
-        let latest = ctx.bus.read(&ctx.streams.control, &query).await?;
-        Ok(latest.first().and_then(|stored| stored.event.payload::<KillSwitch>().ok()).filter(|k| k.engaged))
+        Ok(crate::oversight::kill_switch(ctx.bus.as_ref(), &ctx.streams.control).await?.filter(|k| k.engaged))
     }
 
     async fn already_ended(&self, ctx: &AgentContext, problem_id: &str) -> AgentResult<bool> {
@@ -636,28 +629,13 @@ impl Healing {
     /// Fixes of `problem_id` still waiting on a human or about to run: requested, not denied,
     /// not expired, and not run yet.
     async fn approvals_in_flight(&self, ctx: &AgentContext, problem_id: &str) -> AgentResult<usize> {
-        let query = ReadQuery {
-            types: vec![event_type::APPROVAL_REQUESTED.into(), event_type::APPROVAL_DECIDED.into()],
-            newest_first: true,
-            limit: HISTORY_LOOKBACK,
-            ..ReadQuery::default()
-        };
-        let events = ctx.bus.read(&ctx.streams.control, &query).await?;
-        let denied: HashSet<String> = events
-            .iter()
-            .filter(|e| e.event.event_type == event_type::APPROVAL_DECIDED)
-            .filter_map(|e| e.event.payload::<ApprovalDecision>().ok())
-            .filter(|d| !d.approved)
-            .map(|d| d.request.approval_id)
-            .collect();
         let ran = self.earlier_attempts(ctx, problem_id).await?;
         let now = Utc::now();
-        Ok(events
+        Ok(crate::oversight::approvals(ctx.bus.as_ref(), &ctx.streams.control)
+            .await?
             .iter()
-            .filter(|e| e.event.event_type == event_type::APPROVAL_REQUESTED)
-            .filter_map(|e| e.event.payload::<ApprovalRequest>().ok())
-            .filter(|r| r.problem.id == problem_id && r.expires_at > now)
-            .filter(|r| !denied.contains(&r.approval_id) && !ran.contains(&r.candidate.solution_id))
+            .filter(|a| a.request.problem.id == problem_id && !ran.contains(&a.request.candidate.solution_id))
+            .filter(|a| matches!(a.status(now), "pending" | "approved"))
             .count())
     }
 

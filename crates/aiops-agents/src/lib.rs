@@ -28,6 +28,7 @@ mod healing;
 mod ladder;
 mod learning;
 mod monitor;
+mod oversight;
 mod sampling;
 
 pub use agent::{Agent, AgentContext, Streams};
@@ -41,6 +42,7 @@ pub use healing::Healing;
 pub use ladder::trust_node_id;
 pub use learning::{pattern_node_id, record_pattern_versions, source_accuracy, source_insight_id, Learning};
 pub use monitor::Monitor;
+pub use oversight::{approvals, kill_switch, Approval};
 
 /// Knowledge id of a solution: the tool and its parameters, so the same fix is one node.
 pub fn solution_id(tool: &str, params: &serde_json::Value) -> String {

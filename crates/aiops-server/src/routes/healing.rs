@@ -1,7 +1,7 @@
 //! Humans in the healing loop: approvals of risky fixes and the kill switch. Both live on the
 //! control stream as events, so every core sees them and the audit trail keeps them.
 
-use aiops_events::{EventBusExt, ReadQuery};
+use aiops_events::EventBusExt;
 use aiops_model::{event_type, ApprovalDecision, ApprovalRequest, Envelope, KillSwitch};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -14,9 +14,6 @@ use crate::auth::{authorize, Scope};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::{ApiError, ApiState};
 
-/// Approval events looked at: requests older than this many events are forgotten.
-const LOOKBACK: usize = 5000;
-
 #[derive(Debug, Serialize)]
 struct ApprovalView {
     #[serde(flatten)]
@@ -28,35 +25,24 @@ struct ApprovalView {
 }
 
 async fn approvals(state: &ApiState) -> Result<Vec<ApprovalView>, ApiError> {
-    let query = ReadQuery {
-        types: vec![event_type::APPROVAL_REQUESTED.into(), event_type::APPROVAL_DECIDED.into()],
-        newest_first: true,
-        limit: LOOKBACK,
-        ..ReadQuery::default()
-    };
-    let events = state.bus.read(&state.streams.control, &query).await?;
-    let decisions: Vec<ApprovalDecision> = events
-        .iter()
-        .filter(|e| e.event.event_type == event_type::APPROVAL_DECIDED)
-        .filter_map(|e| e.event.payload().ok())
-        .collect();
     let now = Utc::now();
-    Ok(events
-        .iter()
-        .filter(|e| e.event.event_type == event_type::APPROVAL_REQUESTED)
-        .filter_map(|e| e.event.payload::<ApprovalRequest>().ok())
-        .map(|request| {
-            let decision = decisions.iter().find(|d| d.request.approval_id == request.approval_id);
-            let status = match decision {
-                Some(d) if d.approved => "approved",
-                Some(_) => "denied",
-                None if request.expires_at < now => "expired",
-                None => "pending",
-            };
-            let decision = decision.map(|d| json!({ "by": d.by, "reason": d.reason, "decided_at": d.decided_at }));
-            ApprovalView { request, status, decision }
+    let approvals = aiops_agents::approvals(state.bus.as_ref(), &state.streams.control).await.map_err(agent_error)?;
+    Ok(approvals
+        .into_iter()
+        .map(|approval| {
+            let status = approval.status(now);
+            let decision =
+                approval.decision.map(|d| json!({ "by": d.by, "reason": d.reason, "decided_at": d.decided_at }));
+            ApprovalView { request: approval.request, status, decision }
         })
         .collect())
+}
+
+fn agent_error(err: aiops_agents::AgentError) -> ApiError {
+    match err {
+        aiops_agents::AgentError::Events(err) => err.into(),
+        other => ApiError::Internal(other.to_string()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,21 +131,10 @@ pub(crate) async fn deny(
     decide(&state, &headers, &id, false, body.reason).await
 }
 
-async fn latest_switch(state: &ApiState) -> Result<Option<KillSwitch>, ApiError> {
-    let query = ReadQuery {
-        types: vec![event_type::HEALING_KILL_SWITCH.into()],
-        newest_first: true,
-        limit: 1,
-        ..ReadQuery::default()
-    };
-    let latest = state.bus.read(&state.streams.control, &query).await?;
-    Ok(latest.first().and_then(|e| e.event.payload().ok()))
-}
-
 /// The kill switch's state.
 pub(crate) async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&state.tokens, &headers, Scope::Read)?;
-    let switch = latest_switch(&state).await?;
+    let switch = aiops_agents::kill_switch(state.bus.as_ref(), &state.streams.control).await.map_err(agent_error)?;
     let engaged = switch.as_ref().is_some_and(|s| s.engaged);
     Ok(Json(json!({ "kill_switch": { "engaged": engaged, "last_change": switch } })))
 }

@@ -7,28 +7,11 @@ use aiops_model::{
     event_type, ApprovalDecision, ApprovalRequest, CandidateAction, Envelope, Problem, ProblemKind, RiskLevel, Severity,
 };
 use aiops_server::{router, ApiState};
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use axum::Router;
+use axum::http::StatusCode;
 use chrono::Utc;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use crate::support::{state, ADMIN_TOKEN, READ_TOKEN};
-
-async fn call(app: &Router, method: &str, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {token}"))
-        .body(if body.is_null() { Body::empty() } else { Body::from(body.to_string()) })
-        .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
+use crate::support::{call, state, ADMIN_TOKEN, READ_TOKEN};
 
 async fn request_approval(state: &ApiState, id: &str, expires_in: chrono::Duration) {
     let now = Utc::now();

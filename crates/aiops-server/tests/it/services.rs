@@ -6,29 +6,12 @@ use std::time::Duration;
 use aiops_model::HealthStatus;
 use aiops_registry::CheckRecord;
 use aiops_server::{router, ApiState};
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use axum::Router;
+use axum::http::StatusCode;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use crate::support::{state, ADMIN_TOKEN, READ_TOKEN};
+use crate::support::{call, state, ADMIN_TOKEN, READ_TOKEN};
 
 const INGEST_TOKEN: &str = "ingest-secret-0123456789";
-
-async fn call(app: &Router, method: &str, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("content-type", "application/json")
-        .header("authorization", format!("Bearer {token}"))
-        .body(if body.is_null() { Body::empty() } else { Body::from(body.to_string()) })
-        .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
 
 fn instance(name: &str, id: &str) -> Value {
     json!({ "name": name, "instance_id": id, "address": format!("http://127.0.0.1:1/{id}") })
