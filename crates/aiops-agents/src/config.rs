@@ -35,6 +35,11 @@ pub struct MonitorConfig {
     pub error_templates: ErrorTemplateConfig,
     /// The availability (and optionally latency) objective whose burn rate pages.
     pub slo: BurnRateConfig,
+    /// Times an instance's heartbeat is lost (its process died) within `crash_loop_window_ms`
+    /// that make a crash loop. Default: 3.
+    pub crash_loop_restarts: u32,
+    /// The crash-loop window, in milliseconds. Default: 300000.
+    pub crash_loop_window_ms: u64,
 }
 
 impl Default for MonitorConfig {
@@ -47,6 +52,8 @@ impl Default for MonitorConfig {
             escalation_quiet_ms: 60_000,
             error_templates: ErrorTemplateConfig::default(),
             slo: BurnRateConfig::default(),
+            crash_loop_restarts: 3,
+            crash_loop_window_ms: 300_000,
         }
     }
 }

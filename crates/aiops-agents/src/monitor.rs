@@ -48,6 +48,8 @@ const STALE_PROBLEM: chrono::Duration = chrono::Duration::minutes(5);
 /// Services the Monitor keeps windows and error samples for; reports about further services
 /// are dropped (and counted), so a client inventing subjects cannot grow its memory.
 const MAX_SERVICES: usize = 10_000;
+/// Instances whose recent downs are remembered for crash-loop detection.
+const MAX_TRACKED_INSTANCES: usize = 10_000;
 /// Knowledge ids of saved error templates: `log-template:<service>:<template id>`.
 const TEMPLATE_NODE_PREFIX: &str = "log-template:";
 /// Saved templates loaded at start, at most.
@@ -81,6 +83,8 @@ struct State {
     closed_at: HashMap<String, DateTime<Utc>>,
     /// Services reports are tracked for (at most `MAX_SERVICES`).
     services: std::collections::HashSet<String>,
+    /// When each instance last went critical, within the crash-loop window.
+    downs: HashMap<String, VecDeque<DateTime<Utc>>>,
 }
 
 impl State {
@@ -140,6 +144,7 @@ impl Monitor {
                 quiet_until: HashMap::new(),
                 closed_at: HashMap::new(),
                 services: std::collections::HashSet::new(),
+                downs: HashMap::new(),
             }),
         }
     }
@@ -151,21 +156,27 @@ impl Monitor {
     }
 
     /// Opens a problem for `finding` unless the service has one open or is quiet.
+    /// Opens a problem for `finding`, unless one is open for the service or it is quiet after
+    /// an escalation. A finding that `supersedes` (a crash loop: the earlier diagnosis did not
+    /// stop it) opens one anyway.
     fn open_problem(
         &self,
         finding: Finding,
         instance_id: Option<String>,
         extra_evidence: Vec<String>,
         now: DateTime<Utc>,
+        supersedes: bool,
     ) -> Option<Problem> {
         let mut state = self.lock();
-        if let Some(open) = state.open.get(&finding.service) {
-            if now - open.opened < STALE_PROBLEM {
+        if !supersedes {
+            if let Some(open) = state.open.get(&finding.service) {
+                if now - open.opened < STALE_PROBLEM {
+                    return None;
+                }
+            }
+            if state.quiet_until.get(&finding.service).is_some_and(|until| now < *until) {
                 return None;
             }
-        }
-        if state.quiet_until.get(&finding.service).is_some_and(|until| now < *until) {
-            return None;
         }
         let mut evidence = extra_evidence;
         evidence.extend(summarize_errors(state.recent_errors.get(&finding.service), now));
@@ -187,7 +198,7 @@ impl Monitor {
 
     async fn publish_findings(&self, ctx: &AgentContext, findings: Vec<Finding>) -> AgentResult<()> {
         for finding in findings {
-            if let Some(problem) = self.open_problem(finding, None, Vec::new(), Utc::now()) {
+            if let Some(problem) = self.open_problem(finding, None, Vec::new(), Utc::now(), false) {
                 self.publish_problem(ctx, problem).await?;
             }
         }
@@ -446,6 +457,40 @@ impl Monitor {
 
     fn health_problem(&self, change: &HealthChange) -> Option<Problem> {
         let now = Utc::now();
+        let window = chrono::Duration::milliseconds(self.config.crash_loop_window_ms as i64);
+        // Only a lost heartbeat says the process died; a failing check alone is not a crash.
+        let downs = if !change.heartbeat_lost {
+            0
+        } else {
+            let mut state = self.lock();
+            if state.downs.len() >= MAX_TRACKED_INSTANCES && !state.downs.contains_key(&change.instance_id) {
+                state.downs.retain(|_, downs| downs.back().is_some_and(|at| now - *at <= window));
+            }
+            let downs = state.downs.entry(change.instance_id.clone()).or_default();
+            downs.push_back(now);
+            while downs.front().is_some_and(|at| now - *at > window) {
+                downs.pop_front();
+            }
+            downs.len()
+        };
+        if downs >= self.config.crash_loop_restarts as usize {
+            self.lock().downs.remove(&change.instance_id);
+            let finding = Finding {
+                service: change.service.clone(),
+                kind: ProblemKind::CrashLoop,
+                severity: Severity::Critical,
+                summary: format!(
+                    "{} instance {} is in a crash loop: down {downs} times in {} s",
+                    change.service,
+                    change.instance_id,
+                    window.num_seconds()
+                ),
+                metrics: BTreeMap::from([("downs".to_owned(), downs as f64)]),
+                first_seen: now,
+            };
+            let evidence = vec![format!("crash loop: went down {downs} times, last: {}", change.reason)];
+            return self.open_problem(finding, Some(change.instance_id.clone()), evidence, now, true);
+        }
         let (kind, summary) = if change.heartbeat_lost {
             (
                 ProblemKind::ServiceDown,
@@ -465,6 +510,6 @@ impl Monitor {
             metrics: BTreeMap::new(),
             first_seen: now,
         };
-        self.open_problem(finding, Some(change.instance_id.clone()), vec![change.reason.clone()], now)
+        self.open_problem(finding, Some(change.instance_id.clone()), vec![change.reason.clone()], now, false)
     }
 }

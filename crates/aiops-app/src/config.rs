@@ -197,6 +197,11 @@ impl Config {
         if monitor.window.min_requests == 0 || monitor.window.window_ms == 0 {
             problems.push("agents.monitor.window: window_ms and min_requests must be at least 1".into());
         }
+        if monitor.crash_loop_restarts < 2 || monitor.crash_loop_window_ms == 0 {
+            problems.push(
+                "agents.monitor.crash_loop_restarts must be at least 2 and crash_loop_window_ms at least 1".into(),
+            );
+        }
         if self.agents.healing.max_attempts_per_problem == 0 {
             problems.push("agents.healing.max_attempts_per_problem: must be at least 1".into());
         }

@@ -153,6 +153,8 @@ pub enum ProblemKind {
     LogErrorSpike,
     /// The service burns its SLO's error budget too fast (multi-window burn rate).
     SloBurn,
+    /// An instance keeps going down and coming back: it crashes and its supervisor restarts it.
+    CrashLoop,
 }
 
 impl ProblemKind {
@@ -165,6 +167,7 @@ impl ProblemKind {
             Self::ServiceDown => "service_down",
             Self::LogErrorSpike => "log_error_spike",
             Self::SloBurn => "slo_burn",
+            Self::CrashLoop => "crash_loop",
         }
     }
 }

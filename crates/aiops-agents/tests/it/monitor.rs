@@ -193,3 +193,43 @@ async fn a_steady_burn_of_the_error_budget_pages_below_the_error_ratio_threshold
     assert_eq!(problem.kind, ProblemKind::SloBurn);
     assert!(problem.summary.contains("error budget burning"), "{}", problem.summary);
 }
+
+#[tokio::test]
+async fn an_instance_that_keeps_going_down_is_a_crash_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let service = target().await;
+    register(&ctx, &service, Some(1)).await;
+    let monitor = Monitor::new(MonitorConfig::default());
+    monitor.tick(&ctx).await.unwrap();
+    // A failing health check is not a crash: it does not count.
+    service.health.store(503, Ordering::SeqCst);
+    monitor.tick(&ctx).await.unwrap();
+    monitor.tick(&ctx).await.unwrap();
+    service.health.store(200, Ordering::SeqCst);
+    monitor.tick(&ctx).await.unwrap();
+    // The process dies (no heartbeat past its 1 s TTL) and is restarted, three times.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        monitor.tick(&ctx).await.unwrap();
+        ctx.registry.heartbeat("bookmarks-1").await.unwrap();
+        monitor.tick(&ctx).await.unwrap();
+    }
+    let problems: Vec<Problem> =
+        control_events(&ctx, event_type::PROBLEM_DETECTED).await.iter().map(|e| e.event.payload().unwrap()).collect();
+    let kinds: Vec<ProblemKind> = problems.iter().map(|p| p.kind).collect();
+    assert_eq!(
+        kinds,
+        [ProblemKind::HealthCheckFailing, ProblemKind::CrashLoop],
+        "the second down is the same incident"
+    );
+    let crash = &problems[1];
+    assert!(crash.summary.contains("crash loop: down 3 times"), "{}", crash.summary);
+    assert!(
+        crash.evidence[0].starts_with("crash loop: went down 3 times, last: check ttl: no heartbeat"),
+        "{:?}",
+        crash.evidence
+    );
+    let matched = ctx.patterns.match_problem(crash, &[]);
+    assert_eq!(matched[0].pattern.id, "crash-loop");
+}
