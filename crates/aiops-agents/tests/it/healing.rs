@@ -112,3 +112,94 @@ async fn risky_fixes_wait_for_a_human_and_the_action_budget_is_never_exceeded() 
     restarted.handle(&ctx, &as_event(event_type::DIAGNOSIS_COMPLETED, &third)).await.unwrap();
     assert_eq!(service.cache_clears.load(Ordering::SeqCst), clears_before, "the budget must outlive a restart");
 }
+
+/// A fault no tool fixes: each fix is verified in vain and rolled back, the problem is
+/// escalated after `max_attempts_per_problem`, a redelivered diagnosis runs nothing again, and
+/// later occurrences stop at the action budget or at the safety ladder (every failed fix
+/// now waits for a human): healing never loops.
+#[tokio::test]
+async fn a_fault_no_tool_fixes_is_rolled_back_escalated_and_never_looped() {
+    use aiops_model::{CandidateAction, Diagnosis};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let service = target().await;
+    register(&ctx, &service, None).await;
+    let spec = aiops_construction::parse_spec(
+        "name = \"flush_cache\"\nversion = 1\ndescription = \"Flushes the cache.\"\nrisk = \"low\"\ncapability = \"cache.clear\"\n\n[rollback]\ntool = \"clear_cache\"\n\n[kind]\ntype = \"http\"\nmethod = \"POST\"\npath = \"/admin/cache/clear\"\n",
+        "test",
+    )
+    .unwrap();
+    ctx.tools.register(spec).unwrap();
+    // Whatever the fixes do, the service stays sick.
+    let sick = service.health.clone();
+    let keep_sick = tokio::spawn(async move {
+        loop {
+            sick.store(503, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    });
+    let candidate = |tool: &str| CandidateAction {
+        solution_id: format!("solution:{tool}"),
+        tool: tool.into(),
+        params: serde_json::json!({}),
+        risk: RiskLevel::Low,
+        hypothesis: "unknown".into(),
+        pattern_id: None,
+        pattern_version: None,
+        learned_attempts: 0,
+        learned_successes: 0,
+        expected_success: 0.5,
+        verify_within_ms: 300,
+        verify_consecutive_ok: 2,
+        rollback: None,
+        rationale: String::new(),
+        proposed_by: vec![],
+    };
+    let diagnosis = |id: &str| {
+        let mut problem = pool_problem();
+        problem.id = id.into();
+        Diagnosis {
+            id: format!("d-{id}"),
+            problem,
+            hypotheses: vec![],
+            candidates: vec![candidate("flush_cache"), candidate("clear_cache"), candidate("reset_db_pool")],
+            similar_problems: vec![],
+            llm: None,
+            diagnosed_at: chrono::Utc::now(),
+        }
+    };
+    let healing = Healing::new(HealingConfig {
+        max_attempts_per_problem: 2,
+        max_actions_per_service: 3,
+        ..HealingConfig::default()
+    });
+    let first = as_event(event_type::DIAGNOSIS_COMPLETED, diagnosis("p1"));
+    healing.handle(&ctx, &first).await.unwrap();
+    healing.handle(&ctx, &first).await.unwrap();
+    let outcomes: Vec<ActionOutcome> =
+        control_events(&ctx, event_type::ACTION_COMPLETED).await.iter().map(|e| e.event.payload().unwrap()).collect();
+    assert_eq!(outcomes.len(), 2, "two attempts, and the redelivered diagnosis ran nothing");
+    assert!(outcomes.iter().all(|o| o.executed && !o.verified));
+    assert!(outcomes[0].rolled_back, "flush_cache's rollback ran: {}", outcomes[0].message);
+    let audit = ctx.audit.recent(100).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "tool.rollback" && e.detail["done"] == true));
+    let escalated = control_events(&ctx, event_type::PROBLEM_ESCALATED).await;
+    assert_eq!(escalated.len(), 1);
+    assert!(escalated[0].event.data["reason"].as_str().unwrap().contains("stopped after 2 attempts"));
+
+    for id in ["p2", "p3"] {
+        healing.handle(&ctx, &as_event(event_type::DIAGNOSIS_COMPLETED, diagnosis(id))).await.unwrap();
+    }
+    keep_sick.abort();
+    let starts = ctx.audit.recent(500).await.unwrap().iter().filter(|e| e.action == "tool.start").count();
+    assert_eq!(starts, 3, "never more actions than the budget");
+    let reasons: Vec<String> = control_events(&ctx, event_type::PROBLEM_ESCALATED)
+        .await
+        .iter()
+        .map(|e| e.event.data["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(reasons.len(), 3, "every occurrence ends in an escalation");
+    // Every fix failed once, so the ladder asks a human instead of trying it again.
+    assert!(reasons[2].matches("awaiting approval").count() == 3, "{reasons:?}");
+}
