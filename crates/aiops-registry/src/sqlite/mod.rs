@@ -24,6 +24,11 @@ use crate::{
 mod tests;
 
 const BACKEND: &str = "sqlite";
+/// Checks whose run is due and not leased (`?1`: now).
+const DUE: &str = "next_due <= ?1 AND (lease_until IS NULL OR lease_until < ?1)";
+/// Instances critical longer than they may be (`?1`: now).
+const EXPIRED: &str =
+    "status = 'critical' AND deregister_after_ms IS NOT NULL AND status_since + deregister_after_ms <= ?1";
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -107,6 +112,12 @@ impl SqliteRegistry {
 
     fn now_ms(&self) -> i64 {
         self.clock.now().timestamp_millis()
+    }
+
+    /// Whether any row of `table` meets `condition` (with `?1` bound to `now`).
+    async fn exists(&self, table: &str, condition: &str, now: i64) -> RegistryResult<bool> {
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE {condition})");
+        sqlx::query_scalar(&sql).bind(now).fetch_one(&self.pool).await.map_err(db)
     }
 
     async fn write(&self) -> RegistryResult<Transaction<'static, Sqlite>> {
@@ -336,6 +347,11 @@ impl Registry for SqliteRegistry {
 
     async fn claim_due_checks(&self, owner: &str, lease: Duration, limit: usize) -> RegistryResult<Vec<DueCheck>> {
         let now = self.now_ms();
+        // Every core asks on every tick; most ticks find nothing due, and a read does not
+        // take SQLite's one write lock.
+        if !self.exists("reg_checks", DUE, now).await? {
+            return Ok(Vec::new());
+        }
         let claimed = sqlx::query(
             "UPDATE reg_checks SET lease_owner = ?, lease_until = ?
              WHERE rowid IN (SELECT rowid FROM reg_checks
@@ -403,16 +419,16 @@ impl Registry for SqliteRegistry {
     }
 
     async fn reap_critical(&self) -> RegistryResult<Vec<ServiceInstance>> {
+        let now = self.now_ms();
+        if !self.exists("reg_instances", EXPIRED, now).await? {
+            return Ok(Vec::new());
+        }
         let mut tx = self.write().await?;
-        let reaped = sqlx::query(&format!(
-            "DELETE FROM reg_instances
-             WHERE status = 'critical' AND deregister_after_ms IS NOT NULL AND status_since + deregister_after_ms <= ?
-             RETURNING {INSTANCE_COLUMNS}"
-        ))
-        .bind(self.now_ms())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
+        let reaped = sqlx::query(&format!("DELETE FROM reg_instances WHERE {EXPIRED} RETURNING {INSTANCE_COLUMNS}"))
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
         if !reaped.is_empty() {
             bump_index(&mut tx).await?;
         }
