@@ -333,6 +333,15 @@ const DEFAULT_URL: &str = "http://127.0.0.1:7070";
 enum BookmarksCommand {
     /// Runs the bookmark manager.
     Serve(bookmarks::ServeArgs),
+    /// Manages the bookmark manager's configuration file.
+    #[command(subcommand)]
+    Config(BookmarksConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BookmarksConfigCommand {
+    /// Rolls the configuration back to v1, whether the bookmark manager runs or not.
+    Rollback(bookmarks::ConfigRollbackArgs),
 }
 
 fn init_logs(default_level: &str) {
@@ -409,6 +418,9 @@ fn main() -> ExitCode {
             Command::Bookmarks { command: BookmarksCommand::Serve(args) } => {
                 init_logs("info");
                 bookmarks::run_cli(args).await.map(|()| true)
+            }
+            Command::Bookmarks { command: BookmarksCommand::Config(BookmarksConfigCommand::Rollback(args)) } => {
+                bookmarks::config_rollback(&args).map(|()| true)
             }
         }
     });

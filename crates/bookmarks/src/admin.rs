@@ -44,6 +44,7 @@ enum FaultName {
     DiskFull,
     MemoryLeak,
     BadConfig,
+    CrashLoop,
     SlowQueries,
     None,
 }
@@ -130,8 +131,13 @@ pub(crate) async fn set_fault(
             tracing::warn!("Fault injected: the search index is gone.");
         }
         FaultName::BadConfig => {
-            state.faults().load_bad_config();
+            state.faults().load_bad_config().map_err(|source| config_error("loading configuration v2", source))?;
             tracing::warn!("Fault injected: configuration v2 loaded.");
+        }
+        FaultName::CrashLoop => {
+            state.faults().load_crashing_config().map_err(|source| config_error("loading configuration v3", source))?;
+            crate::start_cache_warmer(&state);
+            tracing::warn!("Fault injected: configuration v3 loaded; its cache warmer panics.");
         }
         FaultName::None => {
             // Leaked connections stay leaked: only a pool reset releases them, as in real life.
@@ -160,10 +166,14 @@ pub(crate) async fn db_maintenance(State(state): State<AppState>) -> Json<Value>
     Json(json!({ "indexes_rebuilt": u32::from(rebuilt) }))
 }
 
-pub(crate) async fn rollback_config(State(state): State<AppState>) -> Json<Value> {
-    let changed = state.faults().rollback_config();
+fn config_error(context: &str, source: std::io::Error) -> BookmarksError {
+    BookmarksError::Io { context: format!("{context} (the configuration file)"), source }
+}
+
+pub(crate) async fn rollback_config(State(state): State<AppState>) -> BookmarksResult<Json<Value>> {
+    let changed = state.faults().rollback_config().map_err(|source| config_error("rolling back", source))?;
     tracing::info!(changed, "Configuration rolled back to v1.");
-    Json(json!({ "config": "v1", "changed": changed }))
+    Ok(Json(json!({ "config": "v1", "changed": changed })))
 }
 
 pub(crate) async fn disk_cleanup(State(state): State<AppState>) -> BookmarksResult<Json<Value>> {

@@ -53,6 +53,27 @@ impl ServeArgs {
     }
 }
 
+/// Flags of `bookmarks config rollback`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigRollbackArgs {
+    /// SQLite database file of the service; its configuration file lies beside it.
+    #[arg(long, value_name = "PATH", default_value = "bookmarks.db")]
+    pub db: PathBuf,
+}
+
+/// Rolls the configuration back to v1 whether the service runs or not, and prints one JSON
+/// line: `{"config":"v1","changed":bool}`.
+///
+/// # Errors
+/// When the configuration file cannot be written.
+pub fn config_rollback(args: &ConfigRollbackArgs) -> anyhow::Result<()> {
+    let changed = crate::rollback_config_file(&args.db)
+        .with_context(|| format!("rolling back the configuration of {}", args.db.display()))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::json!({ "config": "v1", "changed": changed })).context("writing to stdout")?;
+    Ok(())
+}
+
 /// Binds `--listen`, opens the database, prints `listening on http://ADDR` to stdout, and
 /// serves until Ctrl-C or SIGTERM, then shuts down gracefully.
 ///

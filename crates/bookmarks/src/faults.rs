@@ -8,7 +8,15 @@
 //! - `memory_leak`: every request keeps 256 KiB it never frees, until the heap limit refuses
 //!   allocations; `POST /admin/restart` (a soft restart) frees it;
 //! - `bad_config`: configuration v2 sets `max_tags = 0`, so every tagged write is refused as
-//!   a server error until `POST /admin/config/rollback` restores v1;
+//!   a server error until the configuration is rolled back to v1;
+//! - `crash_loop`: configuration v3 turns on a cache warmer that panics [`CRASH_AFTER`] after
+//!   every start, so the process exits with code 101 and its supervisor starts it again, and
+//!   again, until the configuration is rolled back to v1.
+//!
+//! The configuration lives in a file beside the database (`<name>.config.json`, read on every
+//! use), so that it outlives the process as it would in production. It is rolled back by
+//! `POST /admin/config/rollback` while the service runs, or by `bookmarks config rollback`
+//! (see [`rollback_config_file`]) while it is down.
 //! - `slow_queries`: the search index is dropped, so every search scans the whole table (it
 //!   takes [`FULL_SCAN`]) and the service logs it as a slow query, until
 //!   `POST /admin/db/maintenance` rebuilds the index.
@@ -19,6 +27,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::BookmarksError;
+
+/// How long a process under configuration v3 lives before its cache warmer panics.
+pub const CRASH_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+/// Exit code of a process that panicked.
+pub(crate) const PANIC_EXIT_CODE: i32 = 101;
+
+/// The known-good configuration and the two broken ones.
+const GOOD_CONFIG: u32 = 1;
+const REFUSING_CONFIG: u32 = 2;
+const CRASHING_CONFIG: u32 = 3;
 
 /// The good and the broken release.
 pub(crate) const GOOD_RELEASE: &str = "1.0.0";
@@ -38,7 +56,6 @@ const SEARCH_BUDGET_MS: u128 = 500;
 struct State {
     index_dropped: bool,
     bad_release: bool,
-    bad_config: bool,
     leaking: bool,
     leaked: Vec<Vec<u8>>,
 }
@@ -48,6 +65,7 @@ struct State {
 pub(crate) struct Faults {
     state: Mutex<State>,
     spool: PathBuf,
+    config: PathBuf,
 }
 
 fn fault(kind: &'static str, message: String) -> BookmarksError {
@@ -57,9 +75,7 @@ fn fault(kind: &'static str, message: String) -> BookmarksError {
 impl Faults {
     /// Faults of a service whose database is at `db_path` (the spool lives beside it).
     pub(crate) fn new(db_path: &Path) -> Self {
-        let dir = db_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let name = db_path.file_stem().and_then(|s| s.to_str()).unwrap_or("bookmarks");
-        Self { state: Mutex::new(State::default()), spool: dir.join(format!("{name}.spool")) }
+        Self { state: Mutex::new(State::default()), spool: beside(db_path, "spool"), config: config_path(db_path) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -84,13 +100,34 @@ impl Faults {
         GOOD_RELEASE
     }
 
-    pub(crate) fn load_bad_config(&self) {
-        self.lock().bad_config = true;
+    fn config_version(&self) -> u32 {
+        read_config(&self.config)
     }
 
-    /// Restores the previous configuration; returns whether it changed anything.
-    pub(crate) fn rollback_config(&self) -> bool {
-        std::mem::take(&mut self.lock().bad_config)
+    pub(crate) fn load_bad_config(&self) -> std::io::Result<()> {
+        write_config(&self.config, REFUSING_CONFIG)
+    }
+
+    /// Loads configuration v3; this process crashes like every later one (see
+    /// [`Faults::crash_reason`]).
+    pub(crate) fn load_crashing_config(&self) -> std::io::Result<()> {
+        write_config(&self.config, CRASHING_CONFIG)
+    }
+
+    /// Restores configuration v1; returns whether it changed anything.
+    pub(crate) fn rollback_config(&self) -> std::io::Result<bool> {
+        rollback_config_at(&self.config)
+    }
+
+    /// Why the cache warmer panics, [`CRASH_AFTER`] after a start or a reload: only under
+    /// configuration v3, read when the warmer runs.
+    pub(crate) fn crash_reason(&self) -> Option<String> {
+        (self.config_version() == CRASHING_CONFIG).then(|| {
+            format!(
+                "thread 'cache-warmer' panicked at src/cache.rs:88:21: configuration v{CRASHING_CONFIG}: \
+                 warm_cache_entries = -1 is not a valid size"
+            )
+        })
     }
 
     pub(crate) fn drop_index(&self) {
@@ -201,10 +238,12 @@ impl Faults {
                 "write to the data directory failed: No space left on device (os error 28)".to_owned(),
             ));
         }
-        if tags > 0 && self.lock().bad_config {
+        if tags > 0 && self.config_version() == REFUSING_CONFIG {
             return Err(fault(
                 "config",
-                "invalid setting in configuration v2: max_tags = 0 refuses every tagged bookmark".to_owned(),
+                format!(
+                    "invalid setting in configuration v{REFUSING_CONFIG}: max_tags = 0 refuses every tagged bookmark"
+                ),
             ));
         }
         Ok(())
@@ -236,16 +275,66 @@ impl Faults {
         if state.bad_release {
             active.push("bad_release");
         }
-        if state.bad_config {
-            active.push("bad_config");
-        }
         if state.leaking {
             active.push("memory_leak");
         }
         drop(state);
+        match self.config_version() {
+            REFUSING_CONFIG => active.push("bad_config"),
+            CRASHING_CONFIG => active.push("crash_loop"),
+            _ => {}
+        }
         if self.spool_bytes() >= SPOOL_QUOTA_BYTES {
             active.push("disk_full");
         }
         active
     }
+}
+
+/// `<dir>/<db stem>.<suffix>`: where the service keeps a file that belongs to its database.
+fn beside(db_path: &Path, suffix: &str) -> PathBuf {
+    let dir = db_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = db_path.file_stem().and_then(|s| s.to_str()).unwrap_or("bookmarks");
+    dir.join(format!("{name}.{suffix}"))
+}
+
+fn config_path(db_path: &Path) -> PathBuf {
+    beside(db_path, "config.json")
+}
+
+/// The configuration version in `path`; v1 when there is no file yet or it cannot be read
+/// (the service starts on its defaults, as it did before the file existed).
+fn read_config(path: &Path) -> u32 {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|value| value["version"].as_u64())
+        .and_then(|version| u32::try_from(version).ok())
+        .unwrap_or(GOOD_CONFIG)
+}
+
+/// Writes the file whole (to a temporary file, then renamed over it), so a reader never sees
+/// half of it.
+fn write_config(path: &Path, version: u32) -> std::io::Result<()> {
+    let temporary = path.with_extension("json.tmp");
+    std::fs::write(&temporary, serde_json::json!({ "version": version }).to_string())?;
+    std::fs::rename(&temporary, path)
+}
+
+fn rollback_config_at(path: &Path) -> std::io::Result<bool> {
+    if read_config(path) == GOOD_CONFIG {
+        return Ok(false);
+    }
+    write_config(path, GOOD_CONFIG)?;
+    Ok(true)
+}
+
+/// Rolls the configuration of the service whose database is `db_path` back to v1, whether
+/// the service runs or not; returns whether it changed anything. A crash-looping service is
+/// healed this way: its supervisor's next start reads the good configuration.
+///
+/// # Errors
+/// When the configuration file cannot be written.
+pub fn rollback_config_file(db_path: &Path) -> std::io::Result<bool> {
+    rollback_config_at(&config_path(db_path))
 }

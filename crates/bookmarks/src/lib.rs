@@ -13,7 +13,8 @@
 //! - [`serve`] runs the service on a bound listener until a shutdown future resolves;
 //!   [`router`] builds the axum `Router` for in-process tests.
 //! - [`ServeArgs`] and [`run_cli`] are the command line, shared by the `bookmarks` binary and
-//!   `aiops bookmarks serve`.
+//!   `aiops bookmarks serve`; [`config_rollback`] is `bookmarks config rollback`, which works
+//!   while the service is down.
 //! - `api` (public API, health), `admin` (admin endpoints, faults), `db` (schema, queries,
 //!   pool), `cache`, `extract` (JSON error bodies for rejections), `error`.
 //!
@@ -57,9 +58,10 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
 
-pub use cli::{run_cli, ServeArgs};
+pub use cli::{config_rollback, run_cli, ConfigRollbackArgs, ServeArgs};
 pub use db::Bookmark;
 pub use error::{BookmarksError, BookmarksResult};
+pub use faults::{rollback_config_file, CRASH_AFTER};
 pub use state::AppState;
 
 /// Largest request body accepted, in bytes.
@@ -180,6 +182,7 @@ async fn serve_state(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> BookmarksResult<()> {
+    start_cache_warmer(&state);
     let served = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await;
     if let Some(client) = state.aiops() {
         client.clone().shutdown().await;
@@ -227,4 +230,17 @@ mod tests {
         assert_eq!(client.capabilities, CAPABILITIES);
         assert_eq!(client.ttl_secs, 3);
     }
+}
+
+/// Runs the cache warmer once, [`CRASH_AFTER`] from now (after a start or a configuration
+/// load). Under configuration v3 it panics, and the process exits as a panicking one does.
+pub(crate) fn start_cache_warmer(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(CRASH_AFTER).await;
+        if let Some(reason) = state.faults().crash_reason() {
+            eprintln!("{reason}");
+            std::process::exit(faults::PANIC_EXIT_CODE);
+        }
+    });
 }

@@ -17,6 +17,15 @@ struct Cli {
 enum Command {
     /// Serve the bookmarks API until Ctrl-C or SIGTERM.
     Serve(bookmarks::ServeArgs),
+    /// Manage the service's configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Roll the configuration back to v1, whether the service runs or not.
+    Rollback(bookmarks::ConfigRollbackArgs),
 }
 
 #[tokio::main]
@@ -28,5 +37,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => bookmarks::run_cli(args).await,
+        Command::Config(ConfigCommand::Rollback(args)) => bookmarks::config_rollback(&args),
     }
 }
