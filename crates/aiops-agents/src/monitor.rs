@@ -24,7 +24,7 @@ use std::time::Duration;
 use aiops_knowledge::{Node, NodeKind};
 use aiops_model::{
     event_type, Envelope, Escalation, HealthChange, HealthStatus, Problem, ProblemKind, ProblemResolved, RequestRecord,
-    ServiceDeregistered, ServiceError, Severity,
+    ServiceDeregistered, ServiceError, ServiceRegistered, Severity,
 };
 use aiops_patterns::{
     BurnRateDetector, Detector, ErrorRatioDetector, ErrorTemplateDetector, Finding, LatencyDetector, LogTemplate,
@@ -83,8 +83,18 @@ struct State {
     closed_at: HashMap<String, DateTime<Utc>>,
     /// Services reports are tracked for (at most `MAX_SERVICES`).
     services: std::collections::HashSet<String>,
-    /// When each instance last went critical, within the crash-loop window.
-    downs: HashMap<String, VecDeque<DateTime<Utc>>>,
+    /// When each instance's process last ended, within the crash-loop window.
+    downs: HashMap<String, InstanceDowns>,
+}
+
+/// The ends of one instance's processes seen lately.
+#[derive(Debug, Default)]
+struct InstanceDowns {
+    /// When each process ended (its heartbeat was lost, or a new one registered).
+    at: VecDeque<DateTime<Utc>>,
+    /// The last end was counted from the lost heartbeat: the new process's registration
+    /// that follows is the same end, not another one.
+    heartbeat_lost: bool,
 }
 
 impl State {
@@ -275,7 +285,11 @@ impl Agent for Monitor {
     }
 
     fn control_types(&self) -> Vec<String> {
-        vec![event_type::PROBLEM_RESOLVED.into(), event_type::PROBLEM_ESCALATED.into()]
+        vec![
+            event_type::PROBLEM_RESOLVED.into(),
+            event_type::PROBLEM_ESCALATED.into(),
+            event_type::SERVICE_REGISTERED.into(),
+        ]
     }
 
     fn tick_interval(&self) -> Option<Duration> {
@@ -326,6 +340,12 @@ impl Agent for Monitor {
             event_type::PROBLEM_RESOLVED => {
                 let resolved: ProblemResolved = payload(event)?;
                 self.close(&resolved.service, &resolved.problem_id, event.time, None);
+            }
+            event_type::SERVICE_REGISTERED => {
+                let registered: ServiceRegistered = payload(event)?;
+                if let Some(problem) = self.restart_problem(&registered) {
+                    self.publish_problem(ctx, problem).await?;
+                }
             }
             event_type::PROBLEM_ESCALATED => {
                 let escalation: Escalation = payload(event)?;
@@ -455,41 +475,80 @@ impl Monitor {
         }
     }
 
+    /// Counts an end of `instance_id`'s process at `now` (`heartbeat_lost`: seen as a lost
+    /// heartbeat, else as a new process registering) and returns the ends within the
+    /// crash-loop window. A registration right after a counted lost heartbeat is that same
+    /// end and adds nothing.
+    fn count_down(&self, instance_id: &str, now: DateTime<Utc>, heartbeat_lost: bool) -> usize {
+        let window = chrono::Duration::milliseconds(self.config.crash_loop_window_ms as i64);
+        let mut state = self.lock();
+        if state.downs.len() >= MAX_TRACKED_INSTANCES && !state.downs.contains_key(instance_id) {
+            state.downs.retain(|_, downs| downs.at.back().is_some_and(|at| now - *at <= window));
+        }
+        let downs = state.downs.entry(instance_id.to_owned()).or_default();
+        if heartbeat_lost || !std::mem::take(&mut downs.heartbeat_lost) {
+            downs.at.push_back(now);
+        }
+        downs.heartbeat_lost = heartbeat_lost;
+        while downs.at.front().is_some_and(|at| now - *at > window) {
+            downs.at.pop_front();
+        }
+        downs.at.len()
+    }
+
+    /// The crash-loop problem once `downs` reaches the configured restarts; it supersedes
+    /// the problem open for the service (restarting did not help).
+    fn crash_loop_problem(
+        &self,
+        service: &str,
+        instance_id: &str,
+        downs: usize,
+        last: &str,
+        now: DateTime<Utc>,
+    ) -> Option<Problem> {
+        if downs < self.config.crash_loop_restarts as usize {
+            return None;
+        }
+        self.lock().downs.remove(instance_id);
+        let window = chrono::Duration::milliseconds(self.config.crash_loop_window_ms as i64);
+        let finding = Finding {
+            service: service.to_owned(),
+            kind: ProblemKind::CrashLoop,
+            severity: Severity::Critical,
+            summary: format!(
+                "{service} instance {instance_id} is in a crash loop: down {downs} times in {} s",
+                window.num_seconds()
+            ),
+            metrics: BTreeMap::from([("downs".to_owned(), downs as f64)]),
+            first_seen: now,
+        };
+        let evidence = vec![format!("crash loop: went down {downs} times, last: {last}")];
+        self.open_problem(finding, Some(instance_id.to_owned()), evidence, now, true)
+    }
+
+    /// A new process registered for an instance that never deregistered: its previous
+    /// process crashed.
+    fn restart_problem(&self, registered: &ServiceRegistered) -> Option<Problem> {
+        if !registered.restarted {
+            return None;
+        }
+        let now = Utc::now();
+        let downs = self.count_down(&registered.instance_id, now, false);
+        let last =
+            "restarted: a new process registered without the previous one deregistering (it exited or was killed)";
+        self.crash_loop_problem(&registered.service, &registered.instance_id, downs, last, now)
+    }
+
     fn health_problem(&self, change: &HealthChange) -> Option<Problem> {
         let now = Utc::now();
-        let window = chrono::Duration::milliseconds(self.config.crash_loop_window_ms as i64);
         // Only a lost heartbeat says the process died; a failing check alone is not a crash.
-        let downs = if !change.heartbeat_lost {
-            0
-        } else {
-            let mut state = self.lock();
-            if state.downs.len() >= MAX_TRACKED_INSTANCES && !state.downs.contains_key(&change.instance_id) {
-                state.downs.retain(|_, downs| downs.back().is_some_and(|at| now - *at <= window));
+        if change.heartbeat_lost {
+            let downs = self.count_down(&change.instance_id, now, true);
+            if let Some(problem) =
+                self.crash_loop_problem(&change.service, &change.instance_id, downs, &change.reason, now)
+            {
+                return Some(problem);
             }
-            let downs = state.downs.entry(change.instance_id.clone()).or_default();
-            downs.push_back(now);
-            while downs.front().is_some_and(|at| now - *at > window) {
-                downs.pop_front();
-            }
-            downs.len()
-        };
-        if downs >= self.config.crash_loop_restarts as usize {
-            self.lock().downs.remove(&change.instance_id);
-            let finding = Finding {
-                service: change.service.clone(),
-                kind: ProblemKind::CrashLoop,
-                severity: Severity::Critical,
-                summary: format!(
-                    "{} instance {} is in a crash loop: down {downs} times in {} s",
-                    change.service,
-                    change.instance_id,
-                    window.num_seconds()
-                ),
-                metrics: BTreeMap::from([("downs".to_owned(), downs as f64)]),
-                first_seen: now,
-            };
-            let evidence = vec![format!("crash loop: went down {downs} times, last: {}", change.reason)];
-            return self.open_problem(finding, Some(change.instance_id.clone()), evidence, now, true);
         }
         let (kind, summary) = if change.heartbeat_lost {
             (

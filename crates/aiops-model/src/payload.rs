@@ -126,6 +126,21 @@ impl PickStrategy {
     }
 }
 
+/// A service instance registered (`service.registered`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRegistered {
+    /// Service name.
+    pub service: String,
+    /// Instance id.
+    pub instance_id: String,
+    /// Where it serves.
+    pub address: String,
+    /// The instance was registered already and never deregistered: its process ended without
+    /// saying goodbye (a crash) and a new one started. The Monitor counts these for crash
+    /// loops, as it counts lost heartbeats.
+    pub restarted: bool,
+}
+
 /// A service instance left the registry (`service.deregistered`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceDeregistered {

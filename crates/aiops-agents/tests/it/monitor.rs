@@ -4,7 +4,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aiops_agents::{Agent, Monitor, MonitorConfig};
-use aiops_model::{event_type, Envelope, Problem, ProblemKind, ProblemResolved, RequestRecord, ServiceError};
+use aiops_model::{
+    event_type, Envelope, Problem, ProblemKind, ProblemResolved, RequestRecord, ServiceError, ServiceRegistered,
+};
 use chrono::{DateTime, Utc};
 
 use crate::support::{context, control_events, register, target};
@@ -232,4 +234,56 @@ async fn an_instance_that_keeps_going_down_is_a_crash_loop() {
     );
     let matched = ctx.patterns.match_problem(crash, &[]);
     assert_eq!(matched[0].pattern.id, "crash-loop");
+}
+
+/// A supervisor restarts a crashed process faster than any heartbeat expires: the new
+/// process registering while the old registration stands is the crash that counts.
+#[tokio::test]
+async fn restarts_seen_as_new_registrations_are_a_crash_loop_counted_once_per_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let service = target().await;
+    register(&ctx, &service, Some(1)).await;
+    let monitor = Monitor::new(MonitorConfig::default());
+    monitor.tick(&ctx).await.unwrap();
+    let registered = |restarted: bool| {
+        let data = ServiceRegistered {
+            service: "bookmarks".into(),
+            instance_id: "bookmarks-1".into(),
+            address: service.address.clone(),
+            restarted,
+        };
+        Envelope::new("api/test", event_type::SERVICE_REGISTERED, serde_json::to_value(data).unwrap())
+            .with_subject("bookmarks")
+    };
+    // A registration of a new instance, or after a clean deregistration, is no crash.
+    monitor.handle(&ctx, &registered(false)).await.unwrap();
+    // Crash 1, seen twice: the heartbeat expires, then the new process registers.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    monitor.tick(&ctx).await.unwrap();
+    ctx.registry.heartbeat("bookmarks-1").await.unwrap();
+    monitor.handle(&ctx, &registered(true)).await.unwrap();
+    let kinds = |problems: &[Problem]| problems.iter().map(|p| p.kind).collect::<Vec<_>>();
+    let detected = || async {
+        control_events(&ctx, event_type::PROBLEM_DETECTED)
+            .await
+            .iter()
+            .map(|e| e.event.payload().unwrap())
+            .collect::<Vec<Problem>>()
+    };
+    assert_eq!(kinds(&detected().await), [ProblemKind::ServiceDown]);
+    // Crash 2, restarted before its heartbeat expired: seen only as the registration.
+    monitor.handle(&ctx, &registered(true)).await.unwrap();
+    assert_eq!(kinds(&detected().await), [ProblemKind::ServiceDown], "two crashes are not a loop yet");
+    // Crash 3.
+    monitor.handle(&ctx, &registered(true)).await.unwrap();
+    let problems = detected().await;
+    assert_eq!(kinds(&problems), [ProblemKind::ServiceDown, ProblemKind::CrashLoop]);
+    assert!(problems[1].summary.contains("down 3 times"), "{}", problems[1].summary);
+    assert!(
+        problems[1].evidence[0].contains("last: restarted: a new process registered"),
+        "{:?}",
+        problems[1].evidence
+    );
+    assert_eq!(ctx.patterns.match_problem(&problems[1], &[])[0].pattern.id, "crash-loop");
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aiops_events::EventBusExt;
-use aiops_model::{event_type, Envelope, ServiceDeregistered};
+use aiops_model::{event_type, Envelope, ServiceDeregistered, ServiceRegistered};
 use aiops_registry::{DependencyGraph, ServiceQuery, ServiceRegistration, Strategy};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -120,11 +120,20 @@ pub(crate) async fn register(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let scope = if registration.runs_commands() { Scope::Admin } else { Scope::Ingest };
     let who = authorize(&state.tokens, &headers, scope)?;
+    // A client registers once per process (and again only after the registry forgot it), so
+    // an instance still registered means its last process ended without deregistering.
+    let restarted = state.registry.instance(&registration.instance_id).await?.is_some();
     let instance = state.registry.register(registration).await?;
-    tracing::info!(service = %instance.registration.name, instance = %instance.registration.instance_id, "Service registered.");
-    let body = to_json(&instance)?;
-    announce(&state, &who, event_type::SERVICE_REGISTERED, &instance.registration.name, body.clone()).await;
-    Ok((StatusCode::OK, Json(body)))
+    let registered = &instance.registration;
+    tracing::info!(service = %registered.name, instance = %registered.instance_id, restarted, "Service registered.");
+    let announcement = ServiceRegistered {
+        service: registered.name.clone(),
+        instance_id: registered.instance_id.clone(),
+        address: registered.address.clone(),
+        restarted,
+    };
+    announce(&state, &who, event_type::SERVICE_REGISTERED, &registered.name, to_json(&announcement)?).await;
+    Ok((StatusCode::OK, Json(to_json(&instance)?)))
 }
 
 pub(crate) async fn heartbeat(

@@ -205,3 +205,29 @@ async fn the_graph_shows_dependencies_and_who_a_failure_impacts() {
     assert_eq!(web_impact["failing_dependencies"][0]["path"], json!(["web", "api", "db"]));
     assert_eq!(web_impact["failing_dependencies"][0]["status"], "critical");
 }
+
+/// `service.registered` says whether the instance was registered already: a new process
+/// that registers while the old registration stands means the old one crashed.
+#[tokio::test]
+async fn registration_events_say_whether_a_standing_instance_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path()).await;
+    let app = router(state.clone());
+    for _ in 0..2 {
+        call(&app, "POST", "/v1/services", INGEST_TOKEN, instance("web", "w1")).await;
+    }
+    call(&app, "DELETE", "/v1/services/w1", INGEST_TOKEN, Value::Null).await;
+    call(&app, "POST", "/v1/services", INGEST_TOKEN, instance("web", "w1")).await;
+    let events = state
+        .bus
+        .read(&state.streams.control, &aiops_events::ReadQuery { limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    let restarted: Vec<(String, bool)> = events
+        .iter()
+        .filter(|e| e.event.event_type == "service.registered")
+        .map(|e| (e.event.data["instance_id"].as_str().unwrap().to_owned(), e.event.data["restarted"] == true))
+        .collect();
+    let expected = [("w1", false), ("w1", true), ("w1", false)].map(|(id, r)| (id.to_owned(), r));
+    assert_eq!(restarted, expected, "a registration after a clean deregistration is no restart");
+}
