@@ -215,6 +215,19 @@ fn client_config(config: &BookmarksConfig, aiops_url: &str, local_addr: SocketAd
     client
 }
 
+/// Runs the cache warmer once, [`CRASH_AFTER`] from now (after a start or a configuration
+/// load). Under configuration v3 it panics, and the process exits as a panicking one does.
+pub(crate) fn start_cache_warmer(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(CRASH_AFTER).await;
+        if let Some(reason) = state.faults().crash_reason() {
+            eprintln!("{reason}");
+            std::process::exit(faults::PANIC_EXIT_CODE);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,17 +243,4 @@ mod tests {
         assert_eq!(client.capabilities, CAPABILITIES);
         assert_eq!(client.ttl_secs, 3);
     }
-}
-
-/// Runs the cache warmer once, [`CRASH_AFTER`] from now (after a start or a configuration
-/// load). Under configuration v3 it panics, and the process exits as a panicking one does.
-pub(crate) fn start_cache_warmer(state: &AppState) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(CRASH_AFTER).await;
-        if let Some(reason) = state.faults().crash_reason() {
-            eprintln!("{reason}");
-            std::process::exit(faults::PANIC_EXIT_CODE);
-        }
-    });
 }
