@@ -1,7 +1,8 @@
 //! `aiops demo`: the whole loop on a real bookmark manager, each fault twice.
 //!
 //! Starts the core in this process on embedded defaults (in a temporary directory) and the
-//! bookmark manager as a separate process (this same binary, `aiops bookmarks serve`), drives
+//! bookmark manager as a separate process (this same binary, `aiops bookmarks serve`) under a
+//! supervisor that starts it again when it exits, as systemd's `Restart=always` does; drives
 //! steady traffic at it, then injects real faults (by default its database pool leaks every
 //! connection; `--fault all` runs every scenario) and prints the loop as it happens on the
 //! control stream: detected, diagnosed, each action and its verification, healed, learned.
@@ -27,14 +28,18 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 const SERVICE: &str = "bookmarks";
 /// The faults `--fault all` runs, with what each does.
-pub(crate) const FAULTS: [(&str, &str); 6] = [
+pub(crate) const FAULTS: [(&str, &str); 7] = [
     ("db_pool_exhausted", "the database pool leaks every connection"),
     ("bad_release", "release 1.1.0 goes out with a broken search query"),
     ("disk_full", "the data directory fills up"),
     ("memory_leak", "every request leaks memory until the heap is full"),
     ("bad_config", "configuration v2 refuses every tagged write"),
     ("slow_queries", "the search index is dropped, every search scans the table"),
+    ("crash_loop", "configuration v3 makes the process panic 500 ms after every start"),
 ];
+/// How long the supervisor waits before starting an exited bookmark manager again
+/// (systemd's default `RestartSec`).
+const RESTART_DELAY: Duration = Duration::from_millis(100);
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(60);
 const TRAFFIC_INTERVAL: Duration = Duration::from_millis(20);
 /// Good traffic before each fault, so the detectors' windows hold a healthy baseline.
@@ -109,32 +114,19 @@ async fn run_in(
     // Every fault twice on one service within minutes: more than a production budget allows.
     config.agents.healing.max_actions_per_service = 50;
     config.agents.healing.max_actions_total = 100;
+    // The supervisor restarts within 100 ms, so crashes come fast: two are a loop here.
+    config.agents.monitor.crash_loop_restarts = 2;
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let db = workdir.join("bookmarks.db");
+    config.tools.dir = Some(write_operator_tools(workdir, &exe, &db)?);
     let app = App::start(config).await.context("starting the core")?;
 
-    let exe = std::env::current_exe().context("finding this executable")?;
-    let mut child = tokio::process::Command::new(exe)
-        .args(["bookmarks", "serve", "--listen", "127.0.0.1:0", "--aiops-url", &app.url(), "--db"])
-        .arg(workdir.join("bookmarks.db"))
-        .env("AIOPS_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the bookmark manager")?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("the bookmark manager has no stdout"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .context("the bookmark manager did not start within 20s")??
-        .ok_or_else(|| anyhow!("the bookmark manager exited before listening"))?;
-    let base = first
-        .strip_prefix("listening on ")
-        .ok_or_else(|| anyhow!("unexpected first line from the bookmark manager: {first:?}"))?
-        .trim()
-        .to_owned();
+    let (child, base) = start_bookmarks(&exe, "127.0.0.1:0", &app.url(), &db).await?;
     say(format!("AI-Ops core      {}  (data in {})", app.url(), workdir.display()));
-    say(format!("bookmark manager {base}  (pid {})", child.id().unwrap_or_default()));
+    say(format!("bookmark manager {base}  (pid {}, supervised)", child.id().unwrap_or_default()));
+    let listen = base.trim_start_matches("http://").to_owned();
+    let (stop_supervisor, stopped) = tokio::sync::oneshot::channel();
+    let supervisor = tokio::spawn(supervise(child, exe.clone(), listen, app.url(), db, stopped));
 
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;
     wait_until_passing(&app, Duration::from_secs(20)).await?;
@@ -204,8 +196,8 @@ async fn run_in(
         }
     }
 
-    let _ = child.start_kill();
-    let _ = child.wait().await;
+    let _ = stop_supervisor.send(());
+    let _ = supervisor.await;
     app.shutdown().await?;
     if json {
         say(serde_json::to_string(
@@ -213,6 +205,104 @@ async fn run_in(
         )?);
     }
     Ok(all_healed)
+}
+
+/// The tools of this deployment, as an operator writes them for theirs: the configuration is
+/// rolled back on disk (`aiops bookmarks config rollback`), which works while the process is
+/// down or crash-looping, where the shipped HTTP call to the service could not.
+fn write_operator_tools(workdir: &Path, exe: &Path, db: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let dir = workdir.join("tools");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let quoted = |path: &Path| serde_json::to_string(&path.to_string_lossy());
+    let spec = format!(
+        r#"name = "rollback_config"
+version = 2
+description = "Restores the bookmark manager's previous configuration file; its next start or use reads it."
+risk = "medium"
+timeout_ms = 15000
+capability = "config.rollback"
+
+[kind]
+type = "command"
+argv = [{exe}, "bookmarks", "config", "rollback", "--db", {db}]
+"#,
+        exe = quoted(exe)?,
+        db = quoted(db)?,
+    );
+    let file = dir.join("rollback_config.toml");
+    std::fs::write(&file, spec).with_context(|| format!("writing {}", file.display()))?;
+    Ok(dir)
+}
+
+/// Starts `aiops bookmarks serve` on `listen`; returns it once it listens, with its URL.
+async fn start_bookmarks(
+    exe: &Path,
+    listen: &str,
+    aiops_url: &str,
+    db: &Path,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let mut child = tokio::process::Command::new(exe)
+        .args(["bookmarks", "serve", "--listen", listen, "--aiops-url", aiops_url, "--db"])
+        .arg(db)
+        .env("AIOPS_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the bookmark manager")?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("the bookmark manager has no stdout"))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .context("the bookmark manager did not start within 20s")??
+        .ok_or_else(|| anyhow!("the bookmark manager exited before listening"))?;
+    let base = first
+        .strip_prefix("listening on ")
+        .ok_or_else(|| anyhow!("unexpected first line from the bookmark manager: {first:?}"))?
+        .trim()
+        .to_owned();
+    Ok((child, base))
+}
+
+/// The bookmark manager's supervisor: whenever it exits, starts it again on the same address
+/// after [`RESTART_DELAY`], until `stop` fires (or its sender is dropped); then stops it.
+async fn supervise(
+    mut child: tokio::process::Child,
+    exe: std::path::PathBuf,
+    listen: String,
+    aiops_url: String,
+    db: std::path::PathBuf,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut restarts = 0_u32;
+    loop {
+        let exited = tokio::select! {
+            status = child.wait() => status.map_or_else(|err| err.to_string(), |status| status.to_string()),
+            _ = &mut stop => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return;
+            }
+        };
+        tokio::time::sleep(RESTART_DELAY).await;
+        match start_bookmarks(&exe, &listen, &aiops_url, &db).await {
+            Ok((next, _)) => {
+                restarts += 1;
+                say(format!(
+                    "             supervisor: the bookmark manager exited ({exited}); started again (restart {restarts}, pid {})",
+                    next.id().unwrap_or_default()
+                ));
+                child = next;
+            }
+            Err(err) => {
+                say(format!(
+                    "             supervisor: the bookmark manager exited ({exited}) and did not start again: {err:#}"
+                ));
+                return;
+            }
+        }
+    }
 }
 
 async fn wait_until_passing(app: &App, within: Duration) -> anyhow::Result<()> {
