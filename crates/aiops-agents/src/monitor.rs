@@ -541,7 +541,8 @@ impl Monitor {
 
     fn health_problem(&self, change: &HealthChange) -> Option<Problem> {
         let now = Utc::now();
-        // Only a lost heartbeat says the process died; a failing check alone is not a crash.
+        // Only a lost heartbeat or a refused connection says the process died; a failing check
+        // alone is not a crash.
         if change.heartbeat_lost {
             let downs = self.count_down(&change.instance_id, now, true);
             if let Some(problem) =
@@ -553,7 +554,7 @@ impl Monitor {
         let (kind, summary) = if change.heartbeat_lost {
             (
                 ProblemKind::ServiceDown,
-                format!("{} instance {} stopped sending heartbeats", change.service, change.instance_id),
+                format!("{} instance {} is down: its process is gone", change.service, change.instance_id),
             )
         } else {
             (

@@ -29,6 +29,7 @@ pub(crate) const SHIPPED_TOOLS: &[(&str, &str)] = &[
     ("rollback_deploy.toml", include_str!("../tools/rollback_deploy.toml")),
     ("scale_workers.toml", include_str!("../tools/scale_workers.toml")),
     ("sqlite_integrity_check.toml", include_str!("../tools/sqlite_integrity_check.toml")),
+    ("start_service.toml", include_str!("../tools/start_service.toml")),
     ("throttle_upstream.toml", include_str!("../tools/throttle_upstream.toml")),
     ("warm_cache.toml", include_str!("../tools/warm_cache.toml")),
 ];

@@ -181,9 +181,14 @@ pub struct CommandSpec {
 pub struct HttpSpec {
     /// Request method.
     pub method: HttpMethod,
-    /// Path relative to the target's address, starting with `/`; may hold a query.
-    /// Substituted values are percent-encoded.
+    /// Path relative to the base URL, starting with `/`; may hold a query. Substituted
+    /// values are percent-encoded.
     pub path: String,
+    /// The base URL to call instead of the target's address: a management API that acts on
+    /// the target (a process supervisor, an orchestrator), named by `{target.service}` in
+    /// the path. Fixed text: `http://` or `https://`, without query or fragment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
     /// JSON body (a TOML table or array), sent with `Content-Type: application/json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
@@ -591,6 +596,17 @@ fn check_http(http: &HttpSpec) -> Result<(), Issue> {
     }
     if http.method == HttpMethod::Get && http.body.is_some() {
         return Err(issue(Locator::Key("body"), "a GET request carries no body"));
+    }
+    if let Some(base) = &http.base_url {
+        let valid = reqwest::Url::parse(base).is_ok_and(|url| {
+            matches!(url.scheme(), "http" | "https") && url.query().is_none() && url.fragment().is_none()
+        });
+        if !valid {
+            return Err(issue(
+                Locator::Key("base_url"),
+                format!("base_url `{base}` must be an http:// or https:// URL without query or fragment"),
+            ));
+        }
     }
     let mut seen = BTreeSet::new();
     for (name, value) in &http.headers {

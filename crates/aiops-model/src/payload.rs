@@ -85,7 +85,8 @@ pub struct HealthChange {
     pub to: HealthStatus,
     /// Why, e.g. `GET /health returned 503` or `no heartbeat for 5s`.
     pub reason: String,
-    /// Whether the instance went silent (heartbeat TTL expired): its process is presumed dead.
+    /// Whether the instance's process is presumed dead: its heartbeat TTL expired, or its
+    /// health URL refused the connection (nothing listens there any more).
     #[serde(default)]
     pub heartbeat_lost: bool,
 }
@@ -162,7 +163,7 @@ pub enum ProblemKind {
     HttpLatency,
     /// An active health check fails.
     HealthCheckFailing,
-    /// The service stopped sending heartbeats: its process died or hangs.
+    /// The service's process is gone (no heartbeat, nothing listening) or hangs.
     ServiceDown,
     /// An error message template suddenly occurs far more often than before, or a new one bursts.
     LogErrorSpike,

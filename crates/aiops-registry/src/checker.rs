@@ -200,7 +200,7 @@ impl HealthChecker {
             failures,
             successes,
             next_due: self.clock.now() + chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX),
-            heartbeat_lost: probe.heartbeat_lost,
+            heartbeat_lost: probe.heartbeat_lost || probe.refused,
         }
     }
 }

@@ -17,13 +17,17 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub(crate) struct Probe {
     pub status: HealthStatus,
     pub output: String,
-    /// A lost heartbeat is critical at once: there is nothing to repeat.
+    /// The heartbeat was lost: critical at once, there is nothing to repeat.
     pub heartbeat_lost: bool,
+    /// Nothing listens at the address any more (connection refused): like a lost heartbeat,
+    /// it says the process is gone, but it is damped like any failure, since a supervisor
+    /// may be starting the process again.
+    pub refused: bool,
 }
 
 impl Probe {
     fn new(status: HealthStatus, output: String) -> Self {
-        Self { status, output, heartbeat_lost: false }
+        Self { status, output, heartbeat_lost: false, refused: false }
     }
 }
 
@@ -43,6 +47,29 @@ pub(crate) async fn run(ctx: &ProbeContext<'_>, instance: &ServiceInstance, chec
         CheckKind::Command => command(ctx, check).await,
         CheckKind::Ttl => ttl(ctx, instance, check),
     }
+}
+
+/// Whether the connection was refused: the host answered that nothing listens on the port.
+fn refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
 }
 
 async fn http(ctx: &ProbeContext<'_>, check: &CheckDefinition) -> Probe {
@@ -68,8 +95,14 @@ async fn http(ctx: &ProbeContext<'_>, check: &CheckDefinition) -> Probe {
                 format!("GET {url} timed out after {}ms", ctx.timeout.as_millis()),
             )
         }
+        Ok(Err(err)) if refused(&err) => {
+            return Probe {
+                refused: true,
+                ..Probe::new(HealthStatus::Critical, format!("GET {url}: connection refused"))
+            }
+        }
         Ok(Err(err)) if err.is_connect() => {
-            return Probe::new(HealthStatus::Critical, format!("GET {url}: connection refused"))
+            return Probe::new(HealthStatus::Critical, format!("GET {url}: cannot connect: {}", error_chain(&err)))
         }
         Ok(Err(err)) => return Probe::new(HealthStatus::Critical, format!("GET {url} failed: {err}")),
         Ok(Ok(answer)) => answer,
@@ -180,6 +213,7 @@ fn ttl(ctx: &ProbeContext<'_>, instance: &ServiceInstance, check: &CheckDefiniti
             status: HealthStatus::Critical,
             output: format!("no heartbeat for {:.1}s (ttl {ttl}s)", silent_ms as f64 / 1000.0),
             heartbeat_lost: true,
+            refused: false,
         };
     }
     Probe::new(HealthStatus::Passing, format!("heartbeat {:.1}s ago (ttl {ttl}s)", silent_ms as f64 / 1000.0))

@@ -37,7 +37,8 @@ pub struct CheckRecord {
     pub successes: u32,
     /// When it runs next.
     pub next_due: DateTime<Utc>,
-    /// Whether the run found the instance's heartbeat lost.
+    /// Whether the run found the instance's process gone: its heartbeat lost, or its
+    /// connection refused. A change to critical says so (`HealthChange::heartbeat_lost`).
     pub heartbeat_lost: bool,
 }
 

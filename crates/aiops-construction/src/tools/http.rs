@@ -1,7 +1,7 @@
 //! `HttpTool`: calls the target's HTTP API with a shared `reqwest::Client`.
 //!
-//! The URL is the target's address plus the spec's path, with substituted values
-//! percent-encoded. Secrets go into header values only, are marked sensitive so `reqwest`
+//! The URL is the target's address (or the spec's `base_url`, a management API acting on
+//! the target) plus the spec's path, with substituted values percent-encoded. Secrets go into header values only, are marked sensitive so `reqwest`
 //! never prints them, and are scrubbed from `resolved`, `output` and error text in case a
 //! server echoes them. Success is a 2xx status; the body is read up to
 //! [`OUTPUT_LIMIT_BYTES`] and the rest is not downloaded.
@@ -58,19 +58,19 @@ impl HttpTool {
 
     fn resolve(&self, target: &ToolTarget, values: &ParamValues) -> ConstructionResult<ResolvedRequest> {
         let invalid_target = |reason: String| ConstructionError::InvalidTarget { tool: self.spec.name.clone(), reason };
-        let base = reqwest::Url::parse(&target.address)
-            .map_err(|err| invalid_target(format!("address `{}` is not a URL: {err}", target.address)))?;
+        let address = self.http.base_url.as_deref().unwrap_or(&target.address);
+        let base = reqwest::Url::parse(address)
+            .map_err(|err| invalid_target(format!("address `{address}` is not a URL: {err}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.query().is_some() || base.fragment().is_some() {
             return Err(invalid_target(format!(
-                "address `{}` must be an http:// or https:// base URL without query or fragment",
-                target.address
+                "address `{address}` must be an http:// or https:// base URL without query or fragment"
             )));
         }
 
         let plain = template::Context { tool: &self.spec.name, params: values, target, secrets: None };
         let with_secrets = template::Context { secrets: Some(&self.secrets), ..plain };
         let path = template::render(&self.http.path, &plain, Escape::UrlPath)?;
-        let joined = format!("{}{path}", target.address.trim_end_matches('/'));
+        let joined = format!("{}{path}", address.trim_end_matches('/'));
         let url =
             reqwest::Url::parse(&joined).map_err(|err| invalid_target(format!("`{joined}` is not a URL: {err}")))?;
 

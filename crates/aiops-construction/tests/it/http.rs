@@ -271,3 +271,22 @@ async fn unusable_target_address_is_rejected() {
         assert!(matches!(err, ConstructionError::InvalidTarget { .. }), "{address}: {err:?}");
     }
 }
+
+/// A tool with `base_url` calls a management API about the target, naming the target in
+/// its path, instead of the target itself (which may be down).
+#[tokio::test]
+async fn base_url_calls_a_management_api_about_the_target() {
+    let (manager, seen) = start_server().await;
+    let tool = get_tool("/items/{target.service}", "", &format!("base_url = \"{manager}\""), Secrets::new());
+    let down = target("http://127.0.0.1:9", &[]);
+    let out = tool.run(&down, &json!({}), RunMode::Execute).await.unwrap();
+    assert!(out.success, "{out:?}");
+    assert_eq!(out.resolved, format!("GET {manager}/items/{}", down.service));
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 1);
+    let bad = aiops_construction::parse_spec(
+        "name = \"get\"\nversion = 1\ndescription = \"d\"\nrisk = \"low\"\n\n[kind]\ntype = \"http\"\nmethod = \"GET\"\npath = \"/x\"\nbase_url = \"ftp://h/\"\n",
+        "bad.toml",
+    )
+    .unwrap_err();
+    assert!(bad.to_string().contains("base_url `ftp://h/` must be an http:// or https:// URL"), "{bad}");
+}
