@@ -6,15 +6,19 @@
 //!    solution tried on them fared (the `solves` edges carry attempts and successes).
 //! 3. **Registry**: the service's capabilities (which fixes it supports), and its dependency
 //!    graph: a failing dependency, direct or further down, explains the service's errors, so
-//!    it becomes a hypothesis and evidence the patterns match on (`dependency-down`).
+//!    it becomes a hypothesis and evidence the patterns match on (`dependency-down`). The
+//!    dependency's own failure is matched against the patterns too, and their fixes become
+//!    candidates that act on the dependency (`target_service`): fix the dependency, not the
+//!    dependent.
 //!
 //! Each hypothesis gets a confidence and its evidence. Candidate fixes are ordered by the
 //! safety ladder:
 //! - **proven** fixes first (past problems say they work), ordered by Thompson sampling: a draw
 //!   from each fix's Beta posterior, so that the best record usually leads but a fix with a
 //!   thinner record still gets tried now and then;
-//! - then **untried** fixes of plausible hypotheses, least invasive first, because without
-//!   history the cheapest fix to try is the one that can do the least harm;
+//! - then **untried** fixes of plausible hypotheses, fixes of a failing dependency first (it is
+//!   a known fact, not a guess), then least invasive first, because without history the
+//!   cheapest fix to try is the one that can do the least harm;
 //! - fixes that **failed** on similar problems last.
 //!
 //! A fix's record is its outcomes on past problems with the same fingerprint
@@ -33,14 +37,14 @@ use std::collections::HashMap;
 use aiops_knowledge::{Direction, NodeKind, Relation, SimilarityQuery};
 use aiops_model::{
     event_type, CandidateAction, Diagnosis, DiagnosisSource, Envelope, HealthStatus, Hypothesis, HypothesisSource,
-    LlmReview, Problem, RiskLevel,
+    LlmReview, Problem, ProblemKind, RiskLevel,
 };
-use aiops_registry::{DependencyGraph, ServiceQuery};
+use aiops_registry::{DependencyGraph, ServiceInstance, ServiceQuery};
 use async_trait::async_trait;
 use chrono::Utc;
 
 use crate::agent::payload;
-use crate::{sampling, solution_id, Agent, AgentContext, AgentResult, DiagnosticConfig};
+use crate::{sampling, solution_id, solution_id_on, Agent, AgentContext, AgentResult, DiagnosticConfig};
 
 const NAME: &str = "diagnostic";
 /// A hypothesis is plausible when its confidence is at least this share of the best one's.
@@ -144,11 +148,24 @@ impl Diagnostic {
                     verify_within_ms: pattern.verification.within_ms,
                     verify_consecutive_ok: pattern.verification.consecutive_ok,
                     rollback,
+                    target_service: None,
                     rationale: String::new(),
                     proposed_by: vec![DiagnosisSource::Rules],
                 });
                 let best = plausibility.entry(id).or_insert(0.0);
                 *best = best.max(matched.confidence);
+            }
+        }
+        for dependency in &failing {
+            let confidence = hypotheses
+                .iter()
+                .find(|h| matches!(&h.source, HypothesisSource::Registry { dependency: d, .. } if *d == dependency.service))
+                .map_or(0.0, |h| h.confidence);
+            for candidate in dependency_fixes(ctx, problem, &dependency.service, &everything) {
+                let (candidate, matched) = candidate;
+                let best = plausibility.entry(candidate.solution_id.clone()).or_insert(0.0);
+                *best = best.max(confidence * matched);
+                candidates.entry(candidate.solution_id.clone()).or_insert(candidate);
             }
         }
 
@@ -224,6 +241,7 @@ impl Diagnostic {
                             verify_within_ms: DEFAULT_VERIFY_MS,
                             verify_consecutive_ok: DEFAULT_VERIFY_OK,
                             rollback: None,
+                            target_service: solution.data["target_service"].as_str().map(str::to_owned),
                             rationale: String::new(),
                             proposed_by: vec![DiagnosisSource::Knowledge],
                         },
@@ -236,7 +254,7 @@ impl Diagnostic {
 
         let top = plausibility.values().copied().fold(0.0, f64::max);
         let mut rng = fastrand::Rng::new();
-        let mut ranked: Vec<(u8, f64, RiskLevel, f64, CandidateAction)> = candidates
+        let mut ranked: Vec<(u8, f64, bool, RiskLevel, f64, CandidateAction)> = candidates
             .into_values()
             .map(|mut candidate| {
                 // The record on this exact fingerprint, when there is one, beats the
@@ -280,20 +298,21 @@ impl Diagnostic {
                     (2, format!("untried; weak hypothesis (confidence {confidence:.2})"))
                 };
                 candidate.rationale = rationale;
-                (tier, draw, candidate.risk, confidence, candidate)
+                let on_dependency = candidate.target_service.is_some();
+                (tier, draw, on_dependency, candidate.risk, confidence, candidate)
             })
             .collect();
         ranked.sort_by(|a, b| {
             a.0.cmp(&b.0)
                 .then_with(|| match a.0 {
                     0 => b.1.total_cmp(&a.1),
-                    _ => a.2.cmp(&b.2).then_with(|| b.3.total_cmp(&a.3)),
+                    _ => b.2.cmp(&a.2).then_with(|| a.3.cmp(&b.3)).then_with(|| b.4.total_cmp(&a.4)),
                 })
-                .then_with(|| a.4.solution_id.cmp(&b.4.solution_id))
+                .then_with(|| a.5.solution_id.cmp(&b.5.solution_id))
         });
 
         let tiers: Vec<u8> = ranked.iter().map(|r| r.0).collect();
-        let mut candidates: Vec<CandidateAction> = ranked.into_iter().map(|r| r.4).collect();
+        let mut candidates: Vec<CandidateAction> = ranked.into_iter().map(|r| r.5).collect();
         let llm = match &ctx.ai {
             Some(provider) if self.config.llm.enabled => {
                 let consultation = crate::consult::Consultation {
@@ -321,6 +340,68 @@ impl Diagnostic {
             diagnosed_at: Utc::now(),
         })
     }
+}
+
+/// The fixes of a failing dependency's own failure, as candidates acting on it, each with how
+/// well its pattern matched. The failure is read from the registry: a refused connection or a
+/// lost heartbeat is a service down, anything else a failing health check.
+fn dependency_fixes(
+    ctx: &AgentContext,
+    problem: &Problem,
+    dependency: &str,
+    everything: &[ServiceInstance],
+) -> Vec<(CandidateAction, f64)> {
+    let instances: Vec<&ServiceInstance> = everything.iter().filter(|i| i.registration.name == dependency).collect();
+    let Some(failing) = instances.iter().filter(|i| i.status != HealthStatus::Passing).max_by_key(|i| i.last_heartbeat)
+    else {
+        return Vec::new();
+    };
+    let mut capabilities: Vec<String> =
+        instances.iter().flat_map(|i| i.registration.capabilities.iter().cloned()).collect();
+    capabilities.sort();
+    capabilities.dedup();
+    let reason = &failing.status_reason;
+    let gone = reason.contains("connection refused") || reason.contains("no heartbeat");
+    let failure = Problem {
+        service: dependency.to_owned(),
+        instance_id: Some(failing.registration.instance_id.clone()),
+        kind: if gone { ProblemKind::ServiceDown } else { ProblemKind::HealthCheckFailing },
+        summary: format!("{dependency}, a dependency of {}, is {}", problem.service, failing.status.as_str()),
+        evidence: vec![reason.clone()],
+        metrics: Default::default(),
+        ..problem.clone()
+    };
+    let mut fixes = Vec::new();
+    for matched in ctx.patterns.match_problem(&failure, &capabilities) {
+        let pattern = &matched.pattern;
+        for step in &pattern.remediation {
+            let params = serde_json::to_value(&step.params).unwrap_or_default();
+            let rollback = step
+                .rollback_tool
+                .as_ref()
+                .map(|tool| (tool.clone(), serde_json::to_value(&step.rollback_params).unwrap_or_default()));
+            let candidate = CandidateAction {
+                solution_id: solution_id_on(&step.tool, &params, Some(dependency)),
+                tool: step.tool.clone(),
+                params,
+                risk: step.risk,
+                hypothesis: format!("dependency {dependency} is {}", failing.status.as_str()),
+                pattern_id: Some(pattern.id.clone()),
+                pattern_version: Some(pattern.version),
+                learned_attempts: 0,
+                learned_successes: 0,
+                expected_success: 0.5,
+                verify_within_ms: pattern.verification.within_ms,
+                verify_consecutive_ok: pattern.verification.consecutive_ok,
+                rollback,
+                target_service: Some(dependency.to_owned()),
+                rationale: String::new(),
+                proposed_by: vec![DiagnosisSource::Rules],
+            };
+            fixes.push((candidate, matched.confidence));
+        }
+    }
+    fixes
 }
 
 /// Folds an accepted LLM answer into the rule-based diagnosis (see the module doc).

@@ -29,7 +29,7 @@ use aiops_events::ReadQuery;
 use aiops_knowledge::AuditEntry;
 use aiops_model::{
     event_type, ActionOutcome, ActionStarted, ApprovalDecision, ApprovalRequest, CandidateAction, Diagnosis, Envelope,
-    Escalation, KillSwitch, Problem, ProblemKind, ProblemResolved, RiskLevel, Severity, TrustLevel,
+    Escalation, HealthStatus, KillSwitch, Problem, ProblemKind, ProblemResolved, RiskLevel, Severity, TrustLevel,
 };
 use aiops_registry::{ServiceInstance, ServiceQuery};
 use async_trait::async_trait;
@@ -470,6 +470,7 @@ impl Healing {
             duration_ms: started.elapsed().as_millis() as u64,
             message,
             proposed_by: candidate.proposed_by.clone(),
+            target_service: candidate.target_service.clone(),
         })
     }
     fn unclaim(&self, problem_id: &str) {
@@ -497,6 +498,13 @@ impl Healing {
             }
         }
         instances.iter().max_by_key(|i| i.last_heartbeat)
+    }
+
+    /// The instance of `service` a fix of that dependency acts on: a failing one if any.
+    async fn dependency_instance(ctx: &AgentContext, service: &str) -> AgentResult<Option<ServiceInstance>> {
+        let instances =
+            ctx.registry.instances(&ServiceQuery { name: Some(service.to_owned()), ..ServiceQuery::default() }).await?;
+        Ok(instances.into_iter().max_by_key(|i| (i.status != HealthStatus::Passing, i.last_heartbeat)))
     }
 
     async fn heal(&self, ctx: &AgentContext, diagnosis: &Diagnosis) -> AgentResult<()> {
@@ -537,6 +545,20 @@ impl Healing {
             let Some(tool) = ctx.tools.get(&candidate.tool) else {
                 notes.push(format!("{}: tool not in the catalog", candidate.tool));
                 continue;
+            };
+            let dependency;
+            let instance = match &candidate.target_service {
+                None => instance,
+                Some(service) => match Self::dependency_instance(ctx, service).await? {
+                    Some(found) => {
+                        dependency = found;
+                        &dependency
+                    }
+                    None => {
+                        notes.push(format!("{}: dependency {service} is not registered", candidate.tool));
+                        continue;
+                    }
+                },
             };
             // A pattern may not lower a tool's own risk; the riskier of the two counts.
             let risk = candidate.risk.max(tool.spec().risk);
@@ -585,14 +607,16 @@ impl Healing {
         risk: RiskLevel,
         attempt: u32,
     ) -> AgentResult<Run> {
-        let lock = self.service_lock(&problem.service);
+        // One action at a time on the service acted on, which is a dependency's for its fixes.
+        let acted_on = &instance.registration.name;
+        let lock = self.service_lock(acted_on);
         let _one_at_a_time = lock.lock().await;
         // Another action may have healed the problem while this one waited for the lock.
         if self.ended_by(ctx, &problem.id, &[event_type::PROBLEM_RESOLVED]).await? {
             tracing::info!(problem = %problem.id, tool = %candidate.tool, "Not run: the problem was healed meanwhile.");
             return Ok(Run::Moot);
         }
-        if let Err(spent) = self.take_action_slot(&problem.service) {
+        if let Err(spent) = self.take_action_slot(acted_on) {
             return Ok(Run::BudgetSpent(spent));
         }
         let outcome = self.attempt(ctx, problem, instance, candidate, attempt).await?;

@@ -188,7 +188,10 @@ impl Agent for Learning {
                 &outcome.solution_id,
                 NodeKind::Solution,
                 format!("{}({params_text})", outcome.tool),
-                serde_json::json!({ "tool": outcome.tool, "params": outcome.params, "pattern_id": outcome.pattern_id }),
+                serde_json::json!({
+                    "tool": outcome.tool, "params": outcome.params, "pattern_id": outcome.pattern_id,
+                    "target_service": outcome.target_service,
+                }),
             ))
             .await?;
         let recover_ms = (Utc::now() - problem.first_seen).num_milliseconds().max(0) as u64;

@@ -53,6 +53,16 @@ pub fn solution_id(tool: &str, params: &serde_json::Value) -> String {
     }
 }
 
+/// The knowledge id of running `tool` with `params` on another service than the problem's
+/// (`target_service`, a failing dependency): kept apart from the same fix on the service
+/// itself, since their records differ.
+pub fn solution_id_on(tool: &str, params: &serde_json::Value, target_service: Option<&str>) -> String {
+    match target_service {
+        Some(service) => format!("{}@{service}", solution_id(tool, params)),
+        None => solution_id(tool, params),
+    }
+}
+
 /// The standard agent set, in the order the coordinator starts them.
 pub fn standard_agents(config: &AgentsConfig) -> Vec<std::sync::Arc<dyn Agent>> {
     vec![

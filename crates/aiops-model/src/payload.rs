@@ -429,6 +429,10 @@ pub struct CandidateAction {
     /// Tool and parameters that undo this action, if it can be undone.
     #[serde(default)]
     pub rollback: Option<(String, serde_json::Value)>,
+    /// The service the fix acts on when it is not the problem's own: a failing dependency
+    /// that explains the problem ("fix the dependency, not the dependent").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_service: Option<String>,
     /// Why it is ranked where it is.
     pub rationale: String,
     /// Which sources proposed it.
@@ -484,6 +488,9 @@ pub struct ActionOutcome {
     pub solution_id: String,
     /// Tool run.
     pub tool: String,
+    /// The service it ran on when not the problem's own (a failing dependency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_service: Option<String>,
     /// Its parameters.
     pub params: serde_json::Value,
     /// The pattern that proposed it, if any.

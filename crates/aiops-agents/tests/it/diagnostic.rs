@@ -1,5 +1,5 @@
 //! Diagnosis reads the registry's dependency graph: a failing dependency, even two hops away,
-//! explains a service's errors.
+//! explains a service's errors, and its fix acts on the dependency.
 
 use std::time::Duration;
 
@@ -61,6 +61,15 @@ async fn a_failing_dependency_two_hops_away_explains_the_errors() {
         "the dependency evidence lets the dependency-down pattern match: {:?}",
         diagnosis.hypotheses
     );
+    // The dependency's own failure (its process is gone) has a fix, tried first, on it.
+    let first = &diagnosis.candidates[0];
+    assert_eq!(
+        (first.tool.as_str(), first.target_service.as_deref(), first.solution_id.as_str()),
+        ("start_service", Some("index-db"), "solution:start_service@index-db"),
+        "{:?}",
+        diagnosis.candidates
+    );
+    assert!(diagnosis.candidates[1..].iter().all(|c| c.target_service.is_none()), "{:?}", diagnosis.candidates);
 }
 
 /// Stores `attempts` outcomes of `tool` on past occurrences of `problem`, as the Learning

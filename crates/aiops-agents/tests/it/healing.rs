@@ -153,6 +153,7 @@ async fn a_fault_no_tool_fixes_is_rolled_back_escalated_and_never_looped() {
         verify_within_ms: 300,
         verify_consecutive_ok: 2,
         rollback: None,
+        target_service: None,
         rationale: String::new(),
         proposed_by: vec![],
     };

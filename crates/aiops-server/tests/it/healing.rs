@@ -43,6 +43,7 @@ async fn request_approval(state: &ApiState, id: &str, expires_in: chrono::Durati
             verify_within_ms: 5000,
             verify_consecutive_ok: 3,
             rollback: None,
+            target_service: None,
             rationale: String::new(),
             proposed_by: vec![],
         },
