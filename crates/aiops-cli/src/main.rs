@@ -333,6 +333,8 @@ const DEFAULT_URL: &str = "http://127.0.0.1:7070";
 enum BookmarksCommand {
     /// Runs the bookmark manager.
     Serve(bookmarks::ServeArgs),
+    /// Runs the title service the bookmark manager depends on (with `serve --titles-url`).
+    Titles(bookmarks::TitlesArgs),
     /// Manages the bookmark manager's configuration file.
     #[command(subcommand)]
     Config(BookmarksConfigCommand),
@@ -418,6 +420,10 @@ fn main() -> ExitCode {
             Command::Bookmarks { command: BookmarksCommand::Serve(args) } => {
                 init_logs("info");
                 bookmarks::run_cli(args).await.map(|()| true)
+            }
+            Command::Bookmarks { command: BookmarksCommand::Titles(args) } => {
+                init_logs("info");
+                bookmarks::run_titles(args).await.map(|()| true)
             }
             Command::Bookmarks { command: BookmarksCommand::Config(BookmarksConfigCommand::Rollback(args)) } => {
                 bookmarks::config_rollback(&args).map(|()| true)

@@ -62,9 +62,12 @@ pub(crate) async fn create(
     ApiJson(body): ApiJson<NewBookmark>,
 ) -> BookmarksResult<(StatusCode, Json<Bookmark>)> {
     let url = validate_url(&body.url)?;
-    let title = validate_title(body.title.as_deref())?;
+    let mut title = validate_title(body.title.as_deref())?;
     let tags = validate_tags(&body.tags)?;
     state.faults().on_write(tags.len())?;
+    if let (None, Some((http, titles))) = (&title, state.titles()) {
+        title = Some(crate::titles::fetch_title(http, titles, &url).await?);
+    }
     let bookmark = db::create(&state.db().pool(), &url, title.as_deref(), &tags).await?;
     state.cache().clear();
     state.emit("bookmark.created", json!({ "id": bookmark.id, "url": bookmark.url }));

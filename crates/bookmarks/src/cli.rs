@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// Bearer token required by the admin endpoints; they are open without it.
     #[arg(long, env = "BOOKMARKS_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub admin_token: Option<String>,
+    /// Base URL of the title service (`bookmarks titles`), asked for a title when a bookmark
+    /// comes without one; without it such bookmarks keep no title.
+    #[arg(long, value_name = "URL")]
+    pub titles_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -49,6 +53,7 @@ impl ServeArgs {
             pool_size: self.pool_size,
             acquire_timeout_ms: self.acquire_timeout_ms,
             admin_token: self.admin_token.clone().filter(|token| !token.is_empty()),
+            titles_url: self.titles_url.clone().filter(|url| !url.is_empty()),
         }
     }
 }
@@ -98,7 +103,7 @@ pub async fn run_cli(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %err, "Cannot listen for Ctrl-C.");

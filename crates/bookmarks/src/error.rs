@@ -69,6 +69,15 @@ pub enum BookmarksError {
         #[source]
         source: sqlx::Error,
     },
+    /// A service this one depends on failed; its cause is reported to the AI-Ops core.
+    /// Answers 502.
+    #[error("dependency {service} unavailable: {message}")]
+    Dependency {
+        /// The dependency's service name.
+        service: &'static str,
+        /// What calling it gave.
+        message: String,
+    },
     /// An injected fault broke the request (see `faults.rs`); its cause is reported to the
     /// AI-Ops core like any internal error. Answers 500.
     #[error("{message}")]
@@ -128,6 +137,7 @@ impl BookmarksError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Dependency { .. } => StatusCode::BAD_GATEWAY,
             Self::Database { .. } | Self::Io { .. } | Self::Aiops(_) | Self::Fault { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -144,6 +154,7 @@ impl BookmarksError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unauthorized => "unauthorized",
             Self::Unavailable { .. } => "unavailable",
+            Self::Dependency { .. } => "dependency_unavailable",
             Self::Database { .. } | Self::Io { .. } | Self::Aiops(_) | Self::Fault { .. } => "internal",
         }
     }
@@ -172,6 +183,7 @@ impl IntoResponse for BookmarksError {
         if let Some(message) = self.cause() {
             let kind = match &self {
                 Self::Fault { kind, .. } => kind,
+                Self::Dependency { .. } => "dependency",
                 _ => "database",
             };
             response.extensions_mut().insert(aiops_model::ServiceError { kind: kind.to_owned(), message, route: None });
@@ -186,6 +198,7 @@ impl BookmarksError {
         match self {
             Self::Unavailable { source } | Self::Database { source } => Some(source.to_string()),
             Self::Fault { message, .. } => Some(message.clone()),
+            Self::Dependency { .. } => Some(self.to_string()),
             _ => None,
         }
     }

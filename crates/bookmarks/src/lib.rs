@@ -17,11 +17,13 @@
 //!   while the service is down.
 //! - `api` (public API, health), `admin` (admin endpoints, faults), `db` (schema, queries,
 //!   pool), `cache`, `extract` (JSON error bodies for rejections), `error`.
+//! - `titles`: the title service, a second process the bookmark manager depends on when
+//!   started with `--titles-url` ([`run_titles`]).
 //!
 //! # HTTP API
 //! | route | answer |
 //! |---|---|
-//! | `POST /api/bookmarks` `{url, title?, tags?}` | 201 bookmark; 422 on invalid input or unknown fields |
+//! | `POST /api/bookmarks` `{url, title?, tags?}` | 201 bookmark; 422 on invalid input or unknown fields; 502 when the title service is needed and unavailable |
 //! | `GET /api/bookmarks?q=&tag=&limit=` | 200 `{"bookmarks": [...]}` newest first (limit 1..=500, default 50) |
 //! | `GET /api/bookmarks/{id}` | 200 bookmark; 404 |
 //! | `PUT /api/bookmarks/{id}/tags` `{tags}` | 200 bookmark; 404 |
@@ -45,6 +47,7 @@ mod error;
 mod extract;
 mod faults;
 mod state;
+mod titles;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,6 +66,7 @@ pub use db::Bookmark;
 pub use error::{BookmarksError, BookmarksResult};
 pub use faults::{rollback_config_file, CRASH_AFTER};
 pub use state::AppState;
+pub use titles::{run_titles, titles_router, TitlesArgs, TITLES_SERVICE};
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -98,6 +102,9 @@ pub struct BookmarksConfig {
     pub acquire_timeout_ms: u64,
     /// Bearer token required by the admin endpoints; they are open when `None`.
     pub admin_token: Option<String>,
+    /// Base URL of the title service, asked for a title when a bookmark comes without one.
+    /// The service then depends on it (and registers so). Default: none.
+    pub titles_url: Option<String>,
 }
 
 impl BookmarksConfig {
@@ -110,6 +117,7 @@ impl BookmarksConfig {
             pool_size: 4,
             acquire_timeout_ms: 250,
             admin_token: None,
+            titles_url: None,
         }
     }
 }
@@ -210,6 +218,9 @@ fn client_config(config: &BookmarksConfig, aiops_url: &str, local_addr: SocketAd
     client.instance_id = format!("{}-{host_part}-{}", config.service_name, advertised.port());
     client.capabilities = CAPABILITIES.iter().map(|&c| c.to_owned()).collect();
     client.dependencies = vec!["sqlite".to_owned()];
+    if config.titles_url.is_some() {
+        client.dependencies.push(TITLES_SERVICE.to_owned());
+    }
     client.health_path = "/health".to_owned();
     client.ttl_secs = TTL_SECS;
     client

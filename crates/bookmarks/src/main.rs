@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Serve the bookmarks API until Ctrl-C or SIGTERM.
     Serve(bookmarks::ServeArgs),
+    /// Serve the title service the bookmark manager asks for missing titles.
+    Titles(bookmarks::TitlesArgs),
     /// Manage the service's configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -37,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => bookmarks::run_cli(args).await,
+        Command::Titles(args) => bookmarks::run_titles(args).await,
         Command::Config(ConfigCommand::Rollback(args)) => bookmarks::config_rollback(&args),
     }
 }

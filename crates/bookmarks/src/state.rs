@@ -27,6 +27,7 @@ struct Inner {
     admin_token: Option<String>,
     aiops: Option<AiopsClient>,
     faults: Faults,
+    titles: Option<(reqwest::Client, String)>,
 }
 
 impl AppState {
@@ -51,8 +52,14 @@ impl AppState {
                 admin_token: config.admin_token.clone().filter(|token| !token.is_empty()),
                 aiops,
                 faults: Faults::new(&config.db_path),
+                titles: config.titles_url.clone().map(|url| (reqwest::Client::new(), url)),
             }),
         }
+    }
+
+    /// The HTTP client and base URL of the title service, when one is configured.
+    pub(crate) fn titles(&self) -> Option<(&reqwest::Client, &str)> {
+        self.inner.titles.as_ref().map(|(http, url)| (http, url.as_str()))
     }
 
     /// The AI-Ops client events go to, if any.

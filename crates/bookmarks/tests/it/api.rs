@@ -183,3 +183,33 @@ async fn data_survives_reopening_the_database() {
     let all = app.call(Method::GET, "/api/bookmarks?tag=t", None).await;
     assert_eq!(urls(&all.body), ["https://kept.example"]);
 }
+
+/// A bookmark saved without a title gets one from the title service; while that service is
+/// down the save fails with 502 and the cause names the dependency.
+#[tokio::test]
+async fn missing_titles_come_from_the_title_service_and_its_outage_is_a_502() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let titles = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, bookmarks::titles_router()).await.unwrap() });
+    let app = test_app(|config| config.titles_url = Some(titles.clone())).await;
+    let untitled = || Some(json!({ "url": "https://example.org/rust-async_book" }));
+    let saved = app.call(Method::POST, "/api/bookmarks", untitled()).await;
+    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.body);
+    assert_eq!(saved.body["title"], "Rust Async Book");
+    let titled =
+        app.call(Method::POST, "/api/bookmarks", Some(json!({ "url": "https://a.example/x", "title": "Mine" }))).await;
+    assert_eq!(titled.body["title"], "Mine", "a given title is kept without asking");
+
+    server.abort();
+    let _ = server.await;
+    let failed = app.call(Method::POST, "/api/bookmarks", untitled()).await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY, "{}", failed.body);
+    assert_eq!(failed.body["error"]["code"], "dependency_unavailable");
+    let cause = failed.error_cause.expect("the cause is reported");
+    assert_eq!(cause.kind, "dependency");
+    assert!(cause.message.starts_with("dependency titles unavailable: GET "), "{}", cause.message);
+    assert!(cause.message.ends_with("/title: connection refused"), "{}", cause.message);
+    let titled =
+        app.call(Method::POST, "/api/bookmarks", Some(json!({ "url": "https://a.example/y", "title": "Still" }))).await;
+    assert_eq!(titled.status, StatusCode::CREATED, "only saves that need a title fail");
+}
