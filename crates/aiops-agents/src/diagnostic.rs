@@ -74,7 +74,8 @@ impl Diagnostic {
     /// # Errors
     /// When the knowledge graph, registry or embedder fails.
     pub async fn diagnose(&self, ctx: &AgentContext, problem: &Problem) -> AgentResult<Diagnosis> {
-        let everything = ctx.registry.instances(&ServiceQuery::default()).await?;
+        let mut everything = ctx.registry.instances(&ServiceQuery::default()).await?;
+        probe_dependencies(ctx, &problem.service, &mut everything).await;
         let mut capabilities: Vec<String> = everything
             .iter()
             .filter(|i| i.registration.name == problem.service)
@@ -339,6 +340,40 @@ impl Diagnostic {
             llm,
             diagnosed_at: Utc::now(),
         })
+    }
+}
+
+/// How long a live probe of a dependency may take.
+const DEPENDENCY_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Probes the health URL of each instance of the service's direct dependencies now, and marks
+/// those that fail critical with what the probe found. The registry's status lags a death by
+/// a check interval or two, and the dependent's errors are often the first sign of it.
+async fn probe_dependencies(ctx: &AgentContext, service: &str, everything: &mut [ServiceInstance]) {
+    let dependencies: Vec<String> = everything
+        .iter()
+        .filter(|i| i.registration.name == service)
+        .flat_map(|i| i.registration.dependencies.iter().cloned())
+        .collect();
+    let probes = everything.iter().enumerate().filter_map(|(idx, instance)| {
+        let url = instance.registration.health_url.clone()?;
+        let wanted = instance.status == HealthStatus::Passing && dependencies.contains(&instance.registration.name);
+        wanted.then(|| async move {
+            let failure = match ctx.http.get(&url).timeout(DEPENDENCY_PROBE_TIMEOUT).send().await {
+                Ok(answer) if answer.status().is_success() => None,
+                Ok(answer) => Some(format!("live probe: GET {url} returned {}", answer.status().as_u16())),
+                Err(err) if err.is_connect() => Some(format!("live probe: GET {url}: connection refused")),
+                Err(err) if err.is_timeout() => Some(format!("live probe: GET {url} timed out")),
+                Err(err) => Some(format!("live probe: GET {url} failed: {err}")),
+            };
+            (idx, failure)
+        })
+    });
+    for (idx, failure) in futures_util::future::join_all(probes).await {
+        if let Some(reason) = failure {
+            everything[idx].status = HealthStatus::Critical;
+            everything[idx].status_reason = reason;
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! `aiops demo`: the whole loop on a real bookmark manager, each fault twice.
 //!
-//! Starts the core in this process on embedded defaults (in a temporary directory) and the
-//! bookmark manager as a separate process (this same binary, `aiops bookmarks serve`) under a
-//! supervisor that starts it again when it exits, as systemd's `Restart=always` does; drives
+//! Starts the core in this process on embedded defaults (in a temporary directory), and the
+//! bookmark manager and the title service it depends on as separate processes (this same
+//! binary, `aiops bookmarks serve` / `titles`) under a supervisor (`supervisor.rs`) that
+//! restarts the bookmark manager when it fails, as systemd's `Restart=on-failure` does; drives
 //! steady traffic at it, then injects real faults (by default its database pool leaks every
 //! connection; `--fault all` runs every scenario) and prints the loop as it happens on the
 //! control stream: detected, diagnosed, each action and its verification, healed, learned.
@@ -11,7 +12,6 @@
 //! is cleaned up at the end, also on Ctrl-C.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,11 +24,12 @@ use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::supervisor::{Supervisor, Unit};
 
 const SERVICE: &str = "bookmarks";
 /// The faults `--fault all` runs, with what each does.
-pub(crate) const FAULTS: [(&str, &str); 7] = [
+pub(crate) const FAULTS: [(&str, &str); 8] = [
     ("db_pool_exhausted", "the database pool leaks every connection"),
     ("bad_release", "release 1.1.0 goes out with a broken search query"),
     ("disk_full", "the data directory fills up"),
@@ -36,10 +37,11 @@ pub(crate) const FAULTS: [(&str, &str); 7] = [
     ("bad_config", "configuration v2 refuses every tagged write"),
     ("slow_queries", "the search index is dropped, every search scans the table"),
     ("crash_loop", "configuration v3 makes the process panic 500 ms after every start"),
+    ("dependency_down", "the title service it depends on is killed (SIGKILL, as by the OOM killer)"),
 ];
-/// How long the supervisor waits before starting an exited bookmark manager again
-/// (systemd's default `RestartSec`).
-const RESTART_DELAY: Duration = Duration::from_millis(100);
+/// The services the demo runs.
+const SERVICES: [&str; 2] = [SERVICE, bookmarks::TITLES_SERVICE];
+
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(60);
 const TRAFFIC_INTERVAL: Duration = Duration::from_millis(20);
 /// Good traffic before each fault, so the detectors' windows hold a healthy baseline.
@@ -94,7 +96,7 @@ pub(crate) async fn run(json: bool, occurrences: u32, faults: Vec<String>) -> an
     result
 }
 
-fn say(line: impl AsRef<str>) {
+pub(crate) fn say(line: impl AsRef<str>) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{}", line.as_ref());
@@ -118,19 +120,29 @@ async fn run_in(
     config.agents.monitor.crash_loop_restarts = 2;
     let exe = std::env::current_exe().context("finding this executable")?;
     let db = workdir.join("bookmarks.db");
-    config.tools.dir = Some(write_operator_tools(workdir, &exe, &db)?);
+    let (supervisor, mut inboxes) = Supervisor::new(&SERVICES).await?;
+    config.tools.dir = Some(write_operator_tools(workdir, &exe, &db, supervisor.url())?);
     let app = App::start(config).await.context("starting the core")?;
-
-    let (child, base) = start_bookmarks(&exe, "127.0.0.1:0", &app.url(), &db).await?;
     say(format!("AI-Ops core      {}  (data in {})", app.url(), workdir.display()));
-    say(format!("bookmark manager {base}  (pid {}, supervised)", child.id().unwrap_or_default()));
-    let listen = base.trim_start_matches("http://").to_owned();
-    let (stop_supervisor, stopped) = tokio::sync::oneshot::channel();
-    let supervisor = tokio::spawn(supervise(child, exe.clone(), listen, app.url(), db, stopped));
+
+    let mut inbox = |name: &str| inboxes.remove(name).ok_or_else(|| anyhow!("no unit {name}"));
+    // The title service runs without automatic restarts: once dead, it stays down until
+    // something starts it.
+    let titles = Unit {
+        name: bookmarks::TITLES_SERVICE,
+        args: ["bookmarks", "titles", "--aiops-url", &app.url()].map(str::to_owned).to_vec(),
+        restart_on_failure: false,
+    };
+    let titles_url = supervisor.start(exe.clone(), titles, inbox(bookmarks::TITLES_SERVICE)?).await?;
+    let mut args: Vec<String> =
+        ["bookmarks", "serve", "--aiops-url", &app.url(), "--titles-url", &titles_url].map(str::to_owned).to_vec();
+    args.extend(["--db".to_owned(), db.to_string_lossy().into_owned()]);
+    let unit = Unit { name: SERVICE, args, restart_on_failure: true };
+    let base = supervisor.start(exe.clone(), unit, inbox(SERVICE)?).await?;
 
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;
     wait_until_passing(&app, Duration::from_secs(20)).await?;
-    say("bookmark manager registered and healthy; driving ~50 requests/s");
+    say("bookmark manager and title service registered and healthy; driving ~50 requests/s");
 
     let running = Arc::new(AtomicBool::new(true));
     let stats = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
@@ -147,9 +159,16 @@ async fn run_in(
                 "\n── {fault}, occurrence {occurrence}: {what}; injected at {}",
                 fault_at.format("%H:%M:%S%.3f")
             ));
-            let response = http.post(format!("{base}/admin/faults")).json(&json!({ "fault": fault })).send().await?;
-            if !response.status().is_success() {
-                bail!("injecting the fault failed: {}", response.status());
+            if fault == "dependency_down" {
+                if !supervisor.kill(bookmarks::TITLES_SERVICE).await? {
+                    bail!("injecting the fault failed: the title service was not running");
+                }
+            } else {
+                let response =
+                    http.post(format!("{base}/admin/faults")).json(&json!({ "fault": fault })).send().await?;
+                if !response.status().is_success() {
+                    bail!("injecting the fault failed: {}", response.status());
+                }
             }
             let scenario = watch(&app, &http, mark, fault_at, fault, occurrence).await?;
             let healed = scenario.verified;
@@ -196,8 +215,7 @@ async fn run_in(
         }
     }
 
-    let _ = stop_supervisor.send(());
-    let _ = supervisor.await;
+    supervisor.stop_all().await;
     app.shutdown().await?;
     if json {
         say(serde_json::to_string(
@@ -209,8 +227,9 @@ async fn run_in(
 
 /// The tools of this deployment, as an operator writes them for theirs: the configuration is
 /// rolled back on disk (`aiops bookmarks config rollback`), which works while the process is
-/// down or crash-looping, where the shipped HTTP call to the service could not.
-fn write_operator_tools(workdir: &Path, exe: &Path, db: &Path) -> anyhow::Result<std::path::PathBuf> {
+/// down or crash-looping, where the shipped HTTP call to the service could not; and services
+/// are started through this demo's supervisor, where the shipped tool asks systemd.
+fn write_operator_tools(workdir: &Path, exe: &Path, db: &Path, supervisor: &str) -> anyhow::Result<std::path::PathBuf> {
     let dir = workdir.join("tools");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let quoted = |path: &Path| serde_json::to_string(&path.to_string_lossy());
@@ -231,90 +250,38 @@ argv = [{exe}, "bookmarks", "config", "rollback", "--db", {db}]
     );
     let file = dir.join("rollback_config.toml");
     std::fs::write(&file, spec).with_context(|| format!("writing {}", file.display()))?;
+    let spec = format!(
+        r#"name = "start_service"
+version = 2
+description = "Starts the service's process through the demo's supervisor; a running one is left as it is."
+risk = "low"
+timeout_ms = 30000
+
+[kind]
+type = "http"
+method = "POST"
+base_url = {supervisor}
+path = "/units/{{target.service}}/start"
+"#,
+        supervisor = serde_json::to_string(supervisor)?,
+    );
+    let file = dir.join("start_service.toml");
+    std::fs::write(&file, spec).with_context(|| format!("writing {}", file.display()))?;
     Ok(dir)
-}
-
-/// Starts `aiops bookmarks serve` on `listen`; returns it once it listens, with its URL.
-async fn start_bookmarks(
-    exe: &Path,
-    listen: &str,
-    aiops_url: &str,
-    db: &Path,
-) -> anyhow::Result<(tokio::process::Child, String)> {
-    let mut child = tokio::process::Command::new(exe)
-        .args(["bookmarks", "serve", "--listen", listen, "--aiops-url", aiops_url, "--db"])
-        .arg(db)
-        .env("AIOPS_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the bookmark manager")?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("the bookmark manager has no stdout"))?;
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .context("the bookmark manager did not start within 20s")??
-        .ok_or_else(|| anyhow!("the bookmark manager exited before listening"))?;
-    let base = first
-        .strip_prefix("listening on ")
-        .ok_or_else(|| anyhow!("unexpected first line from the bookmark manager: {first:?}"))?
-        .trim()
-        .to_owned();
-    Ok((child, base))
-}
-
-/// The bookmark manager's supervisor: whenever it exits, starts it again on the same address
-/// after [`RESTART_DELAY`], until `stop` fires (or its sender is dropped); then stops it.
-async fn supervise(
-    mut child: tokio::process::Child,
-    exe: std::path::PathBuf,
-    listen: String,
-    aiops_url: String,
-    db: std::path::PathBuf,
-    mut stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let mut restarts = 0_u32;
-    loop {
-        let exited = tokio::select! {
-            status = child.wait() => status.map_or_else(|err| err.to_string(), |status| status.to_string()),
-            _ = &mut stop => {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                return;
-            }
-        };
-        tokio::time::sleep(RESTART_DELAY).await;
-        match start_bookmarks(&exe, &listen, &aiops_url, &db).await {
-            Ok((next, _)) => {
-                restarts += 1;
-                say(format!(
-                    "             supervisor: the bookmark manager exited ({exited}); started again (restart {restarts}, pid {})",
-                    next.id().unwrap_or_default()
-                ));
-                child = next;
-            }
-            Err(err) => {
-                say(format!(
-                    "             supervisor: the bookmark manager exited ({exited}) and did not start again: {err:#}"
-                ));
-                return;
-            }
-        }
-    }
 }
 
 async fn wait_until_passing(app: &App, within: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let instances =
-            app.registry().instances(&ServiceQuery { name: Some(SERVICE.into()), ..ServiceQuery::default() }).await?;
-        if instances.iter().any(|i| i.status == HealthStatus::Passing) {
+        let instances = app.registry().instances(&ServiceQuery::default()).await?;
+        let passing = |service: &str| {
+            instances.iter().any(|i| i.registration.name == service && i.status == HealthStatus::Passing)
+        };
+        if SERVICES.iter().all(|service| passing(service)) {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("the bookmark manager did not become healthy within {within:?}");
+            bail!("the bookmark manager and its title service did not become healthy within {within:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -337,8 +304,12 @@ async fn drive_traffic(
         ticker.tick().await;
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
         n += 1;
-        // Mostly searches with fresh terms (so the cache cannot answer them), some writes.
-        let request = if n.is_multiple_of(5) {
+        // Mostly searches with fresh terms (so the cache cannot answer them), some writes; every
+        // other write comes without a title, which the title service supplies.
+        let request = if n.is_multiple_of(10) {
+            http.post(format!("{base}/api/bookmarks"))
+                .json(&json!({ "url": format!("https://example.org/page-{n}"), "tags": ["demo"] }))
+        } else if n.is_multiple_of(5) {
             http.post(format!("{base}/api/bookmarks")).json(
                 &json!({ "url": format!("https://example.org/{n}"), "title": format!("page {n}"), "tags": ["demo"] }),
             )
@@ -407,7 +378,8 @@ async fn watch(
             let t = since(fault_at, stored);
             match stored.event.event_type.as_str() {
                 event_type::PROBLEM_DETECTED
-                    if problem_id.is_none() && stored.event.subject.as_deref() == Some(SERVICE) =>
+                    if problem_id.is_none()
+                        && stored.event.subject.as_deref().is_some_and(|s| SERVICES.contains(&s)) =>
                 {
                     let problem: Problem = stored.event.payload()?;
                     say(format!("  {t:>6} ms  detected   {}", problem.summary));

@@ -9,3 +9,4 @@ pub(crate) mod remote;
 pub(crate) mod replay;
 pub(crate) mod serve;
 pub(crate) mod services;
+pub(crate) mod supervisor;

@@ -58,6 +58,8 @@ fn every_fault_scenario_heals_and_its_second_occurrence_takes_one_attempt() {
         ("memory_leak", "restart_service"),
         ("bad_config", "rollback_config"),
         ("slow_queries", "rebuild_indexes"),
+        ("crash_loop", "rollback_config"),
+        ("dependency_down", "start_service"),
     ];
     assert_eq!(scenarios.len(), expected.len() * 2, "{stdout}");
     for (pair, (fault, fix)) in scenarios.chunks(2).zip(expected) {
