@@ -358,7 +358,7 @@ async fn probe_dependencies(ctx: &AgentContext, service: &str, everything: &mut 
     let probes = everything.iter().enumerate().filter_map(|(idx, instance)| {
         let url = instance.registration.health_url.clone()?;
         let wanted = instance.status == HealthStatus::Passing && dependencies.contains(&instance.registration.name);
-        wanted.then(|| async move {
+        wanted.then_some(async move {
             let failure = match ctx.http.get(&url).timeout(DEPENDENCY_PROBE_TIMEOUT).send().await {
                 Ok(answer) if answer.status().is_success() => None,
                 Ok(answer) => Some(format!("live probe: GET {url} returned {}", answer.status().as_u16())),
