@@ -52,7 +52,7 @@ fn title_for(url: &str) -> String {
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
     let mut segments = rest.split('/').filter(|s| !s.is_empty());
     let host = segments.next().unwrap_or_default();
-    let last = segments.next_back().unwrap_or(host);
+    let Some(last) = segments.next_back() else { return host.to_owned() };
     let words: Vec<String> = last
         .split(['-', '_', '.', '+'])
         .filter(|w| !w.is_empty())

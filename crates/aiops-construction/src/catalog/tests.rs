@@ -106,6 +106,7 @@ fn every_shipped_spec_parses_and_validates() {
             "rollback_deploy",
             "scale_workers",
             "sqlite_integrity_check",
+            "start_service",
             "throttle_upstream",
             "warm_cache"
         ]
