@@ -2,8 +2,9 @@
 //! processes, each fault twice.
 //!
 //! Builds `aiops` (release) and runs `aiops demo --fault all --occurrences 2 --json`: the core,
-//! the bookmark manager as its own process, steady traffic, then each fault injected twice
-//! (pool exhaustion, bad release, disk full, memory leak, bad config). Prints per scenario and
+//! the bookmark manager and its title service as their own processes, steady traffic, then each
+//! fault injected twice (pool exhaustion, bad release, disk full, memory leak, bad config, slow
+//! queries, crash loop, dependency down). Prints per scenario and
 //! occurrence the time to detect and to heal (from the injection), the fix, the attempts and
 //! whether it was verified, against the goals (detect ≤ 2 s, heal ≤ 10 s, the second
 //! occurrence healed by its first attempt). `--fault NAME` (repeatable) and `--occurrences N`
