@@ -31,12 +31,17 @@ pub struct MonitorConfig {
     /// After an escalation, how long a service's symptoms are not reported again, in
     /// milliseconds. Default: 60000.
     pub escalation_quiet_ms: u64,
+    /// After a problem is healed, how long a service's reports are left out of the detectors,
+    /// in milliseconds: requests that were in flight during the fix still end in its error
+    /// (a slow query started before the index came back), and would open a second problem.
+    /// Default: 2000.
+    pub settle_ms: u64,
     /// Spikes of an error message template (new, or far above its usual rate).
     pub error_templates: ErrorTemplateConfig,
     /// The availability (and optionally latency) objective whose burn rate pages.
     pub slo: BurnRateConfig,
-    /// Times an instance's heartbeat is lost (its process died) within `crash_loop_window_ms`
-    /// that make a crash loop. Default: 3.
+    /// Times an instance's process ends (a lost heartbeat, a refused health check, a new
+    /// process registering) within `crash_loop_window_ms` that make a crash loop. Default: 3.
     pub crash_loop_restarts: u32,
     /// The crash-loop window, in milliseconds. Default: 300000.
     pub crash_loop_window_ms: u64,
@@ -50,6 +55,7 @@ impl Default for MonitorConfig {
             latency_p95_ms: 2000.0,
             tick_ms: 250,
             escalation_quiet_ms: 60_000,
+            settle_ms: 2_000,
             error_templates: ErrorTemplateConfig::default(),
             slo: BurnRateConfig::default(),
             crash_loop_restarts: 3,

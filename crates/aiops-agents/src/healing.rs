@@ -66,6 +66,33 @@ enum Run {
     Failed(String),
 }
 
+/// The spiking error's counts around a fix: (errors, requests) before and after.
+#[derive(Debug, Default)]
+struct ErrorCheck {
+    kind: String,
+    before: (usize, usize),
+    after: (usize, usize),
+}
+
+impl ErrorCheck {
+    /// The error stopped, or fell to a quarter of its rate before the fix (requests in flight
+    /// during the fix may still end in it).
+    fn stopped(&self) -> bool {
+        let rate = |(errors, requests): (usize, usize)| errors as f64 / requests.max(1) as f64;
+        self.after.0 == 0 || rate(self.after) <= rate(self.before) / 4.0
+    }
+}
+
+impl std::fmt::Display for ErrorCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} errors in {} requests since the fix (before: {} in {})",
+            self.after.0, self.kind, self.after.1, self.before.0, self.before.1
+        )
+    }
+}
+
 /// The Healing agent.
 #[derive(Debug)]
 pub struct Healing {
@@ -204,6 +231,7 @@ impl Healing {
             return (false, "the instance has no health_url to verify with".into());
         };
         let started = Instant::now();
+        let fixed_at = Utc::now();
         let deadline = started + Duration::from_millis(candidate.verify_within_ms);
         let interval = Duration::from_millis(self.config.probe_interval_ms);
         let need = candidate.verify_consecutive_ok.max(1);
@@ -237,6 +265,14 @@ impl Healing {
         }
         let health_ms = started.elapsed().as_millis();
         let health = format!("{need} health probes in a row passed within {health_ms}ms");
+        if problem.kind == ProblemKind::LogErrorSpike {
+            return match self.same_errors_since(ctx, problem, fixed_at, deadline, interval).await {
+                Ok(Some(check)) if check.stopped() => (true, format!("{health}; then {check}")),
+                Ok(Some(check)) => (false, format!("{health}, but the error goes on: {check}")),
+                Ok(None) => (true, format!("{health}; the error was not named, so only health is checked")),
+                Err(err) => (false, format!("{health}, but the errors could not be read: {err}")),
+            };
+        }
         if problem.kind != ProblemKind::HttpErrorRatio {
             return (true, health);
         }
@@ -249,6 +285,53 @@ impl Healing {
             }
             Ok(None) => (true, format!("{health}; too little traffic since to check the error ratio")),
             Err(err) => (false, format!("{health}, but the error ratio could not be read: {err}")),
+        }
+    }
+
+    /// How often the error that spiked (its kind, from the problem's first evidence line,
+    /// `kind: message (seen n times)`) came per request in the 10 s before the fix and after
+    /// it, once `MIN_VERIFY_REQUESTS` requests arrived after it (or at the deadline). `None`
+    /// when the evidence names no error.
+    async fn same_errors_since(
+        &self,
+        ctx: &AgentContext,
+        problem: &Problem,
+        fixed_at: chrono::DateTime<Utc>,
+        deadline: Instant,
+        interval: Duration,
+    ) -> AgentResult<Option<ErrorCheck>> {
+        let Some(kind) = problem.evidence.first().and_then(|line| line.split_once(": ")).map(|(kind, _)| kind) else {
+            return Ok(None);
+        };
+        let query = ReadQuery {
+            types: vec![event_type::HTTP_REQUEST.into(), event_type::SERVICE_ERROR.into()],
+            subject: Some(problem.service.clone()),
+            newest_first: true,
+            limit: 2000,
+            ..ReadQuery::default()
+        };
+        let before_from = fixed_at - chrono::Duration::seconds(10);
+        loop {
+            let recent = ctx.bus.read(&ctx.streams.telemetry, &query).await?;
+            let mut check = ErrorCheck::default();
+            for stored in &recent {
+                let event = &stored.event;
+                let after = event.time >= fixed_at;
+                if !after && event.time < before_from {
+                    continue;
+                }
+                let counts = if after { &mut check.after } else { &mut check.before };
+                if event.event_type == event_type::HTTP_REQUEST {
+                    counts.1 += 1;
+                } else if event.data["kind"].as_str() == Some(kind) {
+                    counts.0 += 1;
+                }
+            }
+            if check.after.1 >= MIN_VERIFY_REQUESTS || Instant::now() + interval >= deadline {
+                check.kind = kind.to_owned();
+                return Ok(Some(check));
+            }
+            tokio::time::sleep(interval).await;
         }
     }
 
@@ -533,7 +616,17 @@ impl Healing {
         let tried = self.earlier_attempts(ctx, &problem.id).await?;
         let mut notes = Vec::new();
         let mut attempt = tried.len() as u32;
+        // The best expected success among fixes waiting for a human: a fix less likely to heal
+        // does not run before them (it would only spend an attempt and the budget).
+        let mut awaited: Option<f64> = None;
         for candidate in &diagnosis.candidates {
+            if let Some(best) = awaited.filter(|best| candidate.expected_success < *best) {
+                notes.push(format!(
+                    "{}: not run while a fix more likely to heal ({best:.2} against {:.2}) awaits approval",
+                    candidate.tool, candidate.expected_success
+                ));
+                continue;
+            }
             if attempt >= self.config.max_attempts_per_problem {
                 notes.push(format!("stopped after {attempt} attempts (max_attempts_per_problem)"));
                 break;
@@ -574,6 +667,8 @@ impl Healing {
                 TrustLevel::Approve => {
                     // Each such fix is offered; once one heals, approving another runs nothing.
                     let id = self.request_approval(ctx, problem, instance, candidate, risk).await?;
+                    awaited =
+                        Some(awaited.map_or(candidate.expected_success, |best| best.max(candidate.expected_success)));
                     notes.push(format!("{}: awaiting approval {id} (aiops approvals approve {id})", candidate.tool));
                     continue;
                 }
@@ -592,6 +687,10 @@ impl Healing {
         }
         if diagnosis.candidates.is_empty() {
             notes.push("no known fix for this problem".into());
+        }
+        // An approved fix may have healed it while the others ran: nothing to escalate then.
+        if self.ended_by(ctx, &problem.id, &[event_type::PROBLEM_RESOLVED]).await? {
+            return Ok(());
         }
         self.escalate(ctx, problem, notes.join(" | ")).await
     }
@@ -791,5 +890,22 @@ impl Agent for Healing {
             self.unclaim(&problem_id);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCheck;
+
+    fn check(before: (usize, usize), after: (usize, usize)) -> ErrorCheck {
+        ErrorCheck { kind: "dependency".into(), before, after }
+    }
+
+    #[test]
+    fn a_spiking_error_counts_as_stopped_only_when_gone_or_far_rarer() {
+        assert!(check((10, 100), (0, 12)).stopped(), "gone");
+        assert!(check((50, 100), (1, 20)).stopped(), "a straggler from a request in flight");
+        assert!(!check((10, 100), (2, 20)).stopped(), "as frequent as before: the fix did nothing");
+        assert!(!check((0, 100), (1, 20)).stopped(), "new since the fix");
     }
 }

@@ -79,7 +79,8 @@ struct State {
     open: HashMap<String, OpenProblem>,
     quiet_until: HashMap<String, DateTime<Utc>>,
     /// Observations older than this (event time) belong to a closed incident: services flush
-    /// their buffers late, and counting those stragglers would reopen a healed problem.
+    /// their buffers late, and requests in flight during a fix end after it, and counting
+    /// those stragglers would reopen a healed problem. A resolution's time plus `settle_ms`.
     closed_at: HashMap<String, DateTime<Utc>>,
     /// Services reports are tracked for (at most `MAX_SERVICES`).
     services: std::collections::HashSet<String>,
@@ -234,8 +235,14 @@ impl Monitor {
 
     fn close(&self, service: &str, problem_id: &str, closed_at: DateTime<Utc>, quiet_for: Option<Duration>) {
         let mut state = self.lock();
+        let was_open = state.open.get(service).is_some_and(|open| open.id == problem_id);
+        if quiet_for.is_some() && !was_open {
+            // The escalation of a problem already healed (or superseded): nothing to keep
+            // quiet about.
+            return;
+        }
         state.closed_at.insert(service.to_owned(), closed_at);
-        if state.open.get(service).is_some_and(|open| open.id == problem_id) {
+        if was_open {
             state.open.remove(service);
         }
         state.reset(service);
@@ -339,7 +346,8 @@ impl Agent for Monitor {
             }
             event_type::PROBLEM_RESOLVED => {
                 let resolved: ProblemResolved = payload(event)?;
-                self.close(&resolved.service, &resolved.problem_id, event.time, None);
+                let settled = event.time + chrono::Duration::milliseconds(self.config.settle_ms as i64);
+                self.close(&resolved.service, &resolved.problem_id, settled, None);
             }
             event_type::SERVICE_REGISTERED => {
                 let registered: ServiceRegistered = payload(event)?;

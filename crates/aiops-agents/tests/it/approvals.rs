@@ -40,6 +40,7 @@ async fn an_approved_fix_runs_climbs_the_ladder_and_falls_back_after_a_failure()
     let config = HealingConfig { max_auto_risk: RiskLevel::Low, promote_after: 2, ..HealingConfig::default() };
     let healing = Healing::new(config);
 
+    let mut cache_clears = 0;
     for round in 1..=2 {
         service.health.store(503, Ordering::SeqCst);
         let mut problem = pool_problem();
@@ -47,6 +48,13 @@ async fn an_approved_fix_runs_climbs_the_ladder_and_falls_back_after_a_failure()
         let diagnosis = diagnostic.diagnose(&ctx, &problem).await.unwrap();
         healing.handle(&ctx, &as_event(event_type::DIAGNOSIS_COMPLETED, &diagnosis)).await.unwrap();
         assert_eq!(service.pool_resets.load(Ordering::SeqCst), round - 1, "nothing risky runs unapproved");
+        let cleared = service.cache_clears.load(Ordering::SeqCst);
+        if round == 1 {
+            assert_eq!(cleared, 1, "untried, the least invasive fix runs while the riskier one waits");
+        } else {
+            assert_eq!(cleared, cache_clears, "a fix less likely to heal does not run before the proven one");
+        }
+        cache_clears = cleared;
         let requests = control_events(&ctx, event_type::APPROVAL_REQUESTED).await;
         let request: ApprovalRequest = requests.last().unwrap().event.payload().unwrap();
         assert_eq!(

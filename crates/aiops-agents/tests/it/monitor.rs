@@ -70,9 +70,15 @@ async fn error_burst_is_one_problem_with_evidence_and_stragglers_do_not_reopen_i
         monitor.handle(&ctx, &request(503, ms(800 + n))).await.unwrap();
     }
     assert_eq!(control_events(&ctx, event_type::PROBLEM_DETECTED).await.len(), 1, "stragglers reopened the problem");
-    // A new burst after the heal is a new problem.
+    // Requests in flight during the fix end after it, within the settle time: not counted.
+    let settle = MonitorConfig::default().settle_ms as i64;
     for n in 0..40 {
-        monitor.handle(&ctx, &request(503, ms(1000 + n * 10))).await.unwrap();
+        monitor.handle(&ctx, &request(503, ms(900 + settle - 500 + n))).await.unwrap();
+    }
+    assert_eq!(control_events(&ctx, event_type::PROBLEM_DETECTED).await.len(), 1, "in-flight requests reopened it");
+    // A new burst after the heal has settled is a new problem.
+    for n in 0..40 {
+        monitor.handle(&ctx, &request(503, ms(900 + settle + n * 10))).await.unwrap();
     }
     assert_eq!(control_events(&ctx, event_type::PROBLEM_DETECTED).await.len(), 2);
 }

@@ -304,11 +304,10 @@ async fn drive_traffic(
         ticker.tick().await;
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
         n += 1;
-        // Mostly searches with fresh terms (so the cache cannot answer them), some writes; every
-        // other write comes without a title, which the title service supplies.
-        let request = if n.is_multiple_of(10) {
-            http.post(format!("{base}/api/bookmarks"))
-                .json(&json!({ "url": format!("https://example.org/page-{n}"), "tags": ["demo"] }))
+        // Mostly searches with fresh terms (so the cache cannot answer them), some tagged writes,
+        // and some writes without a title, which the title service supplies.
+        let request = if n % 10 == 3 {
+            http.post(format!("{base}/api/bookmarks")).json(&json!({ "url": format!("https://example.org/page-{n}") }))
         } else if n.is_multiple_of(5) {
             http.post(format!("{base}/api/bookmarks")).json(
                 &json!({ "url": format!("https://example.org/{n}"), "title": format!("page {n}"), "tags": ["demo"] }),
