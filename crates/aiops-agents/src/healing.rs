@@ -33,7 +33,7 @@ use aiops_model::{
 };
 use aiops_registry::{ServiceInstance, ServiceQuery};
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use crate::agent::payload;
@@ -53,6 +53,8 @@ const WEBHOOK_TRIES: u32 = 3;
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests after a fix needed to judge an error-ratio problem healed.
 const MIN_VERIFY_REQUESTS: usize = 10;
+/// Longest wait for the requests in flight at a fix to end before errors count against it.
+const MAX_IN_FLIGHT_GRACE_MS: f64 = 5000.0;
 
 /// What came of running one fix.
 enum Run {
@@ -75,6 +77,37 @@ struct ErrorCheck {
 }
 
 impl ErrorCheck {
+    /// Counts requests and errors of `kind` among `events` (requests and service errors of
+    /// one service): before, in the 10 s before `fixed_at`; after, from when the requests in
+    /// flight at the fix have ended (as late as the slowest request before it took).
+    fn count<'a>(events: impl Iterator<Item = &'a Envelope> + Clone, kind: &str, fixed_at: DateTime<Utc>) -> Self {
+        let before_from = fixed_at - chrono::Duration::seconds(10);
+        let before = |event: &&Envelope| event.time >= before_from && event.time < fixed_at;
+        let slowest_ms = events
+            .clone()
+            .filter(before)
+            .filter_map(|event| event.data["duration_ms"].as_f64())
+            .fold(0.0, f64::max)
+            .min(MAX_IN_FLIGHT_GRACE_MS);
+        let counted_from = fixed_at + chrono::Duration::milliseconds(slowest_ms.ceil() as i64);
+        let mut check = Self { kind: kind.to_owned(), ..Self::default() };
+        for event in events {
+            let counts = if event.time >= counted_from {
+                &mut check.after
+            } else if before(&event) {
+                &mut check.before
+            } else {
+                continue;
+            };
+            if event.event_type == event_type::HTTP_REQUEST {
+                counts.1 += 1;
+            } else if event.data["kind"].as_str() == Some(kind) {
+                counts.0 += 1;
+            }
+        }
+        check
+    }
+
     /// The error stopped, or fell to a quarter of its rate before the fix (requests in flight
     /// during the fix may still end in it).
     fn stopped(&self) -> bool {
@@ -290,13 +323,13 @@ impl Healing {
 
     /// How often the error that spiked (its kind, from the problem's first evidence line,
     /// `kind: message (seen n times)`) came per request in the 10 s before the fix and after
-    /// it, once `MIN_VERIFY_REQUESTS` requests arrived after it (or at the deadline). `None`
-    /// when the evidence names no error.
+    /// it (past the requests in flight at the fix), once `MIN_VERIFY_REQUESTS` requests arrived
+    /// after it (or at the deadline). `None` when the evidence names no error.
     async fn same_errors_since(
         &self,
         ctx: &AgentContext,
         problem: &Problem,
-        fixed_at: chrono::DateTime<Utc>,
+        fixed_at: DateTime<Utc>,
         deadline: Instant,
         interval: Duration,
     ) -> AgentResult<Option<ErrorCheck>> {
@@ -310,25 +343,10 @@ impl Healing {
             limit: 2000,
             ..ReadQuery::default()
         };
-        let before_from = fixed_at - chrono::Duration::seconds(10);
         loop {
             let recent = ctx.bus.read(&ctx.streams.telemetry, &query).await?;
-            let mut check = ErrorCheck::default();
-            for stored in &recent {
-                let event = &stored.event;
-                let after = event.time >= fixed_at;
-                if !after && event.time < before_from {
-                    continue;
-                }
-                let counts = if after { &mut check.after } else { &mut check.before };
-                if event.event_type == event_type::HTTP_REQUEST {
-                    counts.1 += 1;
-                } else if event.data["kind"].as_str() == Some(kind) {
-                    counts.0 += 1;
-                }
-            }
+            let check = ErrorCheck::count(recent.iter().map(|stored| &stored.event), kind, fixed_at);
             if check.after.1 >= MIN_VERIFY_REQUESTS || Instant::now() + interval >= deadline {
-                check.kind = kind.to_owned();
                 return Ok(Some(check));
             }
             tokio::time::sleep(interval).await;
@@ -895,7 +913,40 @@ impl Agent for Healing {
 
 #[cfg(test)]
 mod tests {
+    use aiops_model::{event_type, Envelope};
+    use chrono::{DateTime, Utc};
+
     use super::ErrorCheck;
+
+    fn at(event_type: &str, data: serde_json::Value, time: DateTime<Utc>) -> Envelope {
+        let mut event = Envelope::new("bookmarks/1", event_type, data).with_subject("bookmarks");
+        event.time = time;
+        event
+    }
+
+    /// Slow searches in flight when the index came back still log the slow query after it;
+    /// they end within the slowest request's time and do not count against the fix.
+    #[test]
+    fn errors_of_requests_in_flight_at_the_fix_do_not_count() {
+        let fixed_at = Utc::now();
+        let ms = |n: i64| fixed_at + chrono::Duration::milliseconds(n);
+        let request = |n: i64, duration: f64| {
+            at(event_type::HTTP_REQUEST, serde_json::json!({ "status": 200, "duration_ms": duration }), ms(n))
+        };
+        let slow = |n: i64| at(event_type::SERVICE_ERROR, serde_json::json!({ "kind": "database" }), ms(n));
+        let mut events: Vec<Envelope> =
+            (0..20).flat_map(|i| [request(-2000 + i * 50, 1200.0), slow(-2000 + i * 50)]).collect();
+        // Stragglers, within 1.2 s of the fix.
+        events.extend((0..10).flat_map(|i| [request(100 + i * 100, 1200.0), slow(100 + i * 100)]));
+        // After them, fast and clean.
+        events.extend((0..12).map(|i| request(1300 + i * 20, 3.0)));
+        let check = ErrorCheck::count(events.iter(), "database", fixed_at);
+        assert_eq!((check.before, check.after), ((20, 20), (0, 12)));
+        assert!(check.stopped(), "{check}");
+        // The same, but the error goes on after the stragglers.
+        events.extend((0..12).map(|i| slow(1300 + i * 20)));
+        assert!(!ErrorCheck::count(events.iter(), "database", fixed_at).stopped());
+    }
 
     fn check(before: (usize, usize), after: (usize, usize)) -> ErrorCheck {
         ErrorCheck { kind: "dependency".into(), before, after }

@@ -7,6 +7,12 @@
 pub const HTTP_REQUEST: &str = "http.request";
 /// A service reports an error it hit (data: [`crate::ServiceError`]).
 pub const SERVICE_ERROR: &str = "service.error";
+/// A page's failed or slow call to its API, seen in the browser ([`crate::BrowserRequest`]).
+pub const BROWSER_REQUEST: &str = "browser.request";
+/// An uncaught error or unhandled rejection in a page ([`crate::BrowserError`]).
+pub const BROWSER_ERROR: &str = "browser.error";
+/// A page load and how long it took ([`crate::BrowserPageLoad`]).
+pub const BROWSER_PAGE_LOAD: &str = "browser.page_load";
 /// A service instance registered itself or was registered (data: the instance as
 /// `GET /v1/services` shows it).
 pub const SERVICE_REGISTERED: &str = "service.registered";

@@ -7,11 +7,16 @@
 //! This crate does no I/O, has no async code and depends on no other workspace crate, so that
 //! every other crate (and any service using the client library) can share it cheaply.
 
+mod browser;
 mod envelope;
 pub mod event_type;
 mod payload;
 mod severity;
 
+pub use browser::{
+    BrowserBatch, BrowserError, BrowserEvent, BrowserPageLoad, BrowserRequest, MAX_BROWSER_BATCH, MAX_BROWSER_STACK,
+    MAX_BROWSER_TEXT,
+};
 pub use envelope::{Envelope, EnvelopeError, MAX_DATA_BYTES};
 pub use payload::{
     ActionOutcome, ActionStarted, ApprovalDecision, ApprovalRequest, CandidateAction, Diagnosis, DiagnosisSource,
