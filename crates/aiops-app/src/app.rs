@@ -15,7 +15,7 @@ use aiops_events::EventBus;
 use aiops_knowledge::{Database, Knowledge};
 use aiops_patterns::PatternLibrary;
 use aiops_registry::{load_services_dir, HealthChecker, PgRegistry, Registry, SqliteRegistry};
-use aiops_server::{ApiLimits, ApiState, ApiToken};
+use aiops_server::{ApiLimits, ApiState, ApiToken, BrowserIngest};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -279,6 +279,10 @@ impl App {
                 ..ApiLimits::default()
             },
             ai,
+            browser: Arc::new(BrowserIngest::new(
+                config.server.browser.allowed_origins.clone(),
+                config.server.browser.batches_per_second,
+            )),
         };
         let addr = listener
             .local_addr()

@@ -73,11 +73,36 @@ pub struct ServerConfig {
     /// API tokens. None configured means the API is open; configure tokens before listening
     /// on anything but loopback.
     pub tokens: Vec<TokenConfig>,
+    /// Browser reports from pages that include `/v1/browser.js`.
+    pub browser: BrowserConfig,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:7070".into(), max_body_bytes: 1024 * 1024, max_batch: 500, tokens: Vec::new() }
+        Self {
+            listen: "127.0.0.1:7070".into(),
+            max_body_bytes: 1024 * 1024,
+            max_batch: 500,
+            tokens: Vec::new(),
+            browser: BrowserConfig::default(),
+        }
+    }
+}
+
+/// Who may send browser reports. A page cannot keep a secret, so these take no token: only
+/// pages served from the listed origins may send them, at a bounded rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrowserConfig {
+    /// Origins (`scheme://host[:port]`) whose pages may report, or `*` for any. Default: none.
+    pub allowed_origins: Vec<String>,
+    /// Batches per second one origin may send (bursts of twice that). Default: 20.
+    pub batches_per_second: f64,
+}
+
+impl Default for BrowserConfig {
+    fn default() -> Self {
+        Self { allowed_origins: Vec::new(), batches_per_second: 20.0 }
     }
 }
 
@@ -173,6 +198,21 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             problems.push("server.max_body_bytes: must be at least 1024".into());
+        }
+        let browser = &self.server.browser;
+        if !(browser.batches_per_second > 0.0 && browser.batches_per_second.is_finite()) {
+            problems.push("server.browser.batches_per_second: must be above 0".into());
+        }
+        for (idx, origin) in browser.allowed_origins.iter().enumerate() {
+            let valid = origin == "*"
+                || reqwest::Url::parse(origin).is_ok_and(|url| {
+                    matches!(url.scheme(), "http" | "https") && url.path() == "/" && url.query().is_none()
+                });
+            if !valid {
+                problems.push(format!(
+                    "server.browser.allowed_origins[{idx}]: {origin:?} is not an origin (scheme://host[:port]) or *"
+                ));
+            }
         }
         for (idx, token) in self.server.tokens.iter().enumerate() {
             if token.value_env.is_some() == token.value_file.is_some() {

@@ -29,14 +29,19 @@
 //! | `GET /v1/knowledge/nodes/{id}` | read | a node with its edges and statistics |
 //! | `GET /v1/audit` | read | the audit log, newest first |
 //! | `GET /v1/tools`, `POST /v1/tools` | read / admin | the tool catalog; propose a tool (TOML spec) |
+//! | `GET /v1/browser.js` | none | the browser instrumentation script pages include |
+//! | `POST /v1/browser/events` | none (allowed origins, rate limited) | a page's batch of reports (`text/plain` or JSON) |
+//! | `GET /v1/traces/{trace_id}` | read | the browser's and the back end's records of one trace |
 
 mod auth;
+mod browser;
 mod error;
 mod extract;
 mod routes;
 mod state;
 
 pub use auth::{ApiToken, Scope};
+pub use browser::BrowserIngest;
 pub use error::ApiError;
 pub use routes::router;
 pub use state::{ApiLimits, ApiState};

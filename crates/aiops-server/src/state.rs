@@ -10,7 +10,7 @@ use aiops_events::EventBus;
 use aiops_knowledge::{AuditLog, KnowledgeStore};
 use aiops_registry::{Balancer, Registry};
 
-use crate::ApiToken;
+use crate::{ApiToken, BrowserIngest};
 
 /// Bounds on what one request may ask.
 #[derive(Debug, Clone)]
@@ -54,6 +54,8 @@ pub struct ApiState {
     pub limits: ApiLimits,
     /// The language model and its budgets, when one is configured.
     pub ai: Option<Arc<BudgetedProvider>>,
+    /// Which pages may send browser reports, and how fast.
+    pub browser: Arc<BrowserIngest>,
 }
 
 impl std::fmt::Debug for ApiState {

@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// comes without one; without it such bookmarks keep no title.
     #[arg(long, value_name = "URL")]
     pub titles_url: Option<String>,
+    /// Base URL of the AI-Ops core as browsers reach it, for the page's instrumentation
+    /// script. Default: `--aiops-url`.
+    #[arg(long, value_name = "URL")]
+    pub page_aiops_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -54,6 +58,7 @@ impl ServeArgs {
             acquire_timeout_ms: self.acquire_timeout_ms,
             admin_token: self.admin_token.clone().filter(|token| !token.is_empty()),
             titles_url: self.titles_url.clone().filter(|url| !url.is_empty()),
+            page_aiops_url: self.page_aiops_url.clone().filter(|url| !url.is_empty()),
         }
     }
 }

@@ -28,6 +28,7 @@
 //! | `GET /api/bookmarks/{id}` | 200 bookmark; 404 |
 //! | `PUT /api/bookmarks/{id}/tags` `{tags}` | 200 bookmark; 404 |
 //! | `DELETE /api/bookmarks/{id}` | 204; 404 |
+//! | `GET /`, `/app.js`, `/app.css` | the web front end (lists, adds, searches, tags, deletes) |
 //! | `GET /health` | 200 `{"status":"ok"}`; 503 `{"status":"unavailable","error":...}` |
 //! | `POST /admin/db/reset-pool` | 200 `{"released": n, "pool_size": m}` |
 //! | `POST /admin/cache/clear` | 200 `{"cleared": n}` |
@@ -48,6 +49,7 @@ mod extract;
 mod faults;
 mod state;
 mod titles;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -67,6 +69,7 @@ pub use error::{BookmarksError, BookmarksResult};
 pub use faults::{rollback_config_file, CRASH_AFTER};
 pub use state::AppState;
 pub use titles::{run_titles, titles_router, TitlesArgs, TITLES_SERVICE};
+pub use web::WEB_APP;
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -105,6 +108,9 @@ pub struct BookmarksConfig {
     /// Base URL of the title service, asked for a title when a bookmark comes without one.
     /// The service then depends on it (and registers so). Default: none.
     pub titles_url: Option<String>,
+    /// Base URL of the AI-Ops core as the browser reaches it: the page includes its
+    /// `/v1/browser.js`. Default: `aiops_url`; none means the page is not instrumented.
+    pub page_aiops_url: Option<String>,
 }
 
 impl BookmarksConfig {
@@ -118,6 +124,7 @@ impl BookmarksConfig {
             acquire_timeout_ms: 250,
             admin_token: None,
             titles_url: None,
+            page_aiops_url: None,
         }
     }
 }
@@ -141,6 +148,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/faults", get(admin::get_faults).post(admin::set_fault))
         .route_layer(from_fn_with_state(state.clone(), admin::require_admin));
     let app = Router::new()
+        .route("/", get(web::index))
+        .route("/app.js", get(web::script))
+        .route("/app.css", get(web::style))
         .route("/health", get(api::health))
         .merge(api)
         .merge(admin)

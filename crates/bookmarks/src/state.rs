@@ -28,6 +28,8 @@ struct Inner {
     aiops: Option<AiopsClient>,
     faults: Faults,
     titles: Option<(reqwest::Client, String)>,
+    /// The page, with the core's instrumentation script when one is configured.
+    index_html: String,
 }
 
 impl AppState {
@@ -53,6 +55,7 @@ impl AppState {
                 aiops,
                 faults: Faults::new(&config.db_path),
                 titles: config.titles_url.clone().map(|url| (reqwest::Client::new(), url)),
+                index_html: crate::web::index_html(config.page_aiops_url.as_deref().or(config.aiops_url.as_deref())),
             }),
         }
     }
@@ -60,6 +63,11 @@ impl AppState {
     /// The HTTP client and base URL of the title service, when one is configured.
     pub(crate) fn titles(&self) -> Option<(&reqwest::Client, &str)> {
         self.inner.titles.as_ref().map(|(http, url)| (http, url.as_str()))
+    }
+
+    /// The front end's page.
+    pub(crate) fn index_html(&self) -> &str {
+        &self.inner.index_html
     }
 
     /// The AI-Ops client events go to, if any.

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `aiops` binary: real processes, real HTTP, real files.
 
+mod browser;
 mod cluster;
 mod demo;
 mod healing;

@@ -1,5 +1,6 @@
 //! The router: every route, its limits, and request metrics.
 
+mod browser;
 mod events;
 mod healing;
 mod health;
@@ -24,6 +25,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/v1/events", post(events::ingest_one).get(events::query))
         .route("/v1/events/batch", post(events::ingest_batch))
+        .route("/v1/browser.js", get(browser::script))
+        .route("/v1/browser/events", post(browser::ingest).options(browser::preflight))
+        .route("/v1/traces/{trace_id}", get(browser::trace))
         .route("/v1/dead-letters", get(events::dead_letters))
         .route("/v1/dead-letters/redrive", post(events::redrive))
         .route("/v1/problems", get(problems::list))

@@ -35,6 +35,7 @@ pub(crate) async fn state(dir: &std::path::Path) -> ApiState {
         render_metrics: Arc::new(String::new),
         limits: ApiLimits::default(),
         ai: None,
+        browser: Default::default(),
     }
 }
 

@@ -1,0 +1,212 @@
+//! The bookmark manager's real page in headless Chromium, instrumented by the core's
+//! `browser.js`: what the browser sees reaches the core, and a failing call is joined with the
+//! back end's record of it by trace id.
+
+use std::time::Duration;
+
+use aiops_app::{App, Config};
+use aiops_testkit::{ChromeDriver, CHROMIUM_ARGS, CHROMIUM_BINARY};
+use serde_json::{json, Value};
+
+/// A W3C WebDriver session, spoken over HTTP as the specification writes it.
+struct Session {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// The key under which WebDriver returns an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Session {
+    async fn start(driver: &ChromeDriver) -> Self {
+        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap();
+        let profile = driver.profile_dir("profile").unwrap();
+        let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| (*a).to_owned()).collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let capabilities = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": CHROMIUM_BINARY, "args": args },
+        }}});
+        let answer: Value = http
+            .post(format!("{}/session", driver.url()))
+            .json(&capabilities)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {answer}\n{}", driver.log()))
+            .to_owned();
+        Self { http, base: format!("{}/session/{id}", driver.url()) }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer: Value = request.send().await.unwrap().json().await.unwrap();
+        if answer["value"]["error"].is_string() {
+            panic!("WebDriver {path}: {}", answer["value"]);
+        }
+        answer["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found =
+            self.call(reqwest::Method::POST, "/element", Some(json!({ "using": "css selector", "value": css }))).await;
+        found[ELEMENT].as_str().unwrap().to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        self.call(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({ "text": text }))).await;
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        self.call(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
+    }
+
+    async fn run(&self, script: &str) -> Value {
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": script, "args": [] }))).await
+    }
+
+    /// Waits until `script` returns something truthy; returns it.
+    async fn wait_for(&self, script: &str, what: &str) -> Value {
+        for _ in 0..200 {
+            let value = self.run(script).await;
+            if !(value.is_null() || value == false || value == "" || value == 0) {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    async fn quit(self) {
+        let _ = self.http.delete(&self.base).send().await;
+    }
+}
+
+/// The core's events of `event_type`, newest first.
+async fn events(http: &reqwest::Client, core: &str, event_type: &str) -> Vec<Value> {
+    let url = format!("{core}/v1/events?stream=telemetry&type={event_type}&order=desc&limit=100");
+    let answer: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+    answer["events"]
+        .as_array()
+        .map(|events| events.iter().map(|stored| stored["event"].clone()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_end_by_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_origin = format!("http://{}", listener.local_addr().unwrap());
+
+    let mut config = Config { data_dir: dir.path().join("core"), ..Config::default() };
+    config.server.listen = "127.0.0.1:0".into();
+    config.server.browser.allowed_origins = vec![page_origin.clone()];
+    let app = App::start(config).await.unwrap();
+
+    let mut bookmarks = bookmarks::BookmarksConfig::new(dir.path().join("bookmarks.db"));
+    bookmarks.aiops_url = Some(app.url());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(bookmarks::serve(bookmarks, listener, async {
+        let _ = stopped.await;
+    }));
+
+    let driver = tokio::task::spawn_blocking(ChromeDriver::start).await.unwrap().expect("start chromedriver");
+    let browser = Session::start(&driver).await;
+    browser.goto(&format!("{page_origin}/")).await;
+    browser.wait_for("return window.__aiops && document.getElementById('status').textContent", "the page").await;
+
+    // A user saves a bookmark through the form.
+    browser.type_into("#url", "https://example.org/rust-book").await;
+    browser.type_into("#tags", "rust, books").await;
+    browser.click("#save").await;
+    let shown = browser
+        .wait_for("return document.querySelectorAll('#list li').length === 1 && document.querySelector('#list li a').textContent", "the saved bookmark")
+        .await;
+    assert_eq!(shown, "https://example.org/rust-book");
+
+    // The back end breaks searches; the user searches; the page shows the error.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let injected =
+        http.post(format!("{page_origin}/admin/faults")).json(&json!({ "fault": "bad_release" })).send().await.unwrap();
+    assert!(injected.status().is_success());
+    browser.type_into("#q", "rust").await;
+    let status = browser
+        .wait_for(
+            "const s = document.getElementById('status'); return s.classList.contains('error') && s.textContent",
+            "the error",
+        )
+        .await;
+    assert!(status.as_str().unwrap().starts_with("Could not load bookmarks"), "{status}");
+    // An uncaught error in one of the page's own scripts, too (a script WebDriver runs counts
+    // as foreign: the browser hides its errors as "Script error.").
+    browser
+        .run(
+            "const s = document.createElement('script'); \
+             s.textContent = \"setTimeout(() => { throw new Error('boom from the test'); }, 0);\"; \
+             document.head.append(s); return true;",
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    browser.run("window.__aiops.flush(false); return true;").await;
+
+    let mut failed = None;
+    for _ in 0..100 {
+        failed = events(&http, &app.url(), "browser.request")
+            .await
+            .into_iter()
+            .find(|e| e["data"]["status"] == 500 && e["data"]["path"] == "/api/bookmarks");
+        if failed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failed = failed.expect("the browser's failed search reached the core");
+    assert_eq!(failed["subject"], "bookmarks-web");
+    assert_eq!(failed["data"]["method"], "GET");
+    assert!(failed["data"]["error"].as_str().unwrap().contains("\"error\""), "{failed}");
+    let trace_id = failed["data"]["trace_id"].as_str().unwrap().to_owned();
+
+    // The same request, as the back end handled it, shares the trace id.
+    let mut joined = Value::Null;
+    for _ in 0..100 {
+        let answer = http.get(format!("{}/v1/traces/{trace_id}", app.url())).send().await.unwrap();
+        joined = answer.json().await.unwrap();
+        if joined["server"].as_array().is_some_and(|s| !s.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(joined["browser"].as_array().map(Vec::len), Some(1), "{joined}");
+    let server_side = &joined["server"][0];
+    assert_eq!(server_side["type"], "http.request", "{joined}");
+    assert_eq!(server_side["data"]["status"], 500);
+    assert_eq!(server_side["data"]["route"], "/api/bookmarks");
+
+    let errors = events(&http, &app.url(), "browser.error").await;
+    assert!(
+        errors.iter().any(|e| e["data"]["message"].as_str().is_some_and(|m| m.contains("boom from the test"))),
+        "{errors:?}"
+    );
+    let loads = events(&http, &app.url(), "browser.page_load").await;
+    assert!(!loads.is_empty(), "the page load is reported");
+
+    browser.quit().await;
+    drop(driver);
+    let _ = stop.send(());
+    let _ = server.await;
+    app.shutdown().await.unwrap();
+}

@@ -1,0 +1,55 @@
+//! The web front end: one page (`web/index.html`, `app.js`, `app.css`, embedded in the
+//! binary) that lists, adds, searches, tags and deletes bookmarks through the JSON API. With
+//! an AI-Ops core configured, the page includes the core's browser instrumentation.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::AppState;
+
+const INDEX: &str = include_str!("../web/index.html");
+const SCRIPT: &str = include_str!("../web/app.js");
+const STYLE: &str = include_str!("../web/app.css");
+/// Where the instrumentation script tag goes in the page.
+const SCRIPT_SLOT: &str = "<!--aiops-->";
+/// The front end's name in its reports.
+pub const WEB_APP: &str = "bookmarks-web";
+
+/// The page, with the instrumentation script of the core at `aiops_url` when given.
+pub(crate) fn index_html(aiops_url: Option<&str>) -> String {
+    let tag = aiops_url.map_or_else(String::new, |url| {
+        let src = format!("{}/v1/browser.js", url.trim_end_matches('/'));
+        let escaped = src.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;");
+        format!(r#"<script src="{escaped}" data-app="{WEB_APP}" data-api="/api/"></script>"#)
+    });
+    INDEX.replace(SCRIPT_SLOT, &tag)
+}
+
+pub(crate) async fn index(State(state): State<AppState>) -> Html<String> {
+    Html(state.index_html().to_owned())
+}
+
+pub(crate) async fn script() -> Response {
+    ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8")], SCRIPT).into_response()
+}
+
+pub(crate) async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::index_html;
+
+    #[test]
+    fn the_page_includes_the_cores_script_only_when_configured() {
+        assert!(!index_html(None).contains("browser.js"));
+        let page = index_html(Some("http://127.0.0.1:7070/"));
+        assert!(
+            page.contains(r#"<script src="http://127.0.0.1:7070/v1/browser.js" data-app="bookmarks-web""#),
+            "{page}"
+        );
+        assert!(!index_html(Some("http://x/\"><script>")).contains("\"><script>"));
+    }
+}
