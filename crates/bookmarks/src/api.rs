@@ -22,20 +22,24 @@ const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
 
 /// Body of `POST /api/bookmarks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewBookmark {
+    /// The http(s) URL, at most 2048 bytes.
     url: String,
+    /// A title, at most 512 characters; without one the title service is asked.
     #[serde(default)]
     title: Option<String>,
+    /// Tags, at most 32 of 64 characters each.
     #[serde(default)]
     tags: Vec<String>,
 }
 
 /// Body of `PUT /api/bookmarks/{id}/tags`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TagsBody {
+    /// The new tags, replacing the old ones.
     tags: Vec<String>,
 }
 
@@ -46,17 +50,27 @@ struct BookmarkList<'a> {
 }
 
 /// Query of `GET /api/bookmarks`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
+    /// Words that the title or URL must contain.
     #[serde(default)]
     q: Option<String>,
+    /// A tag the bookmark must have.
     #[serde(default)]
     tag: Option<String>,
+    /// Most bookmarks returned, 1 to 500; default 50.
     #[serde(default)]
     limit: Option<u32>,
 }
 
+/// Saves a bookmark.
+#[utoipa::path(post, path = "/api/bookmarks", request_body = NewBookmark, responses(
+    (status = 201, description = "saved", body = Bookmark),
+    (status = 422, description = "invalid input or unknown fields", body = crate::openapi::ErrorBody),
+    (status = 502, description = "a title was needed and the title service is unavailable", body = crate::openapi::ErrorBody),
+))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewBookmark>,
@@ -74,6 +88,11 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(bookmark)))
 }
 
+/// Lists bookmarks, newest first.
+#[utoipa::path(get, path = "/api/bookmarks", params(ListParams), responses(
+    (status = 200, description = "the bookmarks", body = crate::openapi::BookmarkPage),
+    (status = 422, description = "invalid query", body = crate::openapi::ErrorBody),
+))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -107,6 +126,11 @@ fn json_bytes(body: Bytes, cache: &'static str) -> Response {
         .into_response()
 }
 
+/// One bookmark.
+#[utoipa::path(get, path = "/api/bookmarks/{id}", params(("id" = i64, Path, description = "bookmark id")), responses(
+    (status = 200, description = "the bookmark", body = Bookmark),
+    (status = 404, description = "no such bookmark", body = crate::openapi::ErrorBody),
+))]
 pub(crate) async fn get_one(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -115,6 +139,13 @@ pub(crate) async fn get_one(
     bookmark.map(Json).ok_or(BookmarksError::NotFound { id })
 }
 
+/// Replaces a bookmark's tags.
+#[utoipa::path(put, path = "/api/bookmarks/{id}/tags", params(("id" = i64, Path, description = "bookmark id")),
+    request_body = TagsBody, responses(
+    (status = 200, description = "the bookmark with its new tags", body = Bookmark),
+    (status = 404, description = "no such bookmark", body = crate::openapi::ErrorBody),
+    (status = 422, description = "invalid tags or unknown fields", body = crate::openapi::ErrorBody),
+))]
 pub(crate) async fn set_tags(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -127,6 +158,11 @@ pub(crate) async fn set_tags(
     Ok(Json(bookmark))
 }
 
+/// Deletes a bookmark.
+#[utoipa::path(delete, path = "/api/bookmarks/{id}", params(("id" = i64, Path, description = "bookmark id")), responses(
+    (status = 204, description = "deleted"),
+    (status = 404, description = "no such bookmark", body = crate::openapi::ErrorBody),
+))]
 pub(crate) async fn delete_one(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,

@@ -46,7 +46,7 @@ SELECT b.id, b.url, b.title, b.created_at,
 FROM bookmarks b";
 
 /// One stored bookmark, as the API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Bookmark {
     /// Its id.
     pub id: i64,

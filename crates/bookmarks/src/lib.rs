@@ -30,6 +30,7 @@
 //! | `DELETE /api/bookmarks/{id}` | 204; 404 |
 //! | `GET /`, `/app.js`, `/app.css` | the web front end (lists, adds, searches, tags, deletes) |
 //! | `GET /health` | 200 `{"status":"ok"}`; 503 `{"status":"unavailable","error":...}` |
+//! | `GET /openapi.json` | the API's OpenAPI document, generated from the handlers |
 //! | `POST /admin/db/reset-pool` | 200 `{"released": n, "pool_size": m}` |
 //! | `POST /admin/cache/clear` | 200 `{"cleared": n}` |
 //! | `GET /admin/faults` | 200 `{"active": [...], "slow_delay_ms", "leaked_connections", "pool_size"}` |
@@ -47,6 +48,7 @@ mod db;
 mod error;
 mod extract;
 mod faults;
+mod openapi;
 mod state;
 mod titles;
 mod web;
@@ -67,6 +69,7 @@ pub use cli::{config_rollback, run_cli, ConfigRollbackArgs, ServeArgs};
 pub use db::Bookmark;
 pub use error::{BookmarksError, BookmarksResult};
 pub use faults::{rollback_config_file, CRASH_AFTER};
+pub use openapi::openapi_document;
 pub use state::AppState;
 pub use titles::{run_titles, titles_router, TitlesArgs, TITLES_SERVICE};
 pub use web::WEB_APP;
@@ -152,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         .route("/app.js", get(web::script))
         .route("/app.css", get(web::style))
         .route("/health", get(api::health))
+        .route("/openapi.json", get(openapi::serve))
         .merge(api)
         .merge(admin)
         .fallback(api::no_route)
