@@ -16,6 +16,7 @@
 //! driven by event time, so they replay deterministically.
 
 mod anomaly;
+mod contract;
 mod detector;
 mod detectors;
 mod error;
@@ -23,6 +24,7 @@ mod library;
 mod logs;
 
 pub use anomaly::{AnomalyConfig, AnomalyDetector};
+pub use contract::ApiContract;
 pub use detector::{Detector, Finding, Observation};
 pub use detectors::{
     BurnRateConfig, BurnRateDetector, ErrorRatioDetector, ErrorTemplateConfig, ErrorTemplateDetector, LatencyDetector,
