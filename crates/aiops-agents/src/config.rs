@@ -45,6 +45,11 @@ pub struct MonitorConfig {
     pub crash_loop_restarts: u32,
     /// The crash-loop window, in milliseconds. Default: 300000.
     pub crash_loop_window_ms: u64,
+    /// Failures of one front-end call (same method, path and status, seen in the browser)
+    /// within `browser_window_ms` that make an `integration_failure` problem. Default: 3.
+    pub browser_min_failures: u32,
+    /// The window for `browser_min_failures`, in milliseconds. Default: 30000.
+    pub browser_window_ms: u64,
 }
 
 impl Default for MonitorConfig {
@@ -60,6 +65,8 @@ impl Default for MonitorConfig {
             slo: BurnRateConfig::default(),
             crash_loop_restarts: 3,
             crash_loop_window_ms: 300_000,
+            browser_min_failures: 3,
+            browser_window_ms: 30_000,
         }
     }
 }

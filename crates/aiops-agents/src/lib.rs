@@ -25,6 +25,7 @@ mod coordinator;
 mod diagnostic;
 mod error;
 mod healing;
+mod integration;
 mod ladder;
 mod learning;
 mod monitor;

@@ -11,6 +11,9 @@
 //! every few seconds when they changed) and loaded on the first tick, so after a restart the
 //! same messages get the same template ids.
 //!
+//! It also consumes `browser.request`: a front end's call that keeps failing in the browser
+//! becomes an `integration_failure` problem of its back end (`integration.rs`).
+//!
 //! At most one problem per service is open at a time: further symptoms of a service with an
 //! open problem are the same incident. A problem closes on `problem.resolved` (the detectors'
 //! windows for the service start afresh) or `problem.escalated` (the service is then left
@@ -23,8 +26,8 @@ use std::time::Duration;
 
 use aiops_knowledge::{Node, NodeKind};
 use aiops_model::{
-    event_type, Envelope, Escalation, HealthChange, HealthStatus, Problem, ProblemKind, ProblemResolved, RequestRecord,
-    ServiceDeregistered, ServiceError, ServiceRegistered, Severity,
+    event_type, BrowserRequest, Envelope, Escalation, HealthChange, HealthStatus, Problem, ProblemKind,
+    ProblemResolved, RequestRecord, ServiceDeregistered, ServiceError, ServiceRegistered, Severity,
 };
 use aiops_patterns::{
     BurnRateDetector, Detector, ErrorRatioDetector, ErrorTemplateDetector, Finding, LatencyDetector, LogTemplate,
@@ -34,6 +37,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::agent::payload;
+use crate::integration::{self, BrowserFailures, Contracts, FailingCall};
 use crate::{Agent, AgentContext, AgentResult, MonitorConfig};
 
 const NAME: &str = "monitor";
@@ -86,6 +90,10 @@ struct State {
     services: std::collections::HashSet<String>,
     /// When each instance's process last ended, within the crash-loop window.
     downs: HashMap<String, InstanceDowns>,
+    /// Front-end calls failing in the browser.
+    browser: BrowserFailures,
+    /// Back ends' API documents.
+    contracts: Contracts,
 }
 
 /// The ends of one instance's processes seen lately.
@@ -143,6 +151,7 @@ impl Monitor {
             Box::new(BurnRateDetector::new(config.slo.clone())),
         ];
         let templates = ErrorTemplateDetector::new(config.error_templates.clone());
+        let browser = BrowserFailures::new(config.browser_window_ms, config.browser_min_failures);
         Self {
             config,
             state: Mutex::new(State {
@@ -156,6 +165,8 @@ impl Monitor {
                 closed_at: HashMap::new(),
                 services: std::collections::HashSet::new(),
                 downs: HashMap::new(),
+                browser,
+                contracts: Contracts::default(),
             }),
         }
     }
@@ -288,7 +299,7 @@ impl Agent for Monitor {
     }
 
     fn telemetry_types(&self) -> Vec<String> {
-        vec![event_type::HTTP_REQUEST.into(), event_type::SERVICE_ERROR.into()]
+        vec![event_type::HTTP_REQUEST.into(), event_type::SERVICE_ERROR.into(), event_type::BROWSER_REQUEST.into()]
     }
 
     fn control_types(&self) -> Vec<String> {
@@ -344,6 +355,22 @@ impl Agent for Monitor {
                 };
                 self.publish_findings(ctx, findings).await?;
             }
+            event_type::BROWSER_REQUEST => {
+                let request: BrowserRequest = payload(event)?;
+                let app = service_of(event);
+                let failing = {
+                    let mut state = self.lock();
+                    if !state.admit(&app) {
+                        return Ok(());
+                    }
+                    state.browser.observe(&app, &request, Utc::now())
+                };
+                if let Some(failing) = failing {
+                    if let Some(problem) = self.integration_problem(ctx, failing).await {
+                        self.publish_problem(ctx, problem).await?;
+                    }
+                }
+            }
             event_type::PROBLEM_RESOLVED => {
                 let resolved: ProblemResolved = payload(event)?;
                 let settled = event.time + chrono::Duration::milliseconds(self.config.settle_ms as i64);
@@ -396,6 +423,59 @@ impl Agent for Monitor {
 }
 
 impl Monitor {
+    /// The problem a front end's failing call makes for its back end (the front end itself
+    /// when no registered service names it), with both sides' evidence.
+    async fn integration_problem(&self, ctx: &AgentContext, failing: FailingCall) -> Option<Problem> {
+        let call = &failing.call;
+        let backend = integration::backend_of(ctx, &call.app).await;
+        let service = backend.as_ref().map_or_else(|| call.app.clone(), |b| b.registration.name.clone());
+        let shown = if call.status == 0 { "no answer".to_owned() } else { call.status.to_string() };
+        let mut evidence = vec![format!(
+            "browser {}: {} {} answered {shown} {} times{}",
+            call.app,
+            call.method,
+            call.path,
+            failing.count,
+            failing.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        )];
+        if let Some(instance) = &backend {
+            let cached = self.lock().contracts.cached(&service);
+            let contract = match cached {
+                Some(contract) => contract,
+                None => {
+                    let fetched = integration::fetch_contract(ctx, instance).await;
+                    self.lock().contracts.store(&service, fetched.clone());
+                    fetched
+                }
+            };
+            if let Some(contract) = contract {
+                evidence.extend(contract.drift(
+                    &call.method,
+                    &call.path,
+                    call.status,
+                    failing.error.as_deref().unwrap_or(""),
+                ));
+            }
+        }
+        evidence.extend(integration::backend_view(ctx, &service, &failing).await);
+        let finding = Finding {
+            service: service.clone(),
+            kind: ProblemKind::IntegrationFailure,
+            severity: Severity::Error,
+            summary: format!(
+                "{} → {service}: {} {} fails in the browser with {shown} ({} times)",
+                call.app, call.method, call.path, failing.count
+            ),
+            metrics: BTreeMap::from([
+                ("failures".to_owned(), failing.count as f64),
+                ("status".to_owned(), f64::from(call.status)),
+            ]),
+            first_seen: failing.first_seen,
+        };
+        let instance_id = backend.map(|b| b.registration.instance_id);
+        self.open_problem(finding, instance_id, evidence, Utc::now(), false)
+    }
+
     /// Loads the error templates saved by earlier runs, once, before the first error is mined
     /// (so that new templates never take a saved template's id). Returns whether they are
     /// loaded: while the knowledge graph cannot be read, errors are not mined (the other

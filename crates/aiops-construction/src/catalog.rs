@@ -27,6 +27,7 @@ pub(crate) const SHIPPED_TOOLS: &[(&str, &str)] = &[
     ("restart_service.toml", include_str!("../tools/restart_service.toml")),
     ("rollback_config.toml", include_str!("../tools/rollback_config.toml")),
     ("rollback_deploy.toml", include_str!("../tools/rollback_deploy.toml")),
+    ("rollback_frontend.toml", include_str!("../tools/rollback_frontend.toml")),
     ("scale_workers.toml", include_str!("../tools/scale_workers.toml")),
     ("sqlite_integrity_check.toml", include_str!("../tools/sqlite_integrity_check.toml")),
     ("start_service.toml", include_str!("../tools/start_service.toml")),

@@ -171,6 +171,9 @@ pub enum ProblemKind {
     SloBurn,
     /// An instance keeps going down and coming back: it crashes and its supervisor restarts it.
     CrashLoop,
+    /// A front end's calls to the service keep failing in the browser (a renamed route, a
+    /// changed field, CORS, auth, ...): seen from the browser, joined with the back end.
+    IntegrationFailure,
 }
 
 impl ProblemKind {
@@ -184,6 +187,7 @@ impl ProblemKind {
             Self::LogErrorSpike => "log_error_spike",
             Self::SloBurn => "slo_burn",
             Self::CrashLoop => "crash_loop",
+            Self::IntegrationFailure => "integration_failure",
         }
     }
 }

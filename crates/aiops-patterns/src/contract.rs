@@ -49,9 +49,8 @@ fn distance(a: &str, b: &str) -> usize {
 /// How far a called path is from a served one: segment by segment, `*` matching anything;
 /// `None` when their lengths differ.
 fn path_distance(called: &[String], served: &[String]) -> Option<usize> {
-    (called.len() == served.len()).then(|| {
-        called.iter().zip(served).map(|(c, s)| if c == "*" || s == "*" { 0 } else { distance(c, s) }).sum()
-    })
+    (called.len() == served.len())
+        .then(|| called.iter().zip(served).map(|(c, s)| if c == "*" || s == "*" { 0 } else { distance(c, s) }).sum())
 }
 
 /// Resolves `#/components/schemas/X` references (one level) in a schema.
@@ -137,12 +136,9 @@ impl ApiContract {
         }
         let mut drift = Vec::new();
         if let Some(field) = quoted_after(error, "unknown field") {
-            let required: Vec<String> = operation
-                .required_fields
-                .iter()
-                .map(|f| format!("`{f}`"))
-                .collect();
-            let mut line = format!("contract drift: the page sends `{field}`, which {method} {served_path} does not know");
+            let required: Vec<String> = operation.required_fields.iter().map(|f| format!("`{f}`")).collect();
+            let mut line =
+                format!("contract drift: the page sends `{field}`, which {method} {served_path} does not know");
             if !operation.known_fields.contains(field) && !required.is_empty() {
                 line.push_str(&format!("; the API requires {}", required.join(", ")));
             }

@@ -24,6 +24,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("bad-deploy.toml", include_str!("../patterns/bad-deploy.toml")),
     ("cache-stampede.toml", include_str!("../patterns/cache-stampede.toml")),
     ("certificate-expiry.toml", include_str!("../patterns/certificate-expiry.toml")),
+    ("contract-drift.toml", include_str!("../patterns/contract-drift.toml")),
     ("crash-loop.toml", include_str!("../patterns/crash-loop.toml")),
     ("db-pool-exhaustion.toml", include_str!("../patterns/db-pool-exhaustion.toml")),
     ("dependency-down.toml", include_str!("../patterns/dependency-down.toml")),

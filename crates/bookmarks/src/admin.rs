@@ -45,6 +45,7 @@ enum FaultName {
     MemoryLeak,
     BadConfig,
     CrashLoop,
+    FrontendSkew,
     SlowQueries,
     None,
 }
@@ -134,6 +135,10 @@ pub(crate) async fn set_fault(
             state.faults().load_bad_config().map_err(|source| config_error("loading configuration v2", source))?;
             tracing::warn!("Fault injected: configuration v2 loaded.");
         }
+        FaultName::FrontendSkew => {
+            state.faults().deploy_skewed_frontend();
+            tracing::warn!("Fault injected: front end 2.0.0 deployed, built against another API version.");
+        }
         FaultName::CrashLoop => {
             state.faults().load_crashing_config().map_err(|source| config_error("loading configuration v3", source))?;
             crate::start_cache_warmer(&state);
@@ -158,6 +163,12 @@ pub(crate) async fn rollback_deploy(State(state): State<AppState>) -> Json<Value
     let release = state.faults().rollback_release();
     tracing::info!(release, "Rolled back to the previous release.");
     Json(json!({ "release": release }))
+}
+
+pub(crate) async fn rollback_frontend(State(state): State<AppState>) -> Json<Value> {
+    let changed = state.faults().rollback_frontend();
+    tracing::info!(changed, "Front end rolled back to 1.0.0.");
+    Json(json!({ "frontend": "1.0.0", "changed": changed }))
 }
 
 pub(crate) async fn db_maintenance(State(state): State<AppState>) -> Json<Value> {

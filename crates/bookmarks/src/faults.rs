@@ -9,6 +9,9 @@
 //!   allocations; `POST /admin/restart` (a soft restart) frees it;
 //! - `bad_config`: configuration v2 sets `max_tags = 0`, so every tagged write is refused as
 //!   a server error until the configuration is rolled back to v1;
+//! - `frontend_skew`: front end 2.0.0 goes out, built against another version of the API: it
+//!   saves bookmarks with `link` instead of `url` and deletes them at `/api/bookmark/{id}`, so
+//!   those calls fail in the browser (422, 404) until `POST /admin/frontend/rollback`;
 //! - `crash_loop`: configuration v3 turns on a cache warmer that panics [`CRASH_AFTER`] after
 //!   every start, so the process exits with code 101 and its supervisor starts it again, and
 //!   again, until the configuration is rolled back to v1.
@@ -56,6 +59,7 @@ const SEARCH_BUDGET_MS: u128 = 500;
 struct State {
     index_dropped: bool,
     bad_release: bool,
+    frontend_skew: bool,
     leaking: bool,
     leaked: Vec<Vec<u8>>,
 }
@@ -128,6 +132,20 @@ impl Faults {
                  warm_cache_entries = -1 is not a valid size"
             )
         })
+    }
+
+    /// Deploys front end 2.0.0, built against another version of the API.
+    pub(crate) fn deploy_skewed_frontend(&self) {
+        self.lock().frontend_skew = true;
+    }
+
+    /// Goes back to the front end that matches the API; returns whether it changed anything.
+    pub(crate) fn rollback_frontend(&self) -> bool {
+        std::mem::take(&mut self.lock().frontend_skew)
+    }
+
+    pub(crate) fn frontend_skewed(&self) -> bool {
+        self.lock().frontend_skew
     }
 
     pub(crate) fn drop_index(&self) {
@@ -274,6 +292,9 @@ impl Faults {
         }
         if state.bad_release {
             active.push("bad_release");
+        }
+        if state.frontend_skew {
+            active.push("frontend_skew");
         }
         if state.leaking {
             active.push("memory_leak");

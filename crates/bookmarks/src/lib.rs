@@ -78,12 +78,13 @@ pub use web::WEB_APP;
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Capabilities the service registers with: what remediation tools can ask of it.
-pub const CAPABILITIES: [&str; 8] = [
+pub const CAPABILITIES: [&str; 9] = [
     "db.reset_pool",
     "db.maintenance",
     "cache.clear",
     "deploy.rollback",
     "config.rollback",
+    "frontend.rollback",
     "disk.cleanup",
     "process.restart",
     "faults.inject",
@@ -145,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/cache/clear", post(admin::clear_cache))
         .route("/admin/deploy/rollback", post(admin::rollback_deploy))
         .route("/admin/config/rollback", post(admin::rollback_config))
+        .route("/admin/frontend/rollback", post(admin::rollback_frontend))
         .route("/admin/disk/cleanup", post(admin::disk_cleanup))
         .route("/admin/restart", post(admin::restart))
         .route("/admin/db/maintenance", post(admin::db_maintenance))
@@ -237,6 +239,9 @@ fn client_config(config: &BookmarksConfig, aiops_url: &str, local_addr: SocketAd
     }
     client.health_path = "/health".to_owned();
     client.ttl_secs = TTL_SECS;
+    // The core joins the page's reports with this service and checks them against its API.
+    client.metadata.insert("web_app".to_owned(), web::WEB_APP.to_owned());
+    client.metadata.insert("openapi".to_owned(), "/openapi.json".to_owned());
     client
 }
 

@@ -30,8 +30,24 @@ pub(crate) async fn index(State(state): State<AppState>) -> Html<String> {
     Html(state.index_html().to_owned())
 }
 
-pub(crate) async fn script() -> Response {
-    ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8")], SCRIPT).into_response()
+/// The page's script; under the `frontend_skew` fault, release 2.0.0 of it, built against an
+/// API where a bookmark's `url` is called `link` and the collection is `/api/bookmark`.
+pub(crate) async fn script(State(state): State<AppState>) -> Response {
+    let script = if state.faults().frontend_skewed() { skewed_script() } else { SCRIPT.to_owned() };
+    ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8")], script).into_response()
+}
+
+/// Each change the skewed release makes: (the good text, the skewed text).
+const SKEW: [(&str, &str); 2] = [
+    ("const bookmark = { url: $(\"url\").value.trim()", "const bookmark = { link: $(\"url\").value.trim()"),
+    (
+        "remove(id) { return this.call(\"DELETE\", `/api/bookmarks/",
+        "remove(id) { return this.call(\"DELETE\", `/api/bookmark/",
+    ),
+];
+
+fn skewed_script() -> String {
+    SKEW.iter().fold(SCRIPT.to_owned(), |script, (good, skewed)| script.replace(good, skewed))
 }
 
 pub(crate) async fn style() -> Response {
@@ -41,6 +57,14 @@ pub(crate) async fn style() -> Response {
 #[cfg(test)]
 mod tests {
     use super::index_html;
+
+    #[test]
+    fn the_skewed_release_changes_what_it_says() {
+        for (good, skewed) in super::SKEW {
+            assert_eq!(super::SCRIPT.matches(good).count(), 1, "{good}");
+            assert!(super::skewed_script().contains(skewed));
+        }
+    }
 
     #[test]
     fn the_page_includes_the_cores_script_only_when_configured() {

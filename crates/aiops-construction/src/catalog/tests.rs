@@ -104,6 +104,7 @@ fn every_shipped_spec_parses_and_validates() {
             "restart_service",
             "rollback_config",
             "rollback_deploy",
+            "rollback_frontend",
             "scale_workers",
             "sqlite_integrity_check",
             "start_service",

@@ -101,7 +101,7 @@ async fn serve_registers_reports_requests_errors_and_domain_events() {
             "address": base,
             "tags": [],
             "capabilities": bookmarks::CAPABILITIES,
-            "metadata": {},
+            "metadata": { "web_app": "bookmarks-web", "openapi": "/openapi.json" },
             "dependencies": ["sqlite"],
             "health_url": format!("{base}/health"),
             "ttl_secs": 3,
