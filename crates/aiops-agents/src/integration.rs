@@ -47,12 +47,15 @@ pub(crate) struct FailingCall {
     pub first_seen: DateTime<Utc>,
 }
 
+/// One failure of a call: when, its trace id, its error excerpt.
+type Failure = (DateTime<Utc>, Option<String>, Option<String>);
+
 /// Failing browser calls within a window.
 #[derive(Debug)]
 pub(crate) struct BrowserFailures {
     window: chrono::Duration,
     min_failures: usize,
-    seen: HashMap<Call, VecDeque<(DateTime<Utc>, Option<String>, Option<String>)>>,
+    seen: HashMap<Call, VecDeque<Failure>>,
 }
 
 impl BrowserFailures {

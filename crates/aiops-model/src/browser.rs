@@ -79,6 +79,10 @@ pub struct BrowserError {
     /// Stack trace excerpt.
     #[serde(default)]
     pub stack: Option<String>,
+    /// It was an unhandled promise rejection, not a thrown error (set by the core from the
+    /// report's type).
+    #[serde(default)]
+    pub unhandled_rejection: bool,
     /// The page's path template.
     pub page: String,
     /// The browser's clock when seen, in Unix milliseconds.
@@ -98,6 +102,19 @@ pub struct BrowserPageLoad {
 }
 
 impl BrowserEvent {
+    /// The data it is published with: the observation itself, without the report's `type`
+    /// tag (the event type says it), as [`BrowserRequest`], [`BrowserError`] or
+    /// [`BrowserPageLoad`] read it back.
+    pub fn data(&self) -> serde_json::Value {
+        let data = match self {
+            Self::Request(request) => serde_json::to_value(request),
+            Self::Error(error) => serde_json::to_value(error),
+            Self::Rejection(error) => serde_json::to_value(BrowserError { unhandled_rejection: true, ..error.clone() }),
+            Self::PageLoad(load) => serde_json::to_value(load),
+        };
+        data.unwrap_or(serde_json::Value::Null)
+    }
+
     /// The event type it is published as.
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -171,6 +188,10 @@ mod tests {
         batch.validate().unwrap();
         assert_eq!(batch.events[0].event_type(), "browser.request");
         assert_eq!(batch.events[1].event_type(), "browser.error");
+        let rejection: BrowserError = serde_json::from_value(batch.events[1].data()).unwrap();
+        assert!(rejection.unhandled_rejection);
+        let request: BrowserRequest = serde_json::from_value(batch.events[0].data()).unwrap();
+        assert_eq!(request.status, 422, "the published data reads back");
         let unknown = r#"{"app":"a","events":[{"type":"page_load","duration_ms":1,"page":"/","at":1,"cookie":"x"}]}"#;
         let err = serde_json::from_str::<BrowserBatch>(unknown).unwrap_err().to_string();
         assert!(err.contains("unknown field `cookie`"), "{err}");

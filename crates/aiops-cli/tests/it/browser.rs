@@ -1,6 +1,7 @@
 //! The bookmark manager's real page in headless Chromium, instrumented by the core's
-//! `browser.js`: what the browser sees reaches the core, and a failing call is joined with the
-//! back end's record of it by trace id.
+//! `browser.js`: what the browser sees reaches the core, a failing call is joined with the
+//! back end's record of it by trace id, and a front end deployed against another API version
+//! is diagnosed from the browser's side (contract drift) and rolled back.
 
 use std::time::Duration;
 
@@ -106,6 +107,49 @@ async fn events(http: &reqwest::Client, core: &str, event_type: &str) -> Vec<Val
         .unwrap_or_default()
 }
 
+/// Waits for a control event of `event_type` that `matches`.
+async fn wait_for_event(
+    http: &reqwest::Client,
+    core: &str,
+    event_type: &str,
+    matches: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..150 {
+        let url = format!("{core}/v1/events?stream=control&type={event_type}&order=desc&limit=50");
+        let answer: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+        let found = answer["events"].as_array().into_iter().flatten().map(|s| s["event"].clone()).find(|e| matches(e));
+        if let Some(event) = found {
+            return event;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all: Value = http
+        .get(format!("{core}/v1/events?stream=control&order=desc&limit=30"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seen: Vec<String> = all["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            format!("{} {}", s["event"]["type"], s["event"]["data"].to_string().chars().take(300).collect::<String>())
+        })
+        .collect();
+    let browser: Value = http
+        .get(format!("{core}/v1/events?stream=telemetry&type=browser.request&order=desc&limit=10"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    panic!("no {event_type} came; control: {seen:#?}\nbrowser: {browser}");
+}
+
 #[tokio::test]
 async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_end_by_trace() {
     let dir = tempfile::tempdir().unwrap();
@@ -203,6 +247,64 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
     );
     let loads = events(&http, &app.url(), "browser.page_load").await;
     assert!(!loads.is_empty(), "the page load is reported");
+
+    // Front end 2.0.0 goes out, built against another API version: saving fails in the
+    // browser. The core names the drift from the browser's side and rolls the front end back.
+    let reset = http.post(format!("{page_origin}/admin/deploy/rollback")).send().await.unwrap();
+    assert!(reset.status().is_success());
+    let skewed = http
+        .post(format!("{page_origin}/admin/faults"))
+        .json(&json!({ "fault": "frontend_skew" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(skewed.status().is_success());
+    browser.goto(&format!("{page_origin}/")).await;
+    browser
+        .wait_for("return window.__aiops && document.querySelectorAll('#list li').length === 1", "the page, again")
+        .await;
+    for n in 0..3 {
+        browser.type_into("#url", &format!("https://example.org/skew-{n}")).await;
+        browser.click("#save").await;
+        browser
+            .wait_for(
+                "const s = document.getElementById('status'); return s.classList.contains('error') && s.textContent",
+                "the save to fail",
+            )
+            .await;
+        browser.run("document.getElementById('status').className = ''; document.getElementById('add').reset(); return true;").await;
+    }
+    browser.run("window.__aiops.flush(false); return true;").await;
+    let problem =
+        wait_for_event(&http, &app.url(), "problem.detected", |e| e["data"]["kind"] == "integration_failure").await;
+    let evidence: Vec<&str> =
+        problem["data"]["evidence"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(problem["data"]["service"], "bookmarks", "{problem}");
+    assert!(
+        evidence.iter().any(|e| e.starts_with(
+            "contract drift: the page sends `link`, which POST /api/bookmarks does not know; the API requires `url`"
+        )),
+        "{evidence:?}"
+    );
+    assert!(
+        evidence.iter().any(|e| e.starts_with("back end bookmarks: POST /api/bookmarks answered 422")),
+        "{evidence:?}"
+    );
+    let healed =
+        wait_for_event(&http, &app.url(), "problem.resolved", |e| e["data"]["problem_id"] == problem["data"]["id"])
+            .await;
+    assert_eq!(healed["data"]["tool"], "rollback_frontend");
+    // The user reloads and saving works again.
+    browser.goto(&format!("{page_origin}/")).await;
+    browser
+        .wait_for(
+            "return window.__aiops && document.querySelectorAll('#list li').length === 1",
+            "the page, rolled back",
+        )
+        .await;
+    browser.type_into("#url", "https://example.org/after-rollback").await;
+    browser.click("#save").await;
+    browser.wait_for("return document.querySelectorAll('#list li').length === 2", "the save to work").await;
 
     browser.quit().await;
     drop(driver);

@@ -98,8 +98,7 @@ pub(crate) async fn ingest(
         .events
         .iter()
         .map(|event| {
-            let data = serde_json::to_value(event).unwrap_or(Value::Null);
-            Envelope::new(format!("browser/{}", batch.app), event.event_type(), data).with_subject(&batch.app)
+            Envelope::new(format!("browser/{}", batch.app), event.event_type(), event.data()).with_subject(&batch.app)
         })
         .collect();
     if !events.is_empty() {
