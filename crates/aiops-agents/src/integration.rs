@@ -124,6 +124,19 @@ impl Contracts {
     }
 }
 
+/// What the browser's status says about where the call failed, for the statuses that say
+/// something beyond the API document.
+pub(crate) fn status_meaning(status: u16) -> Option<&'static str> {
+    Some(match status {
+        0 => "no answer in the browser: the call was stopped before the page got a response (a refused CORS preflight, the network, or the back end down)",
+        401 => "auth: the back end wants credentials the page did not send (a missing or expired Authorization header or session)",
+        403 => "auth: the back end refused the page's credentials or origin",
+        408 | 504 => "timeout: the call took longer than a proxy or the back end allows",
+        413 => "payload too large: the page sends more than the back end accepts",
+        _ => return None,
+    })
+}
+
 /// The back end whose registration names `app` as its front end.
 pub(crate) async fn backend_of(ctx: &AgentContext, app: &str) -> Option<ServiceInstance> {
     let instances = ctx.registry.instances(&ServiceQuery::default()).await.ok()?;
@@ -166,14 +179,20 @@ pub(crate) async fn backend_view(ctx: &AgentContext, service: &str, failing: &Fa
     Some(match found {
         Some(stored) => {
             let data = &stored.event.data;
-            format!(
-                "back end {service}: {} {} answered {} in {} ms (trace {})",
+            let mut view = format!(
+                "back end {service}: {} {} answered {} in {:.0} ms (trace {})",
                 data["method"].as_str().unwrap_or("?"),
                 data["route"].as_str().unwrap_or("?"),
                 data["status"],
-                data["duration_ms"],
+                data["duration_ms"].as_f64().unwrap_or_default(),
                 data["trace_id"].as_str().unwrap_or("?"),
-            )
+            );
+            if failing.call.status == 0 {
+                view.push_str(
+                    ", yet the browser got no answer: the response was withheld from the page (CORS headers missing)",
+                );
+            }
+            view
         }
         None => format!(
             "back end {service} has no record of traces {}: the requests never reached it (CORS, network, proxy) or it does not record them",

@@ -429,15 +429,28 @@ impl Monitor {
         let call = &failing.call;
         let backend = integration::backend_of(ctx, &call.app).await;
         let service = backend.as_ref().map_or_else(|| call.app.clone(), |b| b.registration.name.clone());
-        let shown = if call.status == 0 { "no answer".to_owned() } else { call.status.to_string() };
+        let (shown, outcome) = if call.status == 0 {
+            ("no answer".to_owned(), "got no answer".to_owned())
+        } else {
+            (call.status.to_string(), format!("answered {}", call.status))
+        };
         let mut evidence = vec![format!(
-            "browser {}: {} {} answered {shown} {} times{}",
+            "browser {}: {} {} {outcome} {} times{}",
             call.app,
             call.method,
             call.path,
             failing.count,
             failing.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
         )];
+        evidence.extend(integration::status_meaning(call.status).map(str::to_owned));
+        if let Some(instance) = backend.as_ref().filter(|i| i.status != HealthStatus::Passing) {
+            evidence.push(format!(
+                "back end {service} instance {} is {}: {}",
+                instance.registration.instance_id,
+                instance.status.as_str(),
+                instance.status_reason
+            ));
+        }
         if let Some(instance) = &backend {
             let cached = self.lock().contracts.cached(&service);
             let contract = match cached {

@@ -20,17 +20,21 @@ const PER_EXTRA_KEYWORD: f64 = 0.1;
 const MAX_CONFIDENCE: f64 = 0.9;
 
 const SHIPPED: &[(&str, &str)] = &[
+    ("backend-down-from-browser.toml", include_str!("../patterns/backend-down-from-browser.toml")),
     ("bad-config.toml", include_str!("../patterns/bad-config.toml")),
     ("bad-deploy.toml", include_str!("../patterns/bad-deploy.toml")),
     ("cache-stampede.toml", include_str!("../patterns/cache-stampede.toml")),
     ("certificate-expiry.toml", include_str!("../patterns/certificate-expiry.toml")),
     ("contract-drift.toml", include_str!("../patterns/contract-drift.toml")),
+    ("cors-blocked.toml", include_str!("../patterns/cors-blocked.toml")),
     ("crash-loop.toml", include_str!("../patterns/crash-loop.toml")),
     ("db-pool-exhaustion.toml", include_str!("../patterns/db-pool-exhaustion.toml")),
     ("dependency-down.toml", include_str!("../patterns/dependency-down.toml")),
     ("disk-full.toml", include_str!("../patterns/disk-full.toml")),
+    ("frontend-auth.toml", include_str!("../patterns/frontend-auth.toml")),
     ("health-check-failing.toml", include_str!("../patterns/health-check-failing.toml")),
     ("memory-leak.toml", include_str!("../patterns/memory-leak.toml")),
+    ("payload-too-large.toml", include_str!("../patterns/payload-too-large.toml")),
     ("queue-backlog.toml", include_str!("../patterns/queue-backlog.toml")),
     ("service-down.toml", include_str!("../patterns/service-down.toml")),
     ("slow-dependency.toml", include_str!("../patterns/slow-dependency.toml")),

@@ -6,7 +6,8 @@
 // It reports uncaught errors, unhandled rejections, failed and slow fetch/XHR calls (method,
 // path template, status, duration, an excerpt of the error body) and the page load, batched
 // to the core's /v1/browser/events (sendBeacon when the page is hidden or left). Calls to the
-// page's API (same origin, paths starting with data-api; default "/api/") get a W3C
+// page's API (URLs starting with data-api, relative to the page or absolute for an API on
+// another origin, which must then allow the header in CORS; default "/api/") get a W3C
 // `traceparent` header, so the browser's request and the back end's handling share a trace id.
 // Nothing else is collected: no cookies, no query strings, no request bodies, no user input.
 (function () {
@@ -17,7 +18,7 @@
   var scriptUrl = new URL((script && script.src) || "/v1/browser.js", location.href);
   var endpoint = data.endpoint || scriptUrl.origin + "/v1/browser/events";
   var app = data.app || location.hostname || "web";
-  var apiPrefix = data.api || "/api/";
+  var apiPrefix = new URL(data.api || "/api/", location.href).href;
   var slowMs = Number(data.slowMs || 2000);
   var MAX_QUEUE = 200, MAX_BATCH = 50, FLUSH_MS = 2000, MAX_EXCERPT = 300, MAX_PER_MINUTE = 300;
   var queue = [], sentThisMinute = 0, minuteStart = Date.now(), dropped = 0;
@@ -64,7 +65,7 @@
     if (queue.length) flush(leaving);
   }
   function isApi(url) {
-    return url.origin === location.origin && url.pathname.indexOf(apiPrefix) === 0;
+    return url.href.indexOf(apiPrefix) === 0;
   }
   function report(method, url, status, started, traceId, excerpt) {
     var duration = Date.now() - started;

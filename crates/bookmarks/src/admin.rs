@@ -45,6 +45,7 @@ enum FaultName {
     MemoryLeak,
     BadConfig,
     CrashLoop,
+    CorsBlocked,
     FrontendSkew,
     SlowQueries,
     None,
@@ -134,6 +135,13 @@ pub(crate) async fn set_fault(
         FaultName::BadConfig => {
             state.faults().load_bad_config().map_err(|source| config_error("loading configuration v2", source))?;
             tracing::warn!("Fault injected: configuration v2 loaded.");
+        }
+        FaultName::CorsBlocked => {
+            state
+                .faults()
+                .load_cors_lost_config()
+                .map_err(|source| config_error("loading configuration v4", source))?;
+            tracing::warn!("Fault injected: configuration v4 loaded; it has no cors_origins.");
         }
         FaultName::FrontendSkew => {
             state.faults().deploy_skewed_frontend();

@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// script. Default: `--aiops-url`.
     #[arg(long, value_name = "URL")]
     pub page_aiops_url: Option<String>,
+    /// An origin (`scheme://host[:port]`) whose pages may call the API (CORS); repeatable.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
 }
 
 impl ServeArgs {
@@ -59,6 +62,7 @@ impl ServeArgs {
             admin_token: self.admin_token.clone().filter(|token| !token.is_empty()),
             titles_url: self.titles_url.clone().filter(|url| !url.is_empty()),
             page_aiops_url: self.page_aiops_url.clone().filter(|url| !url.is_empty()),
+            cors_origins: self.cors_origins.clone(),
         }
     }
 }

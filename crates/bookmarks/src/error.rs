@@ -69,6 +69,13 @@ pub enum BookmarksError {
         #[source]
         source: sqlx::Error,
     },
+    /// A cross-origin preflight from an origin CORS does not allow. Answers 403; the cause is
+    /// reported, since the page itself only sees a blocked call.
+    #[error("{message}")]
+    Cors {
+        /// Which origin, and why.
+        message: String,
+    },
     /// A service this one depends on failed; its cause is reported to the AI-Ops core.
     /// Answers 502.
     #[error("dependency {service} unavailable: {message}")]
@@ -138,6 +145,7 @@ impl BookmarksError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Dependency { .. } => StatusCode::BAD_GATEWAY,
+            Self::Cors { .. } => StatusCode::FORBIDDEN,
             Self::Database { .. } | Self::Io { .. } | Self::Aiops(_) | Self::Fault { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -155,6 +163,7 @@ impl BookmarksError {
             Self::Unauthorized => "unauthorized",
             Self::Unavailable { .. } => "unavailable",
             Self::Dependency { .. } => "dependency_unavailable",
+            Self::Cors { .. } => "cors_refused",
             Self::Database { .. } | Self::Io { .. } | Self::Aiops(_) | Self::Fault { .. } => "internal",
         }
     }
@@ -184,6 +193,7 @@ impl IntoResponse for BookmarksError {
             let kind = match &self {
                 Self::Fault { kind, .. } => kind,
                 Self::Dependency { .. } => "dependency",
+                Self::Cors { .. } => "cors",
                 _ => "database",
             };
             response.extensions_mut().insert(aiops_model::ServiceError { kind: kind.to_owned(), message, route: None });
@@ -198,7 +208,7 @@ impl BookmarksError {
         match self {
             Self::Unavailable { source } | Self::Database { source } => Some(source.to_string()),
             Self::Fault { message, .. } => Some(message.clone()),
-            Self::Dependency { .. } => Some(self.to_string()),
+            Self::Dependency { .. } | Self::Cors { .. } => Some(self.to_string()),
             _ => None,
         }
     }

@@ -12,6 +12,9 @@
 //! - `frontend_skew`: front end 2.0.0 goes out, built against another version of the API: it
 //!   saves bookmarks with `link` instead of `url` and deletes them at `/api/bookmark/{id}`, so
 //!   those calls fail in the browser (422, 404) until `POST /admin/frontend/rollback`;
+//! - `cors_blocked`: configuration v4 lost `cors_origins`, so the preflight of every call from
+//!   a page on another origin is refused (403) and the browser blocks the call, until the
+//!   configuration is rolled back to v1;
 //! - `crash_loop`: configuration v3 turns on a cache warmer that panics [`CRASH_AFTER`] after
 //!   every start, so the process exits with code 101 and its supervisor starts it again, and
 //!   again, until the configuration is rolled back to v1.
@@ -40,6 +43,7 @@ pub(crate) const PANIC_EXIT_CODE: i32 = 101;
 const GOOD_CONFIG: u32 = 1;
 const REFUSING_CONFIG: u32 = 2;
 const CRASHING_CONFIG: u32 = 3;
+const CORS_LOST_CONFIG: u32 = 4;
 
 /// The good and the broken release.
 pub(crate) const GOOD_RELEASE: &str = "1.0.0";
@@ -116,6 +120,27 @@ impl Faults {
     /// [`Faults::crash_reason`]).
     pub(crate) fn load_crashing_config(&self) -> std::io::Result<()> {
         write_config(&self.config, CRASHING_CONFIG)
+    }
+
+    /// Loads configuration v4, which lost the `cors_origins` setting: every cross-origin page
+    /// is refused.
+    pub(crate) fn load_cors_lost_config(&self) -> std::io::Result<()> {
+        write_config(&self.config, CORS_LOST_CONFIG)
+    }
+
+    /// Whether a page served from `origin` may call the API: it must be one of `configured`,
+    /// which configuration v4 lost.
+    pub(crate) fn cors_allows(&self, configured: &[String], origin: &str) -> Result<(), String> {
+        if self.config_version() == CORS_LOST_CONFIG {
+            return Err(format!(
+                "CORS preflight refused: origin {origin} is not allowed (configuration v{CORS_LOST_CONFIG} has no cors_origins)"
+            ));
+        }
+        if configured.iter().any(|allowed| allowed == origin) {
+            Ok(())
+        } else {
+            Err(format!("CORS preflight refused: origin {origin} is not in cors_origins"))
+        }
     }
 
     /// Restores configuration v1; returns whether it changed anything.
@@ -303,6 +328,7 @@ impl Faults {
         match self.config_version() {
             REFUSING_CONFIG => active.push("bad_config"),
             CRASHING_CONFIG => active.push("crash_loop"),
+            CORS_LOST_CONFIG => active.push("cors_blocked"),
             _ => {}
         }
         if self.spool_bytes() >= SPOOL_QUOTA_BYTES {

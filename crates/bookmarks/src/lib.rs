@@ -44,6 +44,7 @@ mod admin;
 mod api;
 mod cache;
 mod cli;
+mod cors;
 mod db;
 mod error;
 mod extract;
@@ -72,7 +73,7 @@ pub use faults::{rollback_config_file, CRASH_AFTER};
 pub use openapi::openapi_document;
 pub use state::AppState;
 pub use titles::{run_titles, titles_router, TitlesArgs, TITLES_SERVICE};
-pub use web::WEB_APP;
+pub use web::{web_router, WEB_APP};
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -115,6 +116,9 @@ pub struct BookmarksConfig {
     /// Base URL of the AI-Ops core as the browser reaches it: the page includes its
     /// `/v1/browser.js`. Default: `aiops_url`; none means the page is not instrumented.
     pub page_aiops_url: Option<String>,
+    /// Origins (`scheme://host[:port]`) of pages served elsewhere that may call the API
+    /// (CORS). Default: none.
+    pub cors_origins: Vec<String>,
 }
 
 impl BookmarksConfig {
@@ -129,6 +133,7 @@ impl BookmarksConfig {
             admin_token: None,
             titles_url: None,
             page_aiops_url: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -161,6 +166,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(admin)
         .fallback(api::no_route)
+        .layer(from_fn_with_state(state.clone(), cors::cors))
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .with_state(state.clone());
     // Added last so it wraps every route, slow fault included; inside the router so that it

@@ -30,6 +30,7 @@ struct Inner {
     titles: Option<(reqwest::Client, String)>,
     /// The page, with the core's instrumentation script when one is configured.
     index_html: String,
+    cors_origins: Vec<String>,
 }
 
 impl AppState {
@@ -55,7 +56,11 @@ impl AppState {
                 aiops,
                 faults: Faults::new(&config.db_path),
                 titles: config.titles_url.clone().map(|url| (reqwest::Client::new(), url)),
-                index_html: crate::web::index_html(config.page_aiops_url.as_deref().or(config.aiops_url.as_deref())),
+                index_html: crate::web::index_html(
+                    config.page_aiops_url.as_deref().or(config.aiops_url.as_deref()),
+                    None,
+                ),
+                cors_origins: config.cors_origins.iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
             }),
         }
     }
@@ -63,6 +68,11 @@ impl AppState {
     /// The HTTP client and base URL of the title service, when one is configured.
     pub(crate) fn titles(&self) -> Option<(&reqwest::Client, &str)> {
         self.inner.titles.as_ref().map(|(http, url)| (http, url.as_str()))
+    }
+
+    /// Origins whose pages may call the API.
+    pub(crate) fn cors_origins(&self) -> &[String] {
+        &self.inner.cors_origins
     }
 
     /// The front end's page.

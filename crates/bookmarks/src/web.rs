@@ -16,14 +16,38 @@ const SCRIPT_SLOT: &str = "<!--aiops-->";
 /// The front end's name in its reports.
 pub const WEB_APP: &str = "bookmarks-web";
 
-/// The page, with the instrumentation script of the core at `aiops_url` when given.
-pub(crate) fn index_html(aiops_url: Option<&str>) -> String {
+fn attribute(text: &str) -> String {
+    text.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The page, with the instrumentation script of the core at `aiops_url` when given, calling
+/// the API at `api_base` (another origin) or, without it, where the page came from.
+pub(crate) fn index_html(aiops_url: Option<&str>, api_base: Option<&str>) -> String {
+    let base = api_base.map(|b| b.trim_end_matches('/')).unwrap_or("");
     let tag = aiops_url.map_or_else(String::new, |url| {
-        let src = format!("{}/v1/browser.js", url.trim_end_matches('/'));
-        let escaped = src.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;");
-        format!(r#"<script src="{escaped}" data-app="{WEB_APP}" data-api="/api/"></script>"#)
+        let src = attribute(&format!("{}/v1/browser.js", url.trim_end_matches('/')));
+        let api = attribute(&format!("{base}/api/"));
+        format!(r#"<script src="{src}" data-app="{WEB_APP}" data-api="{api}"></script>"#)
     });
-    INDEX.replace(SCRIPT_SLOT, &tag)
+    INDEX.replace(SCRIPT_SLOT, &tag).replace(
+        r#"<script src="/app.js"></script>"#,
+        &format!(r#"<script src="/app.js" data-api-base="{}"></script>"#, attribute(base)),
+    )
+}
+
+/// The front end alone, for serving it from another origin than the API at `api_base` (which
+/// must list this origin in its `cors_origins`), instrumented by the core at `aiops_url`.
+pub fn web_router(api_base: &str, aiops_url: Option<&str>) -> axum::Router {
+    let page = index_html(aiops_url, Some(api_base));
+    axum::Router::new()
+        .route("/", axum::routing::get(move || async move { Html(page) }))
+        .route(
+            "/app.js",
+            axum::routing::get(|| async {
+                ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8")], SCRIPT)
+            }),
+        )
+        .route("/app.css", axum::routing::get(style))
 }
 
 pub(crate) async fn index(State(state): State<AppState>) -> Html<String> {
@@ -68,12 +92,18 @@ mod tests {
 
     #[test]
     fn the_page_includes_the_cores_script_only_when_configured() {
-        assert!(!index_html(None).contains("browser.js"));
-        let page = index_html(Some("http://127.0.0.1:7070/"));
+        assert!(!index_html(None, None).contains("browser.js"));
+        let page = index_html(Some("http://127.0.0.1:7070/"), None);
         assert!(
             page.contains(r#"<script src="http://127.0.0.1:7070/v1/browser.js" data-app="bookmarks-web""#),
             "{page}"
         );
-        assert!(!index_html(Some("http://x/\"><script>")).contains("\"><script>"));
+        assert!(!index_html(Some("http://x/\"><script>"), None).contains("\"><script>"));
+        let elsewhere = index_html(Some("http://core"), Some("http://api:8080/"));
+        assert!(elsewhere.contains(r#"data-api="http://api:8080/api/""#), "{elsewhere}");
+        assert!(
+            elsewhere.contains(r#"<script src="/app.js" data-api-base="http://api:8080"></script>"#),
+            "{elsewhere}"
+        );
     }
 }

@@ -2,6 +2,9 @@
 // JSON API of the server that served it. Plain JavaScript, no build step.
 "use strict";
 
+// Where the API is: another origin when the page is served apart from it (`data-api-base`).
+const API_BASE = (document.currentScript && document.currentScript.dataset.apiBase) || "";
+
 const api = {
   async call(method, path, body) {
     const init = { method, headers: { Accept: "application/json" } };
@@ -9,7 +12,7 @@ const api = {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    const response = await fetch(path, init);
+    const response = await fetch(API_BASE + path, init);
     if (response.status === 204) return null;
     const data = await response.json().catch(() => null);
     if (!response.ok) {

@@ -312,3 +312,115 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
     let _ = server.await;
     app.shutdown().await.unwrap();
 }
+
+/// The page served from its own origin calls the API across origins; configuration v4 loses
+/// the CORS origins, the browser blocks every call, and the core puts the two sides together:
+/// no answer in the browser, no record of the traces at the back end, and the back end's
+/// refused preflights. The fix changes who may call the API, so a human approves it.
+#[tokio::test]
+async fn a_page_blocked_by_cors_is_diagnosed_from_both_sides_and_fixed_after_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_origin = format!("http://{}", api_listener.local_addr().unwrap());
+    let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let web_origin = format!("http://{}", web_listener.local_addr().unwrap());
+
+    let mut config = Config { data_dir: dir.path().join("core"), ..Config::default() };
+    config.server.listen = "127.0.0.1:0".into();
+    config.server.browser.allowed_origins = vec![web_origin.clone()];
+    let app = App::start(config).await.unwrap();
+
+    let mut bookmarks = bookmarks::BookmarksConfig::new(dir.path().join("bookmarks.db"));
+    bookmarks.aiops_url = Some(app.url());
+    bookmarks.cors_origins = vec![web_origin.clone()];
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(bookmarks::serve(bookmarks, api_listener, async {
+        let _ = stopped.await;
+    }));
+    let page = bookmarks::web_router(&api_origin, Some(&app.url()));
+    let web = tokio::spawn(async move { axum::serve(web_listener, page).await });
+
+    let driver = tokio::task::spawn_blocking(ChromeDriver::start).await.unwrap().expect("start chromedriver");
+    let browser = Session::start(&driver).await;
+    browser.goto(&format!("{web_origin}/")).await;
+    browser
+        .wait_for(
+            "return window.__aiops && document.getElementById('status').textContent === '0 bookmarks'",
+            "the page",
+        )
+        .await;
+    browser.type_into("#url", "https://example.org/across-origins").await;
+    browser.click("#save").await;
+    browser.wait_for("return document.querySelectorAll('#list li').length === 1", "a save across origins").await;
+
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let injected =
+        http.post(format!("{api_origin}/admin/faults")).json(&json!({ "fault": "cors_blocked" })).send().await.unwrap();
+    assert!(injected.status().is_success());
+    for n in 0..3 {
+        browser.type_into("#url", &format!("https://example.org/blocked-{n}")).await;
+        browser.click("#save").await;
+        browser
+            .wait_for(
+                "const s = document.getElementById('status'); return s.classList.contains('error') && s.textContent",
+                "the blocked save",
+            )
+            .await;
+        browser.run("document.getElementById('status').className = ''; document.getElementById('add').reset(); return true;").await;
+    }
+    browser.run("window.__aiops.flush(false); return true;").await;
+
+    let problem =
+        wait_for_event(&http, &app.url(), "problem.detected", |e| e["data"]["kind"] == "integration_failure").await;
+    let evidence: Vec<&str> =
+        problem["data"]["evidence"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(
+        evidence.iter().any(|e| e.starts_with("browser bookmarks-web: POST /api/bookmarks got no answer 3 times")),
+        "{evidence:?}"
+    );
+    assert!(evidence.iter().any(|e| e.starts_with("no answer in the browser")), "{evidence:?}");
+    // The browser cached the preflight from before the change, so the calls ran: the back end
+    // answered, and the browser withheld the answers from the page.
+    assert!(
+        evidence.iter().any(|e| e.starts_with("back end bookmarks: POST /api/bookmarks answered 201")
+            && e.ends_with("the response was withheld from the page (CORS headers missing)")),
+        "{evidence:?}"
+    );
+    assert!(
+        evidence.iter().any(|e| e.contains(&format!("CORS preflight refused: origin {web_origin} is not allowed"))),
+        "the back end's own account: {evidence:?}"
+    );
+    let request = wait_for_event(&http, &app.url(), "approval.requested", |e| {
+        e["data"]["problem"]["id"] == problem["data"]["id"]
+    })
+    .await;
+    assert_eq!(request["data"]["candidate"]["tool"], "rollback_config", "{request}");
+    let id = request["data"]["approval_id"].as_str().unwrap();
+    let approved = http
+        .post(format!("{}/v1/approvals/{id}/approve", app.url()))
+        .json(&json!({ "reason": "the origin was dropped by mistake" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(approved.status().is_success());
+    let healed =
+        wait_for_event(&http, &app.url(), "problem.resolved", |e| e["data"]["problem_id"] == problem["data"]["id"])
+            .await;
+    assert_eq!(healed["data"]["tool"], "rollback_config");
+    browser.type_into("#url", "https://example.org/allowed-again").await;
+    browser.click("#save").await;
+    // The blocked saves ran at the back end (the page never heard), so the list has them too.
+    browser
+        .wait_for(
+            "return [...document.querySelectorAll('#list li a')].some(a => a.textContent.endsWith('allowed-again'))",
+            "saves across origins again",
+        )
+        .await;
+
+    browser.quit().await;
+    drop(driver);
+    web.abort();
+    let _ = stop.send(());
+    let _ = api.await;
+    app.shutdown().await.unwrap();
+}
