@@ -43,12 +43,20 @@ pub(crate) struct FailingCall {
     pub call: Call,
     pub count: usize,
     pub error: Option<String>,
+    /// How long the browser waited, the last time.
+    pub duration_ms: u64,
     pub trace_ids: Vec<String>,
     pub first_seen: DateTime<Utc>,
 }
 
-/// One failure of a call: when, its trace id, its error excerpt.
-type Failure = (DateTime<Utc>, Option<String>, Option<String>);
+/// One failure of a call.
+#[derive(Debug)]
+struct Failure {
+    at: DateTime<Utc>,
+    trace_id: Option<String>,
+    error: Option<String>,
+    duration_ms: u64,
+}
 
 /// Failing browser calls within a window.
 #[derive(Debug)]
@@ -81,14 +89,19 @@ impl BrowserFailures {
         };
         if self.seen.len() >= MAX_TRACKED_CALLS && !self.seen.contains_key(&call) {
             let window = self.window;
-            self.seen.retain(|_, seen| seen.back().is_some_and(|(at, _, _)| now - *at <= window));
+            self.seen.retain(|_, seen| seen.back().is_some_and(|failure| now - failure.at <= window));
             if self.seen.len() >= MAX_TRACKED_CALLS {
                 return None;
             }
         }
         let seen = self.seen.entry(call.clone()).or_default();
-        seen.push_back((now, request.trace_id.clone(), request.error.clone()));
-        while seen.front().is_some_and(|(at, _, _)| now - *at > self.window) {
+        seen.push_back(Failure {
+            at: now,
+            trace_id: request.trace_id.clone(),
+            error: request.error.clone(),
+            duration_ms: request.duration_ms,
+        });
+        while seen.front().is_some_and(|failure| now - failure.at > self.window) {
             seen.pop_front();
         }
         if seen.len() < self.min_failures {
@@ -97,9 +110,10 @@ impl BrowserFailures {
         let seen = self.seen.remove(&call).unwrap_or_default();
         Some(FailingCall {
             count: seen.len(),
-            error: seen.iter().rev().find_map(|(_, _, error)| error.clone()),
-            trace_ids: seen.iter().rev().filter_map(|(_, trace, _)| trace.clone()).collect(),
-            first_seen: seen.front().map_or(now, |(at, _, _)| *at),
+            error: seen.iter().rev().find_map(|failure| failure.error.clone()),
+            duration_ms: seen.back().map_or(0, |failure| failure.duration_ms),
+            trace_ids: seen.iter().rev().filter_map(|failure| failure.trace_id.clone()).collect(),
+            first_seen: seen.front().map_or(now, |failure| failure.at),
             call,
         })
     }
@@ -128,7 +142,8 @@ impl Contracts {
 /// something beyond the API document.
 pub(crate) fn status_meaning(status: u16) -> Option<&'static str> {
     Some(match status {
-        0 => "no answer in the browser: the call was stopped before the page got a response (a refused CORS preflight, the network, or the back end down)",
+        // Worded without naming a cause: the back end's side tells which it was.
+        0 => "no answer in the browser: the call was stopped before the page got a response (blocked by the browser, the network, or a back end that is down)",
         401 => "auth: the back end wants credentials the page did not send (a missing or expired Authorization header or session)",
         403 => "auth: the back end refused the page's credentials or origin",
         408 | 504 => "timeout: the call took longer than a proxy or the back end allows",
@@ -179,23 +194,37 @@ pub(crate) async fn backend_view(ctx: &AgentContext, service: &str, failing: &Fa
     Some(match found {
         Some(stored) => {
             let data = &stored.event.data;
+            let outcome = match data["status"].as_u64() {
+                // The client went away first (recorded like nginx's 499).
+                Some(499) => "was still working on it when the browser closed the request".to_owned(),
+                _ => format!("answered {}", data["status"]),
+            };
             let mut view = format!(
-                "back end {service}: {} {} answered {} in {:.0} ms (trace {})",
+                "back end {service}: {} {} {outcome} after {:.0} ms (trace {})",
                 data["method"].as_str().unwrap_or("?"),
                 data["route"].as_str().unwrap_or("?"),
-                data["status"],
                 data["duration_ms"].as_f64().unwrap_or_default(),
                 data["trace_id"].as_str().unwrap_or("?"),
             );
             if failing.call.status == 0 {
-                view.push_str(
-                    ", yet the browser got no answer: the response was withheld from the page (CORS headers missing)",
-                );
+                let backend_ms = data["duration_ms"].as_f64().unwrap_or_default();
+                let error = failing.error.as_deref().unwrap_or_default().to_ascii_lowercase();
+                let gave_up = ["no answer within", "abort", "timeout", "timed out"].iter().any(|w| error.contains(w));
+                if gave_up || backend_ms > failing.duration_ms as f64 {
+                    view.push_str(&format!(
+                        ", after the browser gave up at {} ms: a timeout seen only by the browser (the page waits less than the back end takes)",
+                        failing.duration_ms
+                    ));
+                } else {
+                    view.push_str(
+                        ", yet the browser got no answer: the response was withheld from the page (CORS headers missing)",
+                    );
+                }
             }
             view
         }
         None => format!(
-            "back end {service} has no record of traces {}: the requests never reached it (CORS, network, proxy) or it does not record them",
+            "back end {service} has no record of traces {}: the requests never reached it (blocked in the browser, the network or a proxy) or it does not record them",
             failing.trace_ids.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
         ),
     })

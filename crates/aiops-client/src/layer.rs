@@ -25,7 +25,8 @@ const UNMATCHED_ROUTE: &str = "unmatched";
 ///
 /// For each response it records an `http.request` event (method, route template or
 /// `"unmatched"`, status, duration until the response head, trace id from a W3C
-/// `traceparent` header). When the response carries an [`aiops_model::ServiceError`] in its
+/// `traceparent` header); a request dropped before its response because the client went
+/// away is recorded with status 499 ([`CLIENT_CLOSED_REQUEST`]). When the response carries an [`aiops_model::ServiceError`] in its
 /// extensions, it also reports that error, with `route` filled in when the handler left it
 /// empty: this is how handlers report their 5xx causes without a client at hand.
 pub fn track_requests(client: AiopsClient) -> TrackRequestsLayer {
@@ -80,7 +81,12 @@ where
         let client = self.client.clone();
         let response = self.inner.call(request);
         Box::pin(async move {
+            // Dropped before the response: the client went away and the server dropped the
+            // request. Recorded as nginx does, 499 "client closed request", so a page that
+            // gives up early still shows on the service's side.
+            let mut pending = Abandoned { record: Some((method, route, trace_id, started)), client: client.clone() };
             let response = response.await?;
+            let (method, route, trace_id, started) = pending.record.take().expect("taken once");
             let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
             if let Some(error) = response.extensions().get::<ServiceError>() {
                 let mut error = error.clone();
@@ -98,6 +104,30 @@ where
             });
             Ok(response)
         })
+    }
+}
+
+/// Status recorded for a request whose client went away before the answer.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// Records a request dropped before its response (see [`CLIENT_CLOSED_REQUEST`]).
+struct Abandoned {
+    record: Option<(String, String, Option<String>, Instant)>,
+    client: AiopsClient,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some((method, route, trace_id, started)) = self.record.take() {
+            let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+            self.client.record_request(RequestRecord {
+                method,
+                route,
+                status: CLIENT_CLOSED_REQUEST,
+                duration_ms,
+                trace_id,
+            });
+        }
     }
 }
 

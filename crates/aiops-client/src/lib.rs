@@ -33,7 +33,7 @@ mod pick;
 pub use client::AiopsClient;
 pub use config::ClientConfig;
 pub use error::ClientError;
-pub use layer::{parse_traceparent, track_requests, TrackRequests, TrackRequestsLayer};
+pub use layer::{parse_traceparent, track_requests, TrackRequests, TrackRequestsLayer, CLIENT_CLOSED_REQUEST};
 pub use pick::{PickError, PickedInstance};
 
 /// Re-exported so that services need no direct dependency on `aiops-model` for the basics.

@@ -23,6 +23,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("backend-down-from-browser.toml", include_str!("../patterns/backend-down-from-browser.toml")),
     ("bad-config.toml", include_str!("../patterns/bad-config.toml")),
     ("bad-deploy.toml", include_str!("../patterns/bad-deploy.toml")),
+    ("browser-timeout.toml", include_str!("../patterns/browser-timeout.toml")),
     ("cache-stampede.toml", include_str!("../patterns/cache-stampede.toml")),
     ("certificate-expiry.toml", include_str!("../patterns/certificate-expiry.toml")),
     ("contract-drift.toml", include_str!("../patterns/contract-drift.toml")),

@@ -46,6 +46,7 @@ enum FaultName {
     BadConfig,
     CrashLoop,
     CorsBlocked,
+    BodyLimitLowered,
     FrontendSkew,
     SlowQueries,
     None,
@@ -142,6 +143,13 @@ pub(crate) async fn set_fault(
                 .load_cors_lost_config()
                 .map_err(|source| config_error("loading configuration v4", source))?;
             tracing::warn!("Fault injected: configuration v4 loaded; it has no cors_origins.");
+        }
+        FaultName::BodyLimitLowered => {
+            state
+                .faults()
+                .load_small_body_config()
+                .map_err(|source| config_error("loading configuration v5", source))?;
+            tracing::warn!("Fault injected: configuration v5 loaded; max_body_bytes = 32.");
         }
         FaultName::FrontendSkew => {
             state.faults().deploy_skewed_frontend();
@@ -250,6 +258,16 @@ pub(crate) async fn request_faults(State(state): State<AppState>, request: Reque
     }
     if let Err(err) = state.faults().on_request() {
         return err.into_response();
+    }
+    if let Some(limit) = state.faults().body_limit() {
+        let length = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if length.is_some_and(|length| length > limit) {
+            return BookmarksError::PayloadTooLarge { limit }.into_response();
+        }
     }
     next.run(request).await
 }

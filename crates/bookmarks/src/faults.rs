@@ -15,6 +15,8 @@
 //! - `cors_blocked`: configuration v4 lost `cors_origins`, so the preflight of every call from
 //!   a page on another origin is refused (403) and the browser blocks the call, until the
 //!   configuration is rolled back to v1;
+//! - `body_limit_lowered`: configuration v5 sets `max_body_bytes = 32`, so most saves are
+//!   refused with 413 until the configuration is rolled back to v1;
 //! - `crash_loop`: configuration v3 turns on a cache warmer that panics [`CRASH_AFTER`] after
 //!   every start, so the process exits with code 101 and its supervisor starts it again, and
 //!   again, until the configuration is rolled back to v1.
@@ -44,6 +46,9 @@ const GOOD_CONFIG: u32 = 1;
 const REFUSING_CONFIG: u32 = 2;
 const CRASHING_CONFIG: u32 = 3;
 const CORS_LOST_CONFIG: u32 = 4;
+const SMALL_BODY_CONFIG: u32 = 5;
+/// Largest request body configuration v5 accepts, in bytes.
+const SMALL_BODY_LIMIT: usize = 32;
 
 /// The good and the broken release.
 pub(crate) const GOOD_RELEASE: &str = "1.0.0";
@@ -126,6 +131,16 @@ impl Faults {
     /// is refused.
     pub(crate) fn load_cors_lost_config(&self) -> std::io::Result<()> {
         write_config(&self.config, CORS_LOST_CONFIG)
+    }
+
+    /// Loads configuration v5, whose `max_body_bytes = 32` refuses most saves.
+    pub(crate) fn load_small_body_config(&self) -> std::io::Result<()> {
+        write_config(&self.config, SMALL_BODY_CONFIG)
+    }
+
+    /// The body limit the configuration sets below the built-in one, if any.
+    pub(crate) fn body_limit(&self) -> Option<usize> {
+        (self.config_version() == SMALL_BODY_CONFIG).then_some(SMALL_BODY_LIMIT)
     }
 
     /// Whether a page served from `origin` may call the API: it must be one of `configured`,
@@ -329,6 +344,7 @@ impl Faults {
             REFUSING_CONFIG => active.push("bad_config"),
             CRASHING_CONFIG => active.push("crash_loop"),
             CORS_LOST_CONFIG => active.push("cors_blocked"),
+            SMALL_BODY_CONFIG => active.push("body_limit_lowered"),
             _ => {}
         }
         if self.spool_bytes() >= SPOOL_QUOTA_BYTES {

@@ -73,7 +73,7 @@ pub use faults::{rollback_config_file, CRASH_AFTER};
 pub use openapi::openapi_document;
 pub use state::AppState;
 pub use titles::{run_titles, titles_router, TitlesArgs, TITLES_SERVICE};
-pub use web::{web_router, WEB_APP};
+pub use web::{web_router, PageSettings, WEB_APP};
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;

@@ -20,25 +20,47 @@ fn attribute(text: &str) -> String {
     text.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// How the page is set up.
+#[derive(Debug, Clone, Default)]
+pub struct PageSettings {
+    /// The AI-Ops core whose `browser.js` instruments the page; none: not instrumented.
+    pub aiops_url: Option<String>,
+    /// The API's origin when the page is served apart from it; none: where the page came from.
+    pub api_base: Option<String>,
+    /// How long the page waits for a call, in milliseconds; none: 8000.
+    pub timeout_ms: Option<u64>,
+}
+
 /// The page, with the instrumentation script of the core at `aiops_url` when given, calling
 /// the API at `api_base` (another origin) or, without it, where the page came from.
 pub(crate) fn index_html(aiops_url: Option<&str>, api_base: Option<&str>) -> String {
+    page_html(&PageSettings {
+        aiops_url: aiops_url.map(str::to_owned),
+        api_base: api_base.map(str::to_owned),
+        timeout_ms: None,
+    })
+}
+
+fn page_html(settings: &PageSettings) -> String {
+    let aiops_url = settings.aiops_url.as_deref();
+    let api_base = settings.api_base.as_deref();
     let base = api_base.map(|b| b.trim_end_matches('/')).unwrap_or("");
     let tag = aiops_url.map_or_else(String::new, |url| {
         let src = attribute(&format!("{}/v1/browser.js", url.trim_end_matches('/')));
         let api = attribute(&format!("{base}/api/"));
         format!(r#"<script src="{src}" data-app="{WEB_APP}" data-api="{api}"></script>"#)
     });
+    let timeout = settings.timeout_ms.map(|ms| format!(r#" data-timeout-ms="{ms}""#)).unwrap_or_default();
     INDEX.replace(SCRIPT_SLOT, &tag).replace(
         r#"<script src="/app.js"></script>"#,
-        &format!(r#"<script src="/app.js" data-api-base="{}"></script>"#, attribute(base)),
+        &format!(r#"<script src="/app.js" data-api-base="{}"{timeout}></script>"#, attribute(base)),
     )
 }
 
-/// The front end alone, for serving it from another origin than the API at `api_base` (which
-/// must list this origin in its `cors_origins`), instrumented by the core at `aiops_url`.
-pub fn web_router(api_base: &str, aiops_url: Option<&str>) -> axum::Router {
-    let page = index_html(aiops_url, Some(api_base));
+/// The front end alone, for serving it from another origin than the API (`api_base`, which
+/// must list this origin in its `cors_origins`).
+pub fn web_router(settings: &PageSettings) -> axum::Router {
+    let page = page_html(settings);
     axum::Router::new()
         .route("/", axum::routing::get(move || async move { Html(page) }))
         .route(

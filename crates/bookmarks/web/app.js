@@ -4,6 +4,8 @@
 
 // Where the API is: another origin when the page is served apart from it (`data-api-base`).
 const API_BASE = (document.currentScript && document.currentScript.dataset.apiBase) || "";
+// How long a call may take before the page gives up (`data-timeout-ms`).
+const TIMEOUT_MS = Number((document.currentScript && document.currentScript.dataset.timeoutMs) || 8000);
 
 const api = {
   async call(method, path, body) {
@@ -12,7 +14,15 @@ const api = {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    const response = await fetch(API_BASE + path, init);
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${TIMEOUT_MS} ms`)), TIMEOUT_MS);
+    init.signal = controller.signal;
+    let response;
+    try {
+      response = await fetch(API_BASE + path, init);
+    } finally {
+      clearTimeout(timer);
+    }
     if (response.status === 204) return null;
     const data = await response.json().catch(() => null);
     if (!response.ok) {

@@ -313,67 +313,127 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
     app.shutdown().await.unwrap();
 }
 
+/// The core, the bookmark manager's API, and its page served from an origin of its own (the
+/// API lists it in `cors_origins`), with a headless browser on the page.
+struct Stack {
+    app: App,
+    api_origin: String,
+    web_origin: String,
+    http: reqwest::Client,
+    browser: Session,
+    driver: ChromeDriver,
+    stop: tokio::sync::oneshot::Sender<()>,
+    api: tokio::task::JoinHandle<bookmarks::BookmarksResult<()>>,
+    web: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    async fn start(timeout_ms: Option<u64>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api_origin = format!("http://{}", api_listener.local_addr().unwrap());
+        let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let web_origin = format!("http://{}", web_listener.local_addr().unwrap());
+
+        let mut config = Config { data_dir: dir.path().join("core"), ..Config::default() };
+        config.server.listen = "127.0.0.1:0".into();
+        config.server.browser.allowed_origins = vec![web_origin.clone()];
+        let app = App::start(config).await.unwrap();
+
+        let mut bookmarks = bookmarks::BookmarksConfig::new(dir.path().join("bookmarks.db"));
+        bookmarks.aiops_url = Some(app.url());
+        bookmarks.cors_origins = vec![web_origin.clone()];
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let api = tokio::spawn(bookmarks::serve(bookmarks, api_listener, async {
+            let _ = stopped.await;
+        }));
+        let page = bookmarks::web_router(&bookmarks::PageSettings {
+            aiops_url: Some(app.url()),
+            api_base: Some(api_origin.clone()),
+            timeout_ms,
+        });
+        let web = tokio::spawn(async move { axum::serve(web_listener, page).await });
+
+        let driver = tokio::task::spawn_blocking(ChromeDriver::start).await.unwrap().expect("start chromedriver");
+        let browser = Session::start(&driver).await;
+        browser.goto(&format!("{web_origin}/")).await;
+        browser
+            .wait_for(
+                "return window.__aiops && document.getElementById('status').textContent === '0 bookmarks'",
+                "the page",
+            )
+            .await;
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        Self { app, api_origin, web_origin, http, browser, driver, stop, api, web, _dir: dir }
+    }
+
+    async fn inject(&self, fault: Value) {
+        let injected = self.http.post(format!("{}/admin/faults", self.api_origin)).json(&fault).send().await.unwrap();
+        assert!(injected.status().is_success(), "{fault}");
+    }
+
+    /// Saves through the form `times` times, each failing in the page; then ships the reports.
+    async fn fail_saves(&self, times: usize) {
+        for n in 0..times {
+            self.browser.type_into("#url", &format!("https://example.org/failing-{n}")).await;
+            self.browser.click("#save").await;
+            self.browser
+                .wait_for(
+                    "const s = document.getElementById('status'); return s.classList.contains('error') && s.textContent",
+                    "the save to fail",
+                )
+                .await;
+            self.browser
+                .run("document.getElementById('status').className = ''; document.getElementById('add').reset(); return true;")
+                .await;
+        }
+        self.browser.run("window.__aiops.flush(false); return true;").await;
+    }
+
+    /// The newest integration problem other than `seen`, with its evidence.
+    async fn integration_problem(&self, seen: Option<&Value>) -> (Value, Vec<String>) {
+        let seen = seen.map(|p| p["data"]["id"].clone());
+        let problem = wait_for_event(&self.http, &self.app.url(), "problem.detected", |e| {
+            e["data"]["kind"] == "integration_failure" && Some(&e["data"]["id"]) != seen.as_ref()
+        })
+        .await;
+        let evidence = problem["data"]["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        (problem, evidence)
+    }
+
+    async fn stop(self) {
+        self.browser.quit().await;
+        drop(self.driver);
+        self.web.abort();
+        let _ = self.stop.send(());
+        let _ = self.api.await;
+        self.app.shutdown().await.unwrap();
+    }
+}
+
 /// The page served from its own origin calls the API across origins; configuration v4 loses
 /// the CORS origins, the browser blocks every call, and the core puts the two sides together:
-/// no answer in the browser, no record of the traces at the back end, and the back end's
-/// refused preflights. The fix changes who may call the API, so a human approves it.
+/// the browser got no answer, the back end answered anyway (its answers were withheld from the
+/// page), and the back end's own account of the refusals. The fix changes who may call the
+/// API, so a human approves it.
 #[tokio::test]
 async fn a_page_blocked_by_cors_is_diagnosed_from_both_sides_and_fixed_after_approval() {
-    let dir = tempfile::tempdir().unwrap();
-    let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_origin = format!("http://{}", api_listener.local_addr().unwrap());
-    let web_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let web_origin = format!("http://{}", web_listener.local_addr().unwrap());
-
-    let mut config = Config { data_dir: dir.path().join("core"), ..Config::default() };
-    config.server.listen = "127.0.0.1:0".into();
-    config.server.browser.allowed_origins = vec![web_origin.clone()];
-    let app = App::start(config).await.unwrap();
-
-    let mut bookmarks = bookmarks::BookmarksConfig::new(dir.path().join("bookmarks.db"));
-    bookmarks.aiops_url = Some(app.url());
-    bookmarks.cors_origins = vec![web_origin.clone()];
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let api = tokio::spawn(bookmarks::serve(bookmarks, api_listener, async {
-        let _ = stopped.await;
-    }));
-    let page = bookmarks::web_router(&api_origin, Some(&app.url()));
-    let web = tokio::spawn(async move { axum::serve(web_listener, page).await });
-
-    let driver = tokio::task::spawn_blocking(ChromeDriver::start).await.unwrap().expect("start chromedriver");
-    let browser = Session::start(&driver).await;
-    browser.goto(&format!("{web_origin}/")).await;
-    browser
-        .wait_for(
-            "return window.__aiops && document.getElementById('status').textContent === '0 bookmarks'",
-            "the page",
-        )
-        .await;
+    let stack = Stack::start(None).await;
+    let (browser, http, app) = (&stack.browser, &stack.http, &stack.app);
     browser.type_into("#url", "https://example.org/across-origins").await;
     browser.click("#save").await;
     browser.wait_for("return document.querySelectorAll('#list li').length === 1", "a save across origins").await;
 
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let injected =
-        http.post(format!("{api_origin}/admin/faults")).json(&json!({ "fault": "cors_blocked" })).send().await.unwrap();
-    assert!(injected.status().is_success());
-    for n in 0..3 {
-        browser.type_into("#url", &format!("https://example.org/blocked-{n}")).await;
-        browser.click("#save").await;
-        browser
-            .wait_for(
-                "const s = document.getElementById('status'); return s.classList.contains('error') && s.textContent",
-                "the blocked save",
-            )
-            .await;
-        browser.run("document.getElementById('status').className = ''; document.getElementById('add').reset(); return true;").await;
-    }
-    browser.run("window.__aiops.flush(false); return true;").await;
-
-    let problem =
-        wait_for_event(&http, &app.url(), "problem.detected", |e| e["data"]["kind"] == "integration_failure").await;
-    let evidence: Vec<&str> =
-        problem["data"]["evidence"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    stack.inject(json!({ "fault": "cors_blocked" })).await;
+    stack.fail_saves(3).await;
+    let (problem, evidence) = stack.integration_problem(None).await;
     assert!(
         evidence.iter().any(|e| e.starts_with("browser bookmarks-web: POST /api/bookmarks got no answer 3 times")),
         "{evidence:?}"
@@ -386,14 +446,11 @@ async fn a_page_blocked_by_cors_is_diagnosed_from_both_sides_and_fixed_after_app
             && e.ends_with("the response was withheld from the page (CORS headers missing)")),
         "{evidence:?}"
     );
-    assert!(
-        evidence.iter().any(|e| e.contains(&format!("CORS preflight refused: origin {web_origin} is not allowed"))),
-        "the back end's own account: {evidence:?}"
-    );
-    let request = wait_for_event(&http, &app.url(), "approval.requested", |e| {
-        e["data"]["problem"]["id"] == problem["data"]["id"]
-    })
-    .await;
+    let refused = format!("CORS preflight refused: origin {} is not allowed", stack.web_origin);
+    assert!(evidence.iter().any(|e| e.contains(&refused)), "the back end's own account: {evidence:?}");
+    let request =
+        wait_for_event(http, &app.url(), "approval.requested", |e| e["data"]["problem"]["id"] == problem["data"]["id"])
+            .await;
     assert_eq!(request["data"]["candidate"]["tool"], "rollback_config", "{request}");
     let id = request["data"]["approval_id"].as_str().unwrap();
     let approved = http
@@ -404,7 +461,7 @@ async fn a_page_blocked_by_cors_is_diagnosed_from_both_sides_and_fixed_after_app
         .unwrap();
     assert!(approved.status().is_success());
     let healed =
-        wait_for_event(&http, &app.url(), "problem.resolved", |e| e["data"]["problem_id"] == problem["data"]["id"])
+        wait_for_event(http, &app.url(), "problem.resolved", |e| e["data"]["problem_id"] == problem["data"]["id"])
             .await;
     assert_eq!(healed["data"]["tool"], "rollback_config");
     browser.type_into("#url", "https://example.org/allowed-again").await;
@@ -416,11 +473,45 @@ async fn a_page_blocked_by_cors_is_diagnosed_from_both_sides_and_fixed_after_app
             "saves across origins again",
         )
         .await;
+    stack.stop().await;
+}
 
-    browser.quit().await;
-    drop(driver);
-    web.abort();
-    let _ = stop.send(());
-    let _ = api.await;
-    app.shutdown().await.unwrap();
+/// Two failures that look alike in the page, told apart by the back end's side: a body over a
+/// lowered limit (413, healed by rolling the configuration back) and calls the page gives up
+/// on while the back end still answers (a timeout seen only by the browser).
+#[tokio::test]
+async fn a_lowered_body_limit_and_a_browser_only_timeout_are_told_apart() {
+    let stack = Stack::start(Some(700)).await;
+    stack.inject(json!({ "fault": "body_limit_lowered" })).await;
+    stack.fail_saves(3).await;
+    let (first, evidence) = stack.integration_problem(None).await;
+    assert!(
+        evidence.iter().any(|e| e.starts_with("browser bookmarks-web: POST /api/bookmarks answered 413 3 times")),
+        "{evidence:?}"
+    );
+    assert!(evidence.iter().any(|e| e.contains("request body is larger than 32 bytes")), "{evidence:?}");
+    assert!(evidence.iter().any(|e| e.starts_with("payload too large")), "{evidence:?}");
+    let healed = wait_for_event(&stack.http, &stack.app.url(), "problem.resolved", |e| {
+        e["data"]["problem_id"] == first["data"]["id"]
+    })
+    .await;
+    assert_eq!(healed["data"]["tool"], "rollback_config");
+
+    // The back end now answers in a second; the page waits 700 ms.
+    stack.inject(json!({ "fault": "slow_responses", "delay_ms": 1000 })).await;
+    stack.fail_saves(3).await;
+    let (problem, evidence) = stack.integration_problem(Some(&first)).await;
+    assert!(evidence.iter().any(|e| e.contains("got no answer 3 times: no answer within 700 ms")), "{evidence:?}");
+    assert!(
+        evidence.iter().any(|e| e.starts_with(
+            "back end bookmarks: POST /api/bookmarks was still working on it when the browser closed the request"
+        ) && e.contains("a timeout seen only by the browser")),
+        "{evidence:?}"
+    );
+    let diagnosis = wait_for_event(&stack.http, &stack.app.url(), "diagnosis.completed", |e| {
+        e["data"]["problem"]["id"] == problem["data"]["id"]
+    })
+    .await;
+    assert_eq!(diagnosis["data"]["hypotheses"][0]["title"], "Timeouts seen only by the browser", "{diagnosis}");
+    stack.stop().await;
 }
