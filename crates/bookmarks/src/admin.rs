@@ -47,6 +47,7 @@ enum FaultName {
     CrashLoop,
     CorsBlocked,
     BodyLimitLowered,
+    FrontendAuthDropped,
     FrontendSkew,
     SlowQueries,
     None,
@@ -151,8 +152,12 @@ pub(crate) async fn set_fault(
                 .map_err(|source| config_error("loading configuration v5", source))?;
             tracing::warn!("Fault injected: configuration v5 loaded; max_body_bytes = 32.");
         }
+        FaultName::FrontendAuthDropped => {
+            state.faults().deploy_frontend(crate::faults::FrontendRelease::NoAuth);
+            tracing::warn!("Fault injected: front end 2.0.1 deployed, which sends no API token.");
+        }
         FaultName::FrontendSkew => {
-            state.faults().deploy_skewed_frontend();
+            state.faults().deploy_frontend(crate::faults::FrontendRelease::Skewed);
             tracing::warn!("Fault injected: front end 2.0.0 deployed, built against another API version.");
         }
         FaultName::CrashLoop => {
@@ -229,21 +234,40 @@ pub(crate) async fn clear_cache(State(state): State<AppState>) -> Json<Value> {
 
 /// Lets a request through only with `Authorization: Bearer <admin_token>`, when a token is
 /// configured.
+/// Whether the request carries `Authorization: Bearer <expected>`.
+fn bearer_matches(request: &Request, expected: &str) -> bool {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().split_once(' '))
+        // The scheme name is case-insensitive (RFC 9110, section 11.1).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
+}
+
 pub(crate) async fn require_admin(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, BookmarksError> {
     if let Some(expected) = state.admin_token() {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().split_once(' '))
-            // The scheme name is case-insensitive (RFC 9110, section 11.1).
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
+        if !bearer_matches(&request, expected) {
+            return Err(BookmarksError::Unauthorized);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// The API's own token (`api_token`), which the page sends; the API is open without one.
+pub(crate) async fn require_api_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, BookmarksError> {
+    if let Some(expected) = state.api_token() {
+        if !bearer_matches(&request, expected) {
             return Err(BookmarksError::Unauthorized);
         }
     }

@@ -48,6 +48,9 @@ pub struct ServeArgs {
     /// An origin (`scheme://host[:port]`) whose pages may call the API (CORS); repeatable.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+    /// Bearer token the API requires (the page is given it); the API is open without it.
+    #[arg(long, env = "BOOKMARKS_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub api_token: Option<String>,
 }
 
 impl ServeArgs {
@@ -63,6 +66,7 @@ impl ServeArgs {
             titles_url: self.titles_url.clone().filter(|url| !url.is_empty()),
             page_aiops_url: self.page_aiops_url.clone().filter(|url| !url.is_empty()),
             cors_origins: self.cors_origins.clone(),
+            api_token: self.api_token.clone().filter(|token| !token.is_empty()),
         }
     }
 }

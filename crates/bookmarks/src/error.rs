@@ -51,8 +51,9 @@ pub enum BookmarksError {
     /// The body is not declared as JSON. Answers 415.
     #[error("expected a request with content-type application/json")]
     UnsupportedMediaType,
-    /// An admin endpoint was called without the right bearer token. Answers 401.
-    #[error("missing or wrong admin bearer token")]
+    /// An admin endpoint (or, with an API token, the API) was called without the right bearer
+    /// token. Answers 401.
+    #[error("missing or wrong bearer token")]
     Unauthorized,
     /// The database cannot serve right now (pool timeout, closed pool, busy database).
     /// Worth retrying later. Answers 503.

@@ -9,6 +9,8 @@
 //!   allocations; `POST /admin/restart` (a soft restart) frees it;
 //! - `bad_config`: configuration v2 sets `max_tags = 0`, so every tagged write is refused as
 //!   a server error until the configuration is rolled back to v1;
+//! - `frontend_auth_dropped`: front end 2.0.1 goes out and sends no API token, so every call
+//!   is refused with 401 (when the API has a token) until `POST /admin/frontend/rollback`;
 //! - `frontend_skew`: front end 2.0.0 goes out, built against another version of the API: it
 //!   saves bookmarks with `link` instead of `url` and deletes them at `/api/bookmark/{id}`, so
 //!   those calls fail in the browser (422, 404) until `POST /admin/frontend/rollback`;
@@ -64,11 +66,23 @@ pub(crate) const FULL_SCAN: std::time::Duration = std::time::Duration::from_mill
 /// What `/health`'s search self-test allows.
 const SEARCH_BUDGET_MS: u128 = 500;
 
+/// The front-end release the service serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum FrontendRelease {
+    /// 1.0.0, built against this API.
+    #[default]
+    Good,
+    /// 2.0.0, built against another API version (`link` for `url`, `/api/bookmark/{id}`).
+    Skewed,
+    /// 2.0.1, which no longer sends the API token.
+    NoAuth,
+}
+
 #[derive(Debug, Default)]
 struct State {
     index_dropped: bool,
     bad_release: bool,
-    frontend_skew: bool,
+    frontend: FrontendRelease,
     leaking: bool,
     leaked: Vec<Vec<u8>>,
 }
@@ -174,18 +188,19 @@ impl Faults {
         })
     }
 
-    /// Deploys front end 2.0.0, built against another version of the API.
-    pub(crate) fn deploy_skewed_frontend(&self) {
-        self.lock().frontend_skew = true;
+    /// Deploys a broken front-end release.
+    pub(crate) fn deploy_frontend(&self, release: FrontendRelease) {
+        self.lock().frontend = release;
     }
 
     /// Goes back to the front end that matches the API; returns whether it changed anything.
     pub(crate) fn rollback_frontend(&self) -> bool {
-        std::mem::take(&mut self.lock().frontend_skew)
+        std::mem::take(&mut self.lock().frontend) != FrontendRelease::Good
     }
 
-    pub(crate) fn frontend_skewed(&self) -> bool {
-        self.lock().frontend_skew
+    /// The front-end release being served.
+    pub(crate) fn frontend(&self) -> FrontendRelease {
+        self.lock().frontend
     }
 
     pub(crate) fn drop_index(&self) {
@@ -333,8 +348,10 @@ impl Faults {
         if state.bad_release {
             active.push("bad_release");
         }
-        if state.frontend_skew {
-            active.push("frontend_skew");
+        match state.frontend {
+            FrontendRelease::Good => {}
+            FrontendRelease::Skewed => active.push("frontend_skew"),
+            FrontendRelease::NoAuth => active.push("frontend_auth_dropped"),
         }
         if state.leaking {
             active.push("memory_leak");

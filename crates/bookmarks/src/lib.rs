@@ -119,6 +119,8 @@ pub struct BookmarksConfig {
     /// Origins (`scheme://host[:port]`) of pages served elsewhere that may call the API
     /// (CORS). Default: none.
     pub cors_origins: Vec<String>,
+    /// Bearer token the API (`/api/...`) requires; the page is given it. Default: none (open).
+    pub api_token: Option<String>,
 }
 
 impl BookmarksConfig {
@@ -134,6 +136,7 @@ impl BookmarksConfig {
             titles_url: None,
             page_aiops_url: None,
             cors_origins: Vec::new(),
+            api_token: None,
         }
     }
 }
@@ -145,7 +148,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/bookmarks", post(api::create).get(api::list))
         .route("/api/bookmarks/{id}", get(api::get_one).delete(api::delete_one))
         .route("/api/bookmarks/{id}/tags", put(api::set_tags))
-        .route_layer(from_fn_with_state(state.clone(), admin::request_faults));
+        .route_layer(from_fn_with_state(state.clone(), admin::request_faults))
+        .route_layer(from_fn_with_state(state.clone(), admin::require_api_token));
     let admin = Router::new()
         .route("/admin/db/reset-pool", post(admin::reset_pool))
         .route("/admin/cache/clear", post(admin::clear_cache))

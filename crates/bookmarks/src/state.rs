@@ -25,6 +25,7 @@ struct Inner {
     /// Delay added to every API handler by the `slow_responses` fault; 0 when off.
     slow_delay_ms: AtomicU64,
     admin_token: Option<String>,
+    api_token: Option<String>,
     aiops: Option<AiopsClient>,
     faults: Faults,
     titles: Option<(reqwest::Client, String)>,
@@ -56,10 +57,12 @@ impl AppState {
                 aiops,
                 faults: Faults::new(&config.db_path),
                 titles: config.titles_url.clone().map(|url| (reqwest::Client::new(), url)),
-                index_html: crate::web::index_html(
-                    config.page_aiops_url.as_deref().or(config.aiops_url.as_deref()),
-                    None,
-                ),
+                index_html: crate::web::page_html(&crate::PageSettings {
+                    aiops_url: config.page_aiops_url.clone().or_else(|| config.aiops_url.clone()),
+                    api_token: config.api_token.clone(),
+                    ..crate::PageSettings::default()
+                }),
+                api_token: config.api_token.clone().filter(|token| !token.is_empty()),
                 cors_origins: config.cors_origins.iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
             }),
         }
@@ -100,6 +103,10 @@ impl AppState {
 
     pub(crate) fn faults(&self) -> &Faults {
         &self.inner.faults
+    }
+
+    pub(crate) fn api_token(&self) -> Option<&str> {
+        self.inner.api_token.as_deref()
     }
 
     pub(crate) fn admin_token(&self) -> Option<&str> {

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 
+use crate::faults::FrontendRelease;
 use crate::AppState;
 
 const INDEX: &str = include_str!("../web/index.html");
@@ -29,19 +30,12 @@ pub struct PageSettings {
     pub api_base: Option<String>,
     /// How long the page waits for a call, in milliseconds; none: 8000.
     pub timeout_ms: Option<u64>,
+    /// The API token the page sends, when the API has one.
+    pub api_token: Option<String>,
 }
 
-/// The page, with the instrumentation script of the core at `aiops_url` when given, calling
-/// the API at `api_base` (another origin) or, without it, where the page came from.
-pub(crate) fn index_html(aiops_url: Option<&str>, api_base: Option<&str>) -> String {
-    page_html(&PageSettings {
-        aiops_url: aiops_url.map(str::to_owned),
-        api_base: api_base.map(str::to_owned),
-        timeout_ms: None,
-    })
-}
-
-fn page_html(settings: &PageSettings) -> String {
+/// The page as `settings` describe it.
+pub(crate) fn page_html(settings: &PageSettings) -> String {
     let aiops_url = settings.aiops_url.as_deref();
     let api_base = settings.api_base.as_deref();
     let base = api_base.map(|b| b.trim_end_matches('/')).unwrap_or("");
@@ -50,10 +44,13 @@ fn page_html(settings: &PageSettings) -> String {
         let api = attribute(&format!("{base}/api/"));
         format!(r#"<script src="{src}" data-app="{WEB_APP}" data-api="{api}"></script>"#)
     });
-    let timeout = settings.timeout_ms.map(|ms| format!(r#" data-timeout-ms="{ms}""#)).unwrap_or_default();
+    let mut extra = settings.timeout_ms.map(|ms| format!(r#" data-timeout-ms="{ms}""#)).unwrap_or_default();
+    if let Some(token) = &settings.api_token {
+        extra.push_str(&format!(r#" data-api-token="{}""#, attribute(token)));
+    }
     INDEX.replace(SCRIPT_SLOT, &tag).replace(
         r#"<script src="/app.js"></script>"#,
-        &format!(r#"<script src="/app.js" data-api-base="{}"{timeout}></script>"#, attribute(base)),
+        &format!(r#"<script src="/app.js" data-api-base="{}"{extra}></script>"#, attribute(base)),
     )
 }
 
@@ -79,7 +76,11 @@ pub(crate) async fn index(State(state): State<AppState>) -> Html<String> {
 /// The page's script; under the `frontend_skew` fault, release 2.0.0 of it, built against an
 /// API where a bookmark's `url` is called `link` and the collection is `/api/bookmark`.
 pub(crate) async fn script(State(state): State<AppState>) -> Response {
-    let script = if state.faults().frontend_skewed() { skewed_script() } else { SCRIPT.to_owned() };
+    let script = match state.faults().frontend() {
+        FrontendRelease::Good => SCRIPT.to_owned(),
+        FrontendRelease::Skewed => skewed_script(),
+        FrontendRelease::NoAuth => SCRIPT.replace(SENDS_TOKEN, "if (false) {"),
+    };
     ([(header::CONTENT_TYPE, "application/javascript; charset=utf-8")], script).into_response()
 }
 
@@ -92,6 +93,9 @@ const SKEW: [(&str, &str); 2] = [
     ),
 ];
 
+/// Where the page adds its API token; release 2.0.1 lost it.
+const SENDS_TOKEN: &str = "if (API_TOKEN) {";
+
 fn skewed_script() -> String {
     SKEW.iter().fold(SCRIPT.to_owned(), |script, (good, skewed)| script.replace(good, skewed))
 }
@@ -102,10 +106,19 @@ pub(crate) async fn style() -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::index_html;
+    use super::{page_html, PageSettings};
+
+    fn index_html(aiops_url: Option<&str>, api_base: Option<&str>) -> String {
+        page_html(&PageSettings {
+            aiops_url: aiops_url.map(str::to_owned),
+            api_base: api_base.map(str::to_owned),
+            ..PageSettings::default()
+        })
+    }
 
     #[test]
     fn the_skewed_release_changes_what_it_says() {
+        assert_eq!(super::SCRIPT.matches(super::SENDS_TOKEN).count(), 1);
         for (good, skewed) in super::SKEW {
             assert_eq!(super::SCRIPT.matches(good).count(), 1, "{good}");
             assert!(super::skewed_script().contains(skewed));

@@ -6,10 +6,15 @@
 const API_BASE = (document.currentScript && document.currentScript.dataset.apiBase) || "";
 // How long a call may take before the page gives up (`data-timeout-ms`).
 const TIMEOUT_MS = Number((document.currentScript && document.currentScript.dataset.timeoutMs) || 8000);
+// The API's token, when it has one (`data-api-token`).
+const API_TOKEN = (document.currentScript && document.currentScript.dataset.apiToken) || "";
 
 const api = {
   async call(method, path, body) {
     const init = { method, headers: { Accept: "application/json" } };
+    if (API_TOKEN) {
+      init.headers.Authorization = `Bearer ${API_TOKEN}`;
+    }
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);

@@ -329,7 +329,7 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start(timeout_ms: Option<u64>) -> Self {
+    async fn start(timeout_ms: Option<u64>, api_token: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api_origin = format!("http://{}", api_listener.local_addr().unwrap());
@@ -338,12 +338,14 @@ impl Stack {
 
         let mut config = Config { data_dir: dir.path().join("core"), ..Config::default() };
         config.server.listen = "127.0.0.1:0".into();
-        config.server.browser.allowed_origins = vec![web_origin.clone()];
+        // Both pages report: the one on its own origin, and the one the API serves.
+        config.server.browser.allowed_origins = vec![web_origin.clone(), api_origin.clone()];
         let app = App::start(config).await.unwrap();
 
         let mut bookmarks = bookmarks::BookmarksConfig::new(dir.path().join("bookmarks.db"));
         bookmarks.aiops_url = Some(app.url());
         bookmarks.cors_origins = vec![web_origin.clone()];
+        bookmarks.api_token = api_token.map(str::to_owned);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let api = tokio::spawn(bookmarks::serve(bookmarks, api_listener, async {
             let _ = stopped.await;
@@ -352,6 +354,7 @@ impl Stack {
             aiops_url: Some(app.url()),
             api_base: Some(api_origin.clone()),
             timeout_ms,
+            api_token: api_token.map(str::to_owned),
         });
         let web = tokio::spawn(async move { axum::serve(web_listener, page).await });
 
@@ -425,7 +428,7 @@ impl Stack {
 /// API, so a human approves it.
 #[tokio::test]
 async fn a_page_blocked_by_cors_is_diagnosed_from_both_sides_and_fixed_after_approval() {
-    let stack = Stack::start(None).await;
+    let stack = Stack::start(None, None).await;
     let (browser, http, app) = (&stack.browser, &stack.http, &stack.app);
     browser.type_into("#url", "https://example.org/across-origins").await;
     browser.click("#save").await;
@@ -481,7 +484,7 @@ async fn a_page_blocked_by_cors_is_diagnosed_from_both_sides_and_fixed_after_app
 /// on while the back end still answers (a timeout seen only by the browser).
 #[tokio::test]
 async fn a_lowered_body_limit_and_a_browser_only_timeout_are_told_apart() {
-    let stack = Stack::start(Some(700)).await;
+    let stack = Stack::start(Some(700), None).await;
     stack.inject(json!({ "fault": "body_limit_lowered" })).await;
     stack.fail_saves(3).await;
     let (first, evidence) = stack.integration_problem(None).await;
@@ -513,5 +516,49 @@ async fn a_lowered_body_limit_and_a_browser_only_timeout_are_told_apart() {
     })
     .await;
     assert_eq!(diagnosis["data"]["hypotheses"][0]["title"], "Timeouts seen only by the browser", "{diagnosis}");
+    stack.stop().await;
+}
+
+/// The API has a token, which the page sends. Front end 2.0.1 stops sending it: every call is
+/// refused with 401. The core says so from the browser's side and rolls the front end back.
+#[tokio::test]
+async fn a_front_end_that_stops_sending_its_token_is_rolled_back() {
+    let stack = Stack::start(None, Some("page-token-0123")).await;
+    stack.browser.type_into("#url", "https://example.org/with-token").await;
+    stack.browser.click("#save").await;
+    stack.browser.wait_for("return document.querySelectorAll('#list li').length === 1", "a save with the token").await;
+
+    stack.inject(json!({ "fault": "frontend_auth_dropped" })).await;
+    // The new release is what the API serves at /app.js (the page on its own origin keeps
+    // the old script), so the user here loads the page the API serves.
+    let api_page = format!("{}/", stack.api_origin);
+    stack.browser.goto(&api_page).await;
+    stack
+        .browser
+        .wait_for(
+            "return window.__aiops !== undefined && document.getElementById('status').textContent",
+            "the new release",
+        )
+        .await;
+    stack.fail_saves(3).await;
+    let (problem, evidence) = stack.integration_problem(None).await;
+    assert!(
+        evidence.iter().any(|e| e.starts_with("browser bookmarks-web: POST /api/bookmarks answered 401 3 times")),
+        "{evidence:?}"
+    );
+    assert!(
+        evidence.iter().any(|e| e.starts_with("auth: the back end wants credentials the page did not send")),
+        "{evidence:?}"
+    );
+    let healed = wait_for_event(&stack.http, &stack.app.url(), "problem.resolved", |e| {
+        e["data"]["problem_id"] == problem["data"]["id"]
+    })
+    .await;
+    assert_eq!(healed["data"]["tool"], "rollback_frontend");
+    stack.browser.goto(&api_page).await;
+    stack
+        .browser
+        .wait_for("return document.querySelectorAll('#list li').length >= 1", "the list, with the token again")
+        .await;
     stack.stop().await;
 }
