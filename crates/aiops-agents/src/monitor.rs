@@ -443,13 +443,22 @@ impl Monitor {
             failing.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
         )];
         evidence.extend(integration::status_meaning(call.status).map(str::to_owned));
-        if let Some(instance) = backend.as_ref().filter(|i| i.status != HealthStatus::Passing) {
-            evidence.push(format!(
-                "back end {service} instance {} is {}: {}",
-                instance.registration.instance_id,
-                instance.status.as_str(),
-                instance.status_reason
-            ));
+        if let Some(instance) = &backend {
+            if instance.status != HealthStatus::Passing {
+                evidence.push(format!(
+                    "back end {service} instance {} is {}: {}",
+                    instance.registration.instance_id,
+                    instance.status.as_str(),
+                    instance.status_reason
+                ));
+            } else if call.status == 0 {
+                if let Some(failure) = integration::probe_backend(ctx, instance).await {
+                    evidence.push(format!(
+                        "back end {service} instance {} is critical (live probe): {failure}",
+                        instance.registration.instance_id
+                    ));
+                }
+            }
         }
         if let Some(instance) = &backend {
             let cached = self.lock().contracts.cached(&service);

@@ -100,13 +100,25 @@ function render(bookmarks) {
   filter.value = chosen;
 }
 
-async function refresh() {
+// When the list cannot be loaded at all (no answer), the page tries again a few times, further
+// apart each time, as users would by reloading.
+const RETRIES = 5;
+let retryTimer;
+
+async function refresh(attempt = 0) {
+  clearTimeout(retryTimer);
   try {
     const data = await api.list($("q").value.trim(), $("tag-filter").value);
     render(data.bookmarks);
-    if (!$("status").classList.contains("error")) say(`${data.bookmarks.length} bookmarks`);
+    if (attempt > 0 || !$("status").classList.contains("error")) say(`${data.bookmarks.length} bookmarks`);
   } catch (err) {
-    say(`Could not load bookmarks: ${err.message}`, true);
+    const unreachable = err instanceof TypeError;
+    if (unreachable && attempt < RETRIES) {
+      say(`Could not reach the server; trying again (${attempt + 1} of ${RETRIES})`, true);
+      retryTimer = setTimeout(() => refresh(attempt + 1), 300 * 2 ** attempt);
+    } else {
+      say(`Could not load bookmarks: ${err.message}`, true);
+    }
   }
 }
 
@@ -150,6 +162,6 @@ async function removeBookmark(bookmark) {
 let searchTimer;
 $("add").addEventListener("submit", addBookmark);
 $("search").addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
-$("q").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(refresh, 200); });
-$("tag-filter").addEventListener("change", refresh);
+$("q").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(() => refresh(), 200); });
+$("tag-filter").addEventListener("change", () => refresh());
 refresh();

@@ -322,14 +322,24 @@ struct Stack {
     http: reqwest::Client,
     browser: Session,
     driver: ChromeDriver,
-    stop: tokio::sync::oneshot::Sender<()>,
-    api: tokio::task::JoinHandle<bookmarks::BookmarksResult<()>>,
+    api: Api,
     web: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
 }
 
+/// How the API runs: in this process, or as its own `aiops bookmarks serve` process (which a
+/// test can kill for real).
+enum Api {
+    InProcess(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<bookmarks::BookmarksResult<()>>),
+    Process(std::process::Child),
+}
+
 impl Stack {
     async fn start(timeout_ms: Option<u64>, api_token: Option<&str>) -> Self {
+        Self::start_with(timeout_ms, api_token, false).await
+    }
+
+    async fn start_with(timeout_ms: Option<u64>, api_token: Option<&str>, api_as_process: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api_origin = format!("http://{}", api_listener.local_addr().unwrap());
@@ -342,14 +352,46 @@ impl Stack {
         config.server.browser.allowed_origins = vec![web_origin.clone(), api_origin.clone()];
         let app = App::start(config).await.unwrap();
 
-        let mut bookmarks = bookmarks::BookmarksConfig::new(dir.path().join("bookmarks.db"));
-        bookmarks.aiops_url = Some(app.url());
-        bookmarks.cors_origins = vec![web_origin.clone()];
-        bookmarks.api_token = api_token.map(str::to_owned);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let api = tokio::spawn(bookmarks::serve(bookmarks, api_listener, async {
-            let _ = stopped.await;
-        }));
+        let db = dir.path().join("bookmarks.db");
+        let api = if api_as_process {
+            let listen = api_listener.local_addr().unwrap().to_string();
+            drop(api_listener);
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_aiops"));
+            command
+                .args([
+                    "bookmarks",
+                    "serve",
+                    "--listen",
+                    &listen,
+                    "--aiops-url",
+                    &app.url(),
+                    "--cors-origin",
+                    &web_origin,
+                    "--db",
+                ])
+                .arg(&db)
+                .env("AIOPS_LOG", "error")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null());
+            if let Some(token) = api_token {
+                command.args(["--api-token", token]);
+            }
+            let mut child = command.spawn().unwrap();
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+            assert!(line.starts_with("listening on "), "{line}");
+            Api::Process(child)
+        } else {
+            let mut bookmarks = bookmarks::BookmarksConfig::new(db);
+            bookmarks.aiops_url = Some(app.url());
+            bookmarks.cors_origins = vec![web_origin.clone()];
+            bookmarks.api_token = api_token.map(str::to_owned);
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(bookmarks::serve(bookmarks, api_listener, async {
+                let _ = stopped.await;
+            }));
+            Api::InProcess(stop, task)
+        };
         let page = bookmarks::web_router(&bookmarks::PageSettings {
             aiops_url: Some(app.url()),
             api_base: Some(api_origin.clone()),
@@ -368,7 +410,7 @@ impl Stack {
             )
             .await;
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        Self { app, api_origin, web_origin, http, browser, driver, stop, api, web, _dir: dir }
+        Self { app, api_origin, web_origin, http, browser, driver, api, web, _dir: dir }
     }
 
     async fn inject(&self, fault: Value) {
@@ -411,12 +453,27 @@ impl Stack {
         (problem, evidence)
     }
 
+    /// Kills the API process with SIGKILL: it neither answers nor deregisters.
+    fn kill_api(&mut self) {
+        let Api::Process(child) = &mut self.api else { panic!("the API runs in this process") };
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     async fn stop(self) {
         self.browser.quit().await;
         drop(self.driver);
         self.web.abort();
-        let _ = self.stop.send(());
-        let _ = self.api.await;
+        match self.api {
+            Api::InProcess(stop, task) => {
+                let _ = stop.send(());
+                let _ = task.await;
+            }
+            Api::Process(mut child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
         self.app.shutdown().await.unwrap();
     }
 }
@@ -560,5 +617,38 @@ async fn a_front_end_that_stops_sending_its_token_is_rolled_back() {
         .browser
         .wait_for("return document.querySelectorAll('#list li').length >= 1", "the list, with the token again")
         .await;
+    stack.stop().await;
+}
+
+/// The back end dies; the page keeps trying to load the list. The core says, from the
+/// browser's side, that the page calls a back end that is down, and proposes starting it.
+#[tokio::test]
+async fn a_page_retrying_a_dead_back_end_is_diagnosed_as_such() {
+    let mut stack = Stack::start_with(None, None, true).await;
+    stack.kill_api();
+    stack.browser.run("document.getElementById('q').value = 'x'; refresh(); return true;").await;
+    stack
+        .browser
+        .wait_for("return document.getElementById('status').textContent.includes('3 of 5')", "the page's retries")
+        .await;
+    stack.browser.run("window.__aiops.flush(false); return true;").await;
+    let (problem, evidence) = stack.integration_problem(None).await;
+    assert!(
+        evidence.iter().any(|e| e.starts_with("browser bookmarks-web: GET /api/bookmarks got no answer")),
+        "{evidence:?}"
+    );
+    assert!(
+        evidence.iter().any(|e| e.starts_with("back end bookmarks instance") && e.contains("connection refused")),
+        "{evidence:?}"
+    );
+    let diagnosis = wait_for_event(&stack.http, &stack.app.url(), "diagnosis.completed", |e| {
+        e["data"]["problem"]["id"] == problem["data"]["id"]
+    })
+    .await;
+    assert_eq!(
+        diagnosis["data"]["hypotheses"][0]["title"], "The page keeps calling a back end that is down",
+        "{diagnosis}"
+    );
+    assert_eq!(diagnosis["data"]["candidates"][0]["tool"], "start_service", "{diagnosis}");
     stack.stop().await;
 }
