@@ -306,6 +306,49 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
     browser.click("#save").await;
     browser.wait_for("return document.querySelectorAll('#list li').length === 2", "the save to work").await;
 
+    // The same release again; this time the user deletes, at a route the API renamed.
+    let skewed = http
+        .post(format!("{page_origin}/admin/faults"))
+        .json(&json!({ "fault": "frontend_skew" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(skewed.status().is_success());
+    browser.goto(&format!("{page_origin}/")).await;
+    browser
+        .wait_for(
+            "return window.__aiops && document.querySelectorAll('#list li').length === 2",
+            "the page, skewed again",
+        )
+        .await;
+    for _ in 0..3 {
+        browser.click("#list li button.delete").await;
+        browser
+            .wait_for(
+                "const s = document.getElementById('status'); return s.classList.contains('error') && s.textContent",
+                "the delete to fail",
+            )
+            .await;
+        browser.run("document.getElementById('status').className = ''; return true;").await;
+    }
+    browser.run("window.__aiops.flush(false); return true;").await;
+    let renamed = wait_for_event(&http, &app.url(), "problem.detected", |e| {
+        e["data"]["kind"] == "integration_failure" && e["data"]["id"] != problem["data"]["id"]
+    })
+    .await;
+    let evidence: Vec<&str> =
+        renamed["data"]["evidence"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(
+        evidence.iter().any(|e| e.starts_with(
+            "contract drift: the page calls DELETE /api/bookmark/:id, the API serves DELETE /api/bookmarks/{id}"
+        )),
+        "{evidence:?}"
+    );
+    let healed =
+        wait_for_event(&http, &app.url(), "problem.resolved", |e| e["data"]["problem_id"] == renamed["data"]["id"])
+            .await;
+    assert_eq!(healed["data"]["tool"], "rollback_frontend", "the fix that healed the field drift, first try");
+
     browser.quit().await;
     drop(driver);
     let _ = stop.send(());
