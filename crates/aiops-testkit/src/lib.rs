@@ -1,6 +1,5 @@
-//! Real services for tests: an ephemeral `redis-server`, an ephemeral PostgreSQL 18 with
-//! pgvector and a `chromedriver` for headless Chromium, each on a free `127.0.0.1` port in its
-//! own temporary directory.
+//! Real services for tests: an ephemeral `redis-server` and an ephemeral PostgreSQL 18 with
+//! pgvector, each on a free `127.0.0.1` port in its own temporary directory.
 //!
 //! ```no_run
 //! let redis = aiops_testkit::RedisServer::start().expect("start redis-server");
@@ -25,12 +24,10 @@
 //! - `redis.rs`: [`RedisServer`] and [`RedisOptions`].
 //! - `http_mock.rs`: [`MockHttpServer`], a scripted HTTP server for clients of remote APIs.
 //! - `postgres.rs`: [`PostgresServer`].
-//! - `chromedriver.rs`: [`ChromeDriver`], for browser tests with Debian's headless Chromium.
 //! - `port.rs`: [`free_port`].
 //! - `process.rs`: running commands and capturing their output for error messages.
 //! - `error.rs`: [`TestkitError`].
 
-mod chromedriver;
 mod error;
 mod http_mock;
 mod port;
@@ -38,7 +35,6 @@ mod postgres;
 mod process;
 mod redis;
 
-pub use chromedriver::{ChromeDriver, CHROMIUM_ARGS, CHROMIUM_BINARY};
 pub use error::{TestkitError, TestkitResult, INSTALL_COMMAND};
 pub use http_mock::{MockHttpServer, MockReply, RecordedRequest};
 pub use port::free_port;

@@ -29,7 +29,7 @@ use super::supervisor::{Supervisor, Unit};
 
 const SERVICE: &str = "bookmarks";
 /// The faults `--fault all` runs, with what each does.
-pub(crate) const FAULTS: [(&str, &str); 8] = [
+pub(crate) const FAULTS: [(&str, &str); 9] = [
     ("db_pool_exhausted", "the database pool leaks every connection"),
     ("bad_release", "release 1.1.0 goes out with a broken search query"),
     ("disk_full", "the data directory fills up"),
@@ -38,7 +38,10 @@ pub(crate) const FAULTS: [(&str, &str); 8] = [
     ("slow_queries", "the search index is dropped, every search scans the table"),
     ("crash_loop", "configuration v3 makes the process panic 500 ms after every start"),
     ("dependency_down", "the title service it depends on is killed (SIGKILL, as by the OOM killer)"),
+    ("frontend_skew", "front end 2.0.0, built against another API version, goes out; a user saves in a real browser"),
 ];
+/// Faults played by a user in a real browser: they need Chromium.
+const BROWSER_FAULTS: [&str; 1] = ["frontend_skew"];
 /// The services the demo runs.
 const SERVICES: [&str; 2] = [SERVICE, bookmarks::TITLES_SERVICE];
 
@@ -118,6 +121,9 @@ async fn run_in(
     config.agents.healing.max_actions_total = 100;
     // The supervisor restarts within 100 ms, so crashes come fast: two are a loop here.
     config.agents.monitor.crash_loop_restarts = 2;
+    // The page's reports come from the bookmark manager's origin, whose port is picked later;
+    // the core listens on loopback only.
+    config.server.browser.allowed_origins = vec!["*".into()];
     let exe = std::env::current_exe().context("finding this executable")?;
     let db = workdir.join("bookmarks.db");
     let (supervisor, mut inboxes) = Supervisor::new(&SERVICES).await?;
@@ -148,8 +154,23 @@ async fn run_in(
     let stats = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let traffic = tokio::spawn(drive_traffic(http.clone(), base.clone(), running.clone(), stats.clone()));
 
+    let faults: Vec<(&str, &str)> = faults
+        .iter()
+        .copied()
+        .filter(|(fault, _)| {
+            let playable = !BROWSER_FAULTS.contains(fault) || aiops_cli::browser::available();
+            if !playable {
+                say(format!(
+                    "{fault}: skipped, it needs a browser ({} and chromedriver)",
+                    aiops_cli::browser::CHROMIUM_BINARY
+                ));
+            }
+            playable
+        })
+        .collect();
+    let mut user: Option<(aiops_cli::browser::ChromeDriver, Arc<aiops_cli::browser::Session>)> = None;
     let mut scenarios = Vec::new();
-    'faults: for &(fault, what) in faults {
+    'faults: for &(fault, what) in &faults {
         for occurrence in 1..=occurrences {
             tokio::time::sleep(BASELINE).await;
             wait_until_passing(&app, Duration::from_secs(30)).await?;
@@ -170,7 +191,25 @@ async fn run_in(
                     bail!("injecting the fault failed: {}", response.status());
                 }
             }
+            let playing = if BROWSER_FAULTS.contains(&fault) {
+                if user.is_none() {
+                    let driver = tokio::task::spawn_blocking(aiops_cli::browser::ChromeDriver::start).await??;
+                    let session = aiops_cli::browser::Session::start(&driver).await?;
+                    user = Some((driver, Arc::new(session)));
+                }
+                let session = user.as_ref().map(|(_, session)| session.clone()).expect("started above");
+                Some(tokio::spawn(save_in_the_page(session, base.clone())))
+            } else {
+                None
+            };
             let scenario = watch(&app, &http, mark, fault_at, fault, occurrence).await?;
+            if let Some(playing) = playing {
+                match playing.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => say(format!("  the browser user stumbled: {err:#}")),
+                    Err(err) => say(format!("  the browser user stopped: {err}")),
+                }
+            }
             let healed = scenario.verified;
             scenarios.push(scenario);
             if !healed {
@@ -180,6 +219,12 @@ async fn run_in(
     }
     running.store(false, Ordering::SeqCst);
     let _ = traffic.await;
+    if let Some((driver, session)) = user {
+        if let Ok(session) = Arc::try_unwrap(session) {
+            session.quit().await;
+        }
+        drop(driver);
+    }
 
     say("\n── summary");
     say(format!(
@@ -204,7 +249,7 @@ async fn run_in(
     let all_healed = scenarios.len() == occurrences as usize * faults.len() && scenarios.iter().all(|s| s.verified);
     // Per fault: was a later occurrence healed with fewer tries than the first?
     let mut faster = None;
-    for &(fault, _) in faults {
+    for &(fault, _) in &faults {
         let runs: Vec<&Scenario> = scenarios.iter().filter(|s| s.fault == fault).collect();
         if let (Some(first), Some(second)) =
             (runs.first().and_then(|s| s.healed_ms), runs.get(1).and_then(|s| s.healed_ms))
@@ -223,6 +268,28 @@ async fn run_in(
         )?);
     }
     Ok(all_healed)
+}
+
+/// A user in a real browser: opens the bookmark manager's page and tries to save three
+/// bookmarks, each refused by the API (the front end just deployed was built against another
+/// version of it), as the page's instrumentation reports to the core.
+async fn save_in_the_page(session: Arc<aiops_cli::browser::Session>, base: String) -> anyhow::Result<()> {
+    session.goto(&format!("{base}/")).await?;
+    session.wait_for("return window.__aiops && document.getElementById('status').textContent", "the page").await?;
+    for n in 0..3 {
+        session.type_into("#url", &format!("https://example.org/from-the-browser-{n}")).await?;
+        session.click("#save").await?;
+        let status = session
+            .wait_for(
+                "const s = document.getElementById('status'); return s.classList.contains('error') && s.textContent",
+                "the save's answer",
+            )
+            .await?;
+        say(format!("             browser: save {}: {}", n + 1, status.as_str().unwrap_or_default()));
+        session.run("document.getElementById('status').className = ''; document.getElementById('add').reset(); return true;").await?;
+    }
+    session.run("window.__aiops.flush(false); return true;").await?;
+    Ok(())
 }
 
 /// The tools of this deployment, as an operator writes them for theirs: the configuration is

@@ -6,96 +6,8 @@
 use std::time::Duration;
 
 use aiops_app::{App, Config};
-use aiops_testkit::{ChromeDriver, CHROMIUM_ARGS, CHROMIUM_BINARY};
+use aiops_cli::browser::{ChromeDriver, Session};
 use serde_json::{json, Value};
-
-/// A W3C WebDriver session, spoken over HTTP as the specification writes it.
-struct Session {
-    http: reqwest::Client,
-    base: String,
-}
-
-/// The key under which WebDriver returns an element reference.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-impl Session {
-    async fn start(driver: &ChromeDriver) -> Self {
-        let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap();
-        let profile = driver.profile_dir("profile").unwrap();
-        let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|a| (*a).to_owned()).collect();
-        args.push(format!("--user-data-dir={}", profile.display()));
-        let capabilities = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": { "binary": CHROMIUM_BINARY, "args": args },
-        }}});
-        let answer: Value = http
-            .post(format!("{}/session", driver.url()))
-            .json(&capabilities)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = answer["value"]["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session: {answer}\n{}", driver.log()))
-            .to_owned();
-        Self { http, base: format!("{}/session/{id}", driver.url()) }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let answer: Value = request.send().await.unwrap().json().await.unwrap();
-        if answer["value"]["error"].is_string() {
-            panic!("WebDriver {path}: {}", answer["value"]);
-        }
-        answer["value"].clone()
-    }
-
-    async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
-    }
-
-    async fn find(&self, css: &str) -> String {
-        let found =
-            self.call(reqwest::Method::POST, "/element", Some(json!({ "using": "css selector", "value": css }))).await;
-        found[ELEMENT].as_str().unwrap().to_owned()
-    }
-
-    async fn type_into(&self, css: &str, text: &str) {
-        let element = self.find(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({ "text": text }))).await;
-    }
-
-    async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
-    }
-
-    async fn run(&self, script: &str) -> Value {
-        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": script, "args": [] }))).await
-    }
-
-    /// Waits until `script` returns something truthy; returns it.
-    async fn wait_for(&self, script: &str, what: &str) -> Value {
-        for _ in 0..200 {
-            let value = self.run(script).await;
-            if !(value.is_null() || value == false || value == "" || value == 0) {
-                return value;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("timed out waiting for {what}");
-    }
-
-    async fn quit(self) {
-        let _ = self.http.delete(&self.base).send().await;
-    }
-}
 
 /// The core's events of `event_type`, newest first.
 async fn events(http: &reqwest::Client, core: &str, event_type: &str) -> Vec<Value> {
@@ -169,17 +81,20 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
     }));
 
     let driver = tokio::task::spawn_blocking(ChromeDriver::start).await.unwrap().expect("start chromedriver");
-    let browser = Session::start(&driver).await;
-    browser.goto(&format!("{page_origin}/")).await;
-    browser.wait_for("return window.__aiops && document.getElementById('status').textContent", "the page").await;
+    let browser = Session::start(&driver).await.unwrap();
+    browser.goto(&format!("{page_origin}/")).await.unwrap();
+    browser
+        .wait_for("return window.__aiops && document.getElementById('status').textContent", "the page")
+        .await
+        .unwrap();
 
     // A user saves a bookmark through the form.
-    browser.type_into("#url", "https://example.org/rust-book").await;
-    browser.type_into("#tags", "rust, books").await;
-    browser.click("#save").await;
+    browser.type_into("#url", "https://example.org/rust-book").await.unwrap();
+    browser.type_into("#tags", "rust, books").await.unwrap();
+    browser.click("#save").await.unwrap();
     let shown = browser
         .wait_for("return document.querySelectorAll('#list li').length === 1 && document.querySelector('#list li a').textContent", "the saved bookmark")
-        .await;
+        .await.unwrap();
     assert_eq!(shown, "https://example.org/rust-book");
 
     // The back end breaks searches; the user searches; the page shows the error.
@@ -187,13 +102,14 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
     let injected =
         http.post(format!("{page_origin}/admin/faults")).json(&json!({ "fault": "bad_release" })).send().await.unwrap();
     assert!(injected.status().is_success());
-    browser.type_into("#q", "rust").await;
+    browser.type_into("#q", "rust").await.unwrap();
     let status = browser
         .wait_for(
             "const s = document.getElementById('status'); return s.classList.contains('error') && s.textContent",
             "the error",
         )
-        .await;
+        .await
+        .unwrap();
     assert!(status.as_str().unwrap().starts_with("Could not load bookmarks"), "{status}");
     // An uncaught error in one of the page's own scripts, too (a script WebDriver runs counts
     // as foreign: the browser hides its errors as "Script error.").
@@ -203,9 +119,10 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
              s.textContent = \"setTimeout(() => { throw new Error('boom from the test'); }, 0);\"; \
              document.head.append(s); return true;",
         )
-        .await;
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    browser.run("window.__aiops.flush(false); return true;").await;
+    browser.run("window.__aiops.flush(false); return true;").await.unwrap();
 
     let mut failed = None;
     for _ in 0..100 {
@@ -259,22 +176,24 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
         .await
         .unwrap();
     assert!(skewed.status().is_success());
-    browser.goto(&format!("{page_origin}/")).await;
+    browser.goto(&format!("{page_origin}/")).await.unwrap();
     browser
         .wait_for("return window.__aiops && document.querySelectorAll('#list li').length === 1", "the page, again")
-        .await;
+        .await
+        .unwrap();
     for n in 0..3 {
-        browser.type_into("#url", &format!("https://example.org/skew-{n}")).await;
-        browser.click("#save").await;
+        browser.type_into("#url", &format!("https://example.org/skew-{n}")).await.unwrap();
+        browser.click("#save").await.unwrap();
         browser
             .wait_for(
                 "const s = document.getElementById('status'); return s.classList.contains('error') && s.textContent",
                 "the save to fail",
             )
-            .await;
-        browser.run("document.getElementById('status').className = ''; document.getElementById('add').reset(); return true;").await;
+            .await
+            .unwrap();
+        browser.run("document.getElementById('status').className = ''; document.getElementById('add').reset(); return true;").await.unwrap();
     }
-    browser.run("window.__aiops.flush(false); return true;").await;
+    browser.run("window.__aiops.flush(false); return true;").await.unwrap();
     let problem =
         wait_for_event(&http, &app.url(), "problem.detected", |e| e["data"]["kind"] == "integration_failure").await;
     let evidence: Vec<&str> =
@@ -295,16 +214,17 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
             .await;
     assert_eq!(healed["data"]["tool"], "rollback_frontend");
     // The user reloads and saving works again.
-    browser.goto(&format!("{page_origin}/")).await;
+    browser.goto(&format!("{page_origin}/")).await.unwrap();
     browser
         .wait_for(
             "return window.__aiops && document.querySelectorAll('#list li').length === 1",
             "the page, rolled back",
         )
-        .await;
-    browser.type_into("#url", "https://example.org/after-rollback").await;
-    browser.click("#save").await;
-    browser.wait_for("return document.querySelectorAll('#list li').length === 2", "the save to work").await;
+        .await
+        .unwrap();
+    browser.type_into("#url", "https://example.org/after-rollback").await.unwrap();
+    browser.click("#save").await.unwrap();
+    browser.wait_for("return document.querySelectorAll('#list li').length === 2", "the save to work").await.unwrap();
 
     // The same release again; this time the user deletes, at a route the API renamed.
     let skewed = http
@@ -314,24 +234,26 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
         .await
         .unwrap();
     assert!(skewed.status().is_success());
-    browser.goto(&format!("{page_origin}/")).await;
+    browser.goto(&format!("{page_origin}/")).await.unwrap();
     browser
         .wait_for(
             "return window.__aiops && document.querySelectorAll('#list li').length === 2",
             "the page, skewed again",
         )
-        .await;
+        .await
+        .unwrap();
     for _ in 0..3 {
-        browser.click("#list li button.delete").await;
+        browser.click("#list li button.delete").await.unwrap();
         browser
             .wait_for(
                 "const s = document.getElementById('status'); return s.classList.contains('error') && s.textContent",
                 "the delete to fail",
             )
-            .await;
-        browser.run("document.getElementById('status').className = ''; return true;").await;
+            .await
+            .unwrap();
+        browser.run("document.getElementById('status').className = ''; return true;").await.unwrap();
     }
-    browser.run("window.__aiops.flush(false); return true;").await;
+    browser.run("window.__aiops.flush(false); return true;").await.unwrap();
     let renamed = wait_for_event(&http, &app.url(), "problem.detected", |e| {
         e["data"]["kind"] == "integration_failure" && e["data"]["id"] != problem["data"]["id"]
     })
@@ -444,14 +366,15 @@ impl Stack {
         let web = tokio::spawn(async move { axum::serve(web_listener, page).await });
 
         let driver = tokio::task::spawn_blocking(ChromeDriver::start).await.unwrap().expect("start chromedriver");
-        let browser = Session::start(&driver).await;
-        browser.goto(&format!("{web_origin}/")).await;
+        let browser = Session::start(&driver).await.unwrap();
+        browser.goto(&format!("{web_origin}/")).await.unwrap();
         browser
             .wait_for(
                 "return window.__aiops && document.getElementById('status').textContent === '0 bookmarks'",
                 "the page",
             )
-            .await;
+            .await
+            .unwrap();
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         Self { app, api_origin, web_origin, http, browser, driver, api, web, _dir: dir }
     }
@@ -464,19 +387,19 @@ impl Stack {
     /// Saves through the form `times` times, each failing in the page; then ships the reports.
     async fn fail_saves(&self, times: usize) {
         for n in 0..times {
-            self.browser.type_into("#url", &format!("https://example.org/failing-{n}")).await;
-            self.browser.click("#save").await;
+            self.browser.type_into("#url", &format!("https://example.org/failing-{n}")).await.unwrap();
+            self.browser.click("#save").await.unwrap();
             self.browser
                 .wait_for(
                     "const s = document.getElementById('status'); return s.classList.contains('error') && s.textContent",
                     "the save to fail",
                 )
-                .await;
+                .await.unwrap();
             self.browser
                 .run("document.getElementById('status').className = ''; document.getElementById('add').reset(); return true;")
-                .await;
+                .await.unwrap();
         }
-        self.browser.run("window.__aiops.flush(false); return true;").await;
+        self.browser.run("window.__aiops.flush(false); return true;").await.unwrap();
     }
 
     /// The newest integration problem other than `seen`, with its evidence.
@@ -530,9 +453,12 @@ impl Stack {
 async fn a_page_blocked_by_cors_is_diagnosed_from_both_sides_and_fixed_after_approval() {
     let stack = Stack::start(None, None).await;
     let (browser, http, app) = (&stack.browser, &stack.http, &stack.app);
-    browser.type_into("#url", "https://example.org/across-origins").await;
-    browser.click("#save").await;
-    browser.wait_for("return document.querySelectorAll('#list li').length === 1", "a save across origins").await;
+    browser.type_into("#url", "https://example.org/across-origins").await.unwrap();
+    browser.click("#save").await.unwrap();
+    browser
+        .wait_for("return document.querySelectorAll('#list li').length === 1", "a save across origins")
+        .await
+        .unwrap();
 
     stack.inject(json!({ "fault": "cors_blocked" })).await;
     stack.fail_saves(3).await;
@@ -567,15 +493,16 @@ async fn a_page_blocked_by_cors_is_diagnosed_from_both_sides_and_fixed_after_app
         wait_for_event(http, &app.url(), "problem.resolved", |e| e["data"]["problem_id"] == problem["data"]["id"])
             .await;
     assert_eq!(healed["data"]["tool"], "rollback_config");
-    browser.type_into("#url", "https://example.org/allowed-again").await;
-    browser.click("#save").await;
+    browser.type_into("#url", "https://example.org/allowed-again").await.unwrap();
+    browser.click("#save").await.unwrap();
     // The blocked saves ran at the back end (the page never heard), so the list has them too.
     browser
         .wait_for(
             "return [...document.querySelectorAll('#list li a')].some(a => a.textContent.endsWith('allowed-again'))",
             "saves across origins again",
         )
-        .await;
+        .await
+        .unwrap();
     stack.stop().await;
 }
 
@@ -624,22 +551,27 @@ async fn a_lowered_body_limit_and_a_browser_only_timeout_are_told_apart() {
 #[tokio::test]
 async fn a_front_end_that_stops_sending_its_token_is_rolled_back() {
     let stack = Stack::start(None, Some("page-token-0123")).await;
-    stack.browser.type_into("#url", "https://example.org/with-token").await;
-    stack.browser.click("#save").await;
-    stack.browser.wait_for("return document.querySelectorAll('#list li').length === 1", "a save with the token").await;
+    stack.browser.type_into("#url", "https://example.org/with-token").await.unwrap();
+    stack.browser.click("#save").await.unwrap();
+    stack
+        .browser
+        .wait_for("return document.querySelectorAll('#list li').length === 1", "a save with the token")
+        .await
+        .unwrap();
 
     stack.inject(json!({ "fault": "frontend_auth_dropped" })).await;
     // The new release is what the API serves at /app.js (the page on its own origin keeps
     // the old script), so the user here loads the page the API serves.
     let api_page = format!("{}/", stack.api_origin);
-    stack.browser.goto(&api_page).await;
+    stack.browser.goto(&api_page).await.unwrap();
     stack
         .browser
         .wait_for(
             "return window.__aiops !== undefined && document.getElementById('status').textContent",
             "the new release",
         )
-        .await;
+        .await
+        .unwrap();
     stack.fail_saves(3).await;
     let (problem, evidence) = stack.integration_problem(None).await;
     assert!(
@@ -655,11 +587,12 @@ async fn a_front_end_that_stops_sending_its_token_is_rolled_back() {
     })
     .await;
     assert_eq!(healed["data"]["tool"], "rollback_frontend");
-    stack.browser.goto(&api_page).await;
+    stack.browser.goto(&api_page).await.unwrap();
     stack
         .browser
         .wait_for("return document.querySelectorAll('#list li').length >= 1", "the list, with the token again")
-        .await;
+        .await
+        .unwrap();
     stack.stop().await;
 }
 
@@ -669,12 +602,13 @@ async fn a_front_end_that_stops_sending_its_token_is_rolled_back() {
 async fn a_page_retrying_a_dead_back_end_is_diagnosed_as_such() {
     let mut stack = Stack::start_with(None, None, true).await;
     stack.kill_api();
-    stack.browser.run("document.getElementById('q').value = 'x'; refresh(); return true;").await;
+    stack.browser.run("document.getElementById('q').value = 'x'; refresh(); return true;").await.unwrap();
     stack
         .browser
         .wait_for("return document.getElementById('status').textContent.includes('3 of 5')", "the page's retries")
-        .await;
-    stack.browser.run("window.__aiops.flush(false); return true;").await;
+        .await
+        .unwrap();
+    stack.browser.run("window.__aiops.flush(false); return true;").await.unwrap();
     let (problem, evidence) = stack.integration_problem(None).await;
     assert!(
         evidence.iter().any(|e| e.starts_with("browser bookmarks-web: GET /api/bookmarks got no answer")),

@@ -60,6 +60,8 @@ fn every_fault_scenario_heals_and_its_second_occurrence_takes_one_attempt() {
         ("slow_queries", "rebuild_indexes"),
         ("crash_loop", "rollback_config"),
         ("dependency_down", "start_service"),
+        // Played by a user in headless Chromium, which the test command installs.
+        ("frontend_skew", "rollback_frontend"),
     ];
     assert_eq!(scenarios.len(), expected.len() * 2, "{stdout}");
     for (pair, (fault, fix)) in scenarios.chunks(2).zip(expected) {

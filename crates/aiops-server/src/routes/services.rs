@@ -102,6 +102,18 @@ fn to_json(value: &impl Serialize) -> Result<Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// Runs a registry write to its end even when the client goes away mid-request (a crashing
+/// service often does, right after it sent its registration): a write cancelled while it
+/// opens its transaction leaves the pooled SQLite connection unusable (sqlx issue 3932).
+async fn to_completion<T: Send + 'static>(
+    write: impl std::future::Future<Output = Result<T, aiops_registry::RegistryError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::spawn(write).await {
+        Ok(result) => Ok(result?),
+        Err(err) => Err(ApiError::Internal(format!("a registry write did not finish: {err}"))),
+    }
+}
+
 /// Publishes a registry event; the registry change already stands, so a failure is logged,
 /// not returned.
 async fn announce(state: &ApiState, who: &str, kind: &str, service: &str, data: Value) {
@@ -123,7 +135,8 @@ pub(crate) async fn register(
     // A client registers once per process (and again only after the registry forgot it), so
     // an instance still registered means its last process ended without deregistering.
     let restarted = state.registry.instance(&registration.instance_id).await?.is_some();
-    let instance = state.registry.register(registration).await?;
+    let registry = state.registry.clone();
+    let instance = to_completion(async move { registry.register(registration).await }).await?;
     let registered = &instance.registration;
     tracing::info!(service = %registered.name, instance = %registered.instance_id, restarted, "Service registered.");
     let announcement = ServiceRegistered {
@@ -142,7 +155,8 @@ pub(crate) async fn heartbeat(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&state.tokens, &headers, Scope::Ingest)?;
-    state.registry.heartbeat(&id).await?;
+    let (registry, instance) = (state.registry.clone(), id.clone());
+    to_completion(async move { registry.heartbeat(&instance).await }).await?;
     Ok(Json(json!({ "instance_id": id, "status": "ok" })))
 }
 
@@ -155,7 +169,8 @@ pub(crate) async fn deregister(
     let Some(instance) = state.registry.instance(&id).await? else {
         return Err(ApiError::NotFound(format!("service instance {id} is not registered")));
     };
-    if state.registry.deregister(&id).await? {
+    let (registry, instance_id) = (state.registry.clone(), id.clone());
+    if to_completion(async move { registry.deregister(&instance_id).await }).await? {
         let data = ServiceDeregistered {
             service: instance.registration.name.clone(),
             instance_id: id.clone(),
