@@ -219,6 +219,9 @@ pub(crate) async fn backend_view(ctx: &AgentContext, service: &str, failing: &Fa
                 data["duration_ms"].as_f64().unwrap_or_default(),
                 data["trace_id"].as_str().unwrap_or("?"),
             );
+            if let Some(rejected) = data["rejected"].as_str() {
+                view.push_str(&format!(": it refused it: {rejected}"));
+            }
             if failing.call.status == 0 {
                 let backend_ms = data["duration_ms"].as_f64().unwrap_or_default();
                 let error = failing.error.as_deref().unwrap_or_default().to_ascii_lowercase();

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use aiops_model::{RequestRecord, ServiceError};
+use aiops_model::{RequestRecord, RequestRejection, ServiceError};
 use axum::extract::MatchedPath;
 use axum::http::{Request, Response};
 use tower::{Layer, Service};
@@ -26,7 +26,8 @@ const UNMATCHED_ROUTE: &str = "unmatched";
 /// For each response it records an `http.request` event (method, route template or
 /// `"unmatched"`, status, duration until the response head, trace id from a W3C
 /// `traceparent` header); a request dropped before its response because the client went
-/// away is recorded with status 499 ([`CLIENT_CLOSED_REQUEST`]). When the response carries an [`aiops_model::ServiceError`] in its
+/// away is recorded with status 499 ([`CLIENT_CLOSED_REQUEST`]), and a refused one with the
+/// reason its handler gave (an [`aiops_model::RequestRejection`] extension). When the response carries an [`aiops_model::ServiceError`] in its
 /// extensions, it also reports that error, with `route` filled in when the handler left it
 /// empty: this is how handlers report their 5xx causes without a client at hand.
 pub fn track_requests(client: AiopsClient) -> TrackRequestsLayer {
@@ -101,6 +102,7 @@ where
                 status: response.status().as_u16(),
                 duration_ms,
                 trace_id,
+                rejected: response.extensions().get::<RequestRejection>().map(|r| r.0.clone()),
             });
             Ok(response)
         })
@@ -126,6 +128,7 @@ impl Drop for Abandoned {
                 status: CLIENT_CLOSED_REQUEST,
                 duration_ms,
                 trace_id,
+                rejected: None,
             });
         }
     }

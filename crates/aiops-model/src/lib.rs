@@ -21,8 +21,8 @@ pub use envelope::{Envelope, EnvelopeError, MAX_DATA_BYTES};
 pub use payload::{
     ActionOutcome, ActionStarted, ApprovalDecision, ApprovalRequest, CandidateAction, Diagnosis, DiagnosisSource,
     Escalation, HealthChange, HealthStatus, Hypothesis, HypothesisSource, KillSwitch, LlmReview, PickStrategy, Problem,
-    ProblemKind, ProblemResolved, RequestRecord, RiskLevel, ServiceDeregistered, ServiceError, ServiceRegistered,
-    TrustLevel,
+    ProblemKind, ProblemResolved, RequestRecord, RequestRejection, RiskLevel, ServiceDeregistered, ServiceError,
+    ServiceRegistered, TrustLevel,
 };
 pub use severity::Severity;
 

@@ -24,7 +24,17 @@ pub struct RequestRecord {
     /// W3C trace id, when the request carried one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// Why the service refused the request (a 4xx: a validation error, a missing token), as
+    /// it told the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
+
+/// A response extension a service sets on a request it refuses (4xx), with what it told the
+/// caller; the client library's request layer records it with the request
+/// ([`RequestRecord::rejected`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRejection(pub String);
 
 /// An error a service reports about itself (`service.error`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

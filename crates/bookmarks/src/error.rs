@@ -190,6 +190,9 @@ impl IntoResponse for BookmarksError {
         };
         let body = json!({ "error": { "code": self.code(), "message": message } });
         let mut response = (status, Json(body)).into_response();
+        if status.is_client_error() {
+            response.extensions_mut().insert(aiops_model::RequestRejection(message.clone()));
+        }
         if let Some(message) = self.cause() {
             let kind = match &self {
                 Self::Fault { kind, .. } => kind,

@@ -18,6 +18,7 @@ fn request(status: u16, at: DateTime<Utc>) -> Envelope {
         status,
         duration_ms: 3.0,
         trace_id: None,
+        rejected: None,
     };
     let mut event = Envelope::new("bookmarks/1", event_type::HTTP_REQUEST, serde_json::to_value(record).unwrap())
         .with_subject("bookmarks");

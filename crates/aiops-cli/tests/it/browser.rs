@@ -206,7 +206,10 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
         "{evidence:?}"
     );
     assert!(
-        evidence.iter().any(|e| e.starts_with("back end bookmarks: POST /api/bookmarks answered 422")),
+        evidence.iter().any(|e| e.starts_with("back end bookmarks: POST /api/bookmarks answered 422")
+            && e.contains(
+                "it refused it: Failed to deserialize the JSON body into the target type: link: unknown field `link`"
+            )),
         "{evidence:?}"
     );
     let healed =
@@ -315,6 +318,9 @@ impl Stack {
         config.server.listen = "127.0.0.1:0".into();
         // Both pages report: the one on its own origin, and the one the API serves.
         config.server.browser.allowed_origins = vec![web_origin.clone(), api_origin.clone()];
+        // Health checks every 5 s: what these tests look at is the browser's side, which must
+        // not race the registry's own view of a dead back end.
+        config.registry.interval_ms = 5000;
         let app = App::start(config).await.unwrap();
 
         let db = dir.path().join("bookmarks.db");

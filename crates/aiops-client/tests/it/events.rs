@@ -27,6 +27,7 @@ async fn events_carry_source_subject_and_typed_payloads() {
         status: 200,
         duration_ms: 1.5,
         trace_id: None,
+        rejected: None,
     });
     client.report_error(ServiceError {
         kind: "database".into(),

@@ -158,8 +158,14 @@ mod tests {
 
     fn request(detector: &mut BurnRateDetector, at_s: i64, status: u16) -> Option<Finding> {
         let at = DateTime::<Utc>::from_timestamp(1_700_000_000 + at_s, 0).unwrap();
-        let record =
-            RequestRecord { method: "GET".into(), route: "/".into(), status, duration_ms: 5.0, trace_id: None };
+        let record = RequestRecord {
+            method: "GET".into(),
+            route: "/".into(),
+            status,
+            duration_ms: 5.0,
+            trace_id: None,
+            rejected: None,
+        };
         detector.observe(&Observation::Request { service: "bookmarks".into(), at, record })
     }
 

@@ -14,7 +14,14 @@ fn request(ms: i64, status: u16, duration_ms: f64) -> Observation {
     Observation::Request {
         service: "svc".into(),
         at: at(ms),
-        record: RequestRecord { method: "GET".into(), route: "/x".into(), status, duration_ms, trace_id: None },
+        record: RequestRecord {
+            method: "GET".into(),
+            route: "/x".into(),
+            status,
+            duration_ms,
+            trace_id: None,
+            rejected: None,
+        },
     }
 }
 
