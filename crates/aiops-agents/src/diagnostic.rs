@@ -222,6 +222,13 @@ impl Diagnostic {
                         source: HypothesisSource::Knowledge { problem_id: hit.node.id.clone(), similarity: hit.score },
                     });
                 }
+                let target_service = solution.data["target_service"].as_str().map(str::to_owned);
+                // A fix of a dependency applies only while that dependency fails.
+                let dependency_fails =
+                    |dependency: &String| failing.iter().any(|failing| failing.service == *dependency);
+                if target_service.as_ref().is_some_and(|dependency| !dependency_fails(dependency)) {
+                    continue;
+                }
                 if !candidates.contains_key(&solution.id) {
                     // A fix known only from history: take what the solution node recorded.
                     let tool = solution.data["tool"].as_str().unwrap_or_default().to_owned();
@@ -242,7 +249,7 @@ impl Diagnostic {
                             verify_within_ms: DEFAULT_VERIFY_MS,
                             verify_consecutive_ok: DEFAULT_VERIFY_OK,
                             rollback: None,
-                            target_service: solution.data["target_service"].as_str().map(str::to_owned),
+                            target_service,
                             rationale: String::new(),
                             proposed_by: vec![DiagnosisSource::Knowledge],
                         },

@@ -136,3 +136,45 @@ async fn thompson_sampling_mostly_picks_the_best_record_and_still_explores() {
     assert!((110..=185).contains(&best), "{firsts:?}");
     assert!(explored >= 15, "the thinner record must still get tried sometimes: {firsts:?}");
 }
+
+/// A fix learned for a dependency (`start_service` on `titles`) is not proposed once that
+/// dependency is healthy again, however well it did before: it would act on the wrong thing.
+#[tokio::test]
+async fn a_learned_fix_of_a_dependency_applies_only_while_it_fails() {
+    use aiops_knowledge::{Node, NodeKind, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let problem = pool_problem();
+    let solution = "solution:start_service@titles";
+    let data = serde_json::json!({ "tool": "start_service", "params": {}, "target_service": "titles" });
+    ctx.knowledge.upsert_node(Node::new(solution, NodeKind::Solution, "start_service", data)).await.unwrap();
+    let mut past = Node::new(
+        "past-0",
+        NodeKind::Problem,
+        &problem.summary,
+        serde_json::json!({
+            "service": problem.service, "kind": problem.kind.as_str(),
+            "signature": problem.signature(), "fingerprint": problem.fingerprint(),
+        }),
+    );
+    past.embedding = Some(ctx.embedder.embed(&[problem.signature()]).await.unwrap().remove(0));
+    ctx.knowledge.upsert_node(past).await.unwrap();
+    let outcome = Outcome {
+        action_id: "a-0".into(),
+        pattern: None,
+        problem_id: "past-0".into(),
+        solution_id: solution.into(),
+        success: true,
+        recover_ms: None,
+        at: chrono::Utc::now(),
+    };
+    ctx.knowledge.record_outcome(&outcome).await.unwrap();
+
+    let diagnosis = Diagnostic::new(DiagnosticConfig::default()).diagnose(&ctx, &problem).await.unwrap();
+    assert!(diagnosis.similar_problems.iter().any(|(id, _)| id == "past-0"), "the past problem is found");
+    assert!(
+        diagnosis.candidates.iter().all(|c| c.solution_id != solution),
+        "no dependency is failing: {:?}",
+        diagnosis.candidates
+    );
+}
