@@ -223,10 +223,12 @@ pub(crate) async fn backend_view(ctx: &AgentContext, service: &str, failing: &Fa
                 view.push_str(&format!(": it refused it: {rejected}"));
             }
             if failing.call.status == 0 {
-                let backend_ms = data["duration_ms"].as_f64().unwrap_or_default();
+                // The page's own error says whether it gave up; durations are too close to
+                // tell (a blocked answer and its request end at about the same time).
                 let error = failing.error.as_deref().unwrap_or_default().to_ascii_lowercase();
-                let gave_up = ["no answer within", "abort", "timeout", "timed out"].iter().any(|w| error.contains(w));
-                if gave_up || backend_ms > failing.duration_ms as f64 {
+                let gave_up = ["no answer within", "abort", "timeout", "timed out"].iter().any(|w| error.contains(w))
+                    || data["status"].as_u64() == Some(499);
+                if gave_up {
                     view.push_str(&format!(
                         ", after the browser gave up at {} ms: a timeout seen only by the browser (the page waits less than the back end takes)",
                         failing.duration_ms

@@ -9,6 +9,10 @@ use aiops_app::{App, Config};
 use aiops_cli::browser::{ChromeDriver, Session};
 use serde_json::{json, Value};
 
+/// One browser test at a time: each runs a Chromium, a core and a bookmark manager, and on two
+/// cores several at once starve each other's timers and reports.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The core's events of `event_type`, newest first.
 async fn events(http: &reqwest::Client, core: &str, event_type: &str) -> Vec<Value> {
     let url = format!("{core}/v1/events?stream=telemetry&type={event_type}&order=desc&limit=100");
@@ -64,6 +68,7 @@ async fn wait_for_event(
 
 #[tokio::test]
 async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_end_by_trace() {
+    let _one_browser = ONE_BROWSER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let page_origin = format!("http://{}", listener.local_addr().unwrap());
@@ -457,6 +462,7 @@ impl Stack {
 /// API, so a human approves it.
 #[tokio::test]
 async fn a_page_blocked_by_cors_is_diagnosed_from_both_sides_and_fixed_after_approval() {
+    let _one_browser = ONE_BROWSER.lock().await;
     let stack = Stack::start(None, None).await;
     let (browser, http, app) = (&stack.browser, &stack.http, &stack.app);
     browser.type_into("#url", "https://example.org/across-origins").await.unwrap();
@@ -517,6 +523,7 @@ async fn a_page_blocked_by_cors_is_diagnosed_from_both_sides_and_fixed_after_app
 /// on while the back end still answers (a timeout seen only by the browser).
 #[tokio::test]
 async fn a_lowered_body_limit_and_a_browser_only_timeout_are_told_apart() {
+    let _one_browser = ONE_BROWSER.lock().await;
     let stack = Stack::start(Some(700), None).await;
     stack.inject(json!({ "fault": "body_limit_lowered" })).await;
     stack.fail_saves(3).await;
@@ -556,6 +563,7 @@ async fn a_lowered_body_limit_and_a_browser_only_timeout_are_told_apart() {
 /// refused with 401. The core says so from the browser's side and rolls the front end back.
 #[tokio::test]
 async fn a_front_end_that_stops_sending_its_token_is_rolled_back() {
+    let _one_browser = ONE_BROWSER.lock().await;
     let stack = Stack::start(None, Some("page-token-0123")).await;
     stack.browser.type_into("#url", "https://example.org/with-token").await.unwrap();
     stack.browser.click("#save").await.unwrap();
@@ -606,15 +614,23 @@ async fn a_front_end_that_stops_sending_its_token_is_rolled_back() {
 /// browser's side, that the page calls a back end that is down, and proposes starting it.
 #[tokio::test]
 async fn a_page_retrying_a_dead_back_end_is_diagnosed_as_such() {
+    let _one_browser = ONE_BROWSER.lock().await;
     let mut stack = Stack::start_with(None, None, true).await;
     stack.kill_api();
-    stack.browser.run("document.getElementById('q').value = 'x'; refresh(); return true;").await.unwrap();
-    stack
-        .browser
-        .wait_for("return document.getElementById('status').textContent.includes('3 of 5')", "the page's retries")
-        .await
-        .unwrap();
-    stack.browser.run("window.__aiops.flush(false); return true;").await.unwrap();
+    // The user keeps the page open; it retries, and so do they, until the core has heard.
+    for _ in 0..10 {
+        stack.browser.run("document.getElementById('q').value = 'x'; refresh(); return true;").await.unwrap();
+        stack
+            .browser
+            .wait_for("return document.getElementById('status').textContent.includes('3 of 5')", "the page's retries")
+            .await
+            .unwrap();
+        stack.browser.run("window.__aiops.flush(false); return true;").await.unwrap();
+        if !events(&stack.http, &stack.app.url(), "browser.request").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let (problem, evidence) = stack.integration_problem(None).await;
     assert!(
         evidence.iter().any(|e| e.starts_with("browser bookmarks-web: GET /api/bookmarks got no answer")),
