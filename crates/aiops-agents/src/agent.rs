@@ -10,7 +10,7 @@ use aiops_events::{EventBus, EventBusExt, StreamName};
 use aiops_knowledge::{AuditLog, KnowledgeStore};
 use aiops_model::{Envelope, Severity};
 use aiops_patterns::PatternLibrary;
-use aiops_registry::{HealthChecker, Registry};
+use aiops_registry::{HealthChecker, Registry, ServiceInstance};
 use async_trait::async_trait;
 
 use crate::{AgentError, AgentResult};
@@ -63,6 +63,20 @@ pub struct AgentContext {
 }
 
 impl AgentContext {
+    /// Probes an instance's health URL now, for when the registry's view (a check or two
+    /// behind) is not fresh enough. What failed, or `None` when it answered well or has no
+    /// health URL.
+    pub(crate) async fn probe_health(&self, instance: &ServiceInstance, timeout: Duration) -> Option<String> {
+        let url = instance.registration.health_url.as_deref()?;
+        match self.http.get(url).timeout(timeout).send().await {
+            Ok(answer) if answer.status().is_success() => None,
+            Ok(answer) => Some(format!("GET {url} returned {}", answer.status().as_u16())),
+            Err(err) if err.is_connect() => Some(format!("GET {url}: connection refused")),
+            Err(err) if err.is_timeout() => Some(format!("GET {url} timed out")),
+            Err(err) => Some(format!("GET {url} failed: {err}")),
+        }
+    }
+
     /// Publishes an event of an agent to the control stream.
     ///
     /// # Errors

@@ -39,12 +39,13 @@ use aiops_model::{
     event_type, CandidateAction, Diagnosis, DiagnosisSource, Envelope, HealthStatus, Hypothesis, HypothesisSource,
     LlmReview, Problem, ProblemKind, RiskLevel,
 };
+use aiops_patterns::{Pattern, Remediation};
 use aiops_registry::{DependencyGraph, ServiceInstance, ServiceQuery};
 use async_trait::async_trait;
 use chrono::Utc;
 
 use crate::agent::payload;
-use crate::{sampling, solution_id, solution_id_on, Agent, AgentContext, AgentResult, DiagnosticConfig};
+use crate::{sampling, solution_id_on, Agent, AgentContext, AgentResult, DiagnosticConfig};
 
 const NAME: &str = "diagnostic";
 /// A hypothesis is plausible when its confidence is at least this share of the best one's.
@@ -129,30 +130,9 @@ impl Diagnostic {
                 source: HypothesisSource::Pattern { pattern_id: pattern.id.clone(), version: pattern.version },
             });
             for step in &pattern.remediation {
-                let params = serde_json::to_value(&step.params).unwrap_or_default();
-                let id = solution_id(&step.tool, &params);
-                let rollback = step
-                    .rollback_tool
-                    .as_ref()
-                    .map(|tool| (tool.clone(), serde_json::to_value(&step.rollback_params).unwrap_or_default()));
-                candidates.entry(id.clone()).or_insert_with(|| CandidateAction {
-                    solution_id: id.clone(),
-                    tool: step.tool.clone(),
-                    params,
-                    risk: step.risk,
-                    hypothesis: pattern.title.clone(),
-                    pattern_id: Some(pattern.id.clone()),
-                    pattern_version: Some(pattern.version),
-                    learned_attempts: 0,
-                    learned_successes: 0,
-                    expected_success: 0.5,
-                    verify_within_ms: pattern.verification.within_ms,
-                    verify_consecutive_ok: pattern.verification.consecutive_ok,
-                    rollback,
-                    target_service: None,
-                    rationale: String::new(),
-                    proposed_by: vec![DiagnosisSource::Rules],
-                });
+                let candidate = pattern_candidate(pattern, step, pattern.title.clone(), None);
+                let id = candidate.solution_id.clone();
+                candidates.entry(id.clone()).or_insert(candidate);
                 let best = plausibility.entry(id).or_insert(0.0);
                 *best = best.max(matched.confidence);
             }
@@ -363,23 +343,13 @@ async fn probe_dependencies(ctx: &AgentContext, service: &str, everything: &mut 
         .flat_map(|i| i.registration.dependencies.iter().cloned())
         .collect();
     let probes = everything.iter().enumerate().filter_map(|(idx, instance)| {
-        let url = instance.registration.health_url.clone()?;
         let wanted = instance.status == HealthStatus::Passing && dependencies.contains(&instance.registration.name);
-        wanted.then_some(async move {
-            let failure = match ctx.http.get(&url).timeout(DEPENDENCY_PROBE_TIMEOUT).send().await {
-                Ok(answer) if answer.status().is_success() => None,
-                Ok(answer) => Some(format!("live probe: GET {url} returned {}", answer.status().as_u16())),
-                Err(err) if err.is_connect() => Some(format!("live probe: GET {url}: connection refused")),
-                Err(err) if err.is_timeout() => Some(format!("live probe: GET {url} timed out")),
-                Err(err) => Some(format!("live probe: GET {url} failed: {err}")),
-            };
-            (idx, failure)
-        })
+        wanted.then_some(async move { (idx, ctx.probe_health(instance, DEPENDENCY_PROBE_TIMEOUT).await) })
     });
     for (idx, failure) in futures_util::future::join_all(probes).await {
         if let Some(reason) = failure {
             everything[idx].status = HealthStatus::Critical;
-            everything[idx].status_reason = reason;
+            everything[idx].status_reason = format!("live probe: {reason}");
         }
     }
 }
@@ -417,33 +387,45 @@ fn dependency_fixes(
     for matched in ctx.patterns.match_problem(&failure, &capabilities) {
         let pattern = &matched.pattern;
         for step in &pattern.remediation {
-            let params = serde_json::to_value(&step.params).unwrap_or_default();
-            let rollback = step
-                .rollback_tool
-                .as_ref()
-                .map(|tool| (tool.clone(), serde_json::to_value(&step.rollback_params).unwrap_or_default()));
-            let candidate = CandidateAction {
-                solution_id: solution_id_on(&step.tool, &params, Some(dependency)),
-                tool: step.tool.clone(),
-                params,
-                risk: step.risk,
-                hypothesis: format!("dependency {dependency} is {}", failing.status.as_str()),
-                pattern_id: Some(pattern.id.clone()),
-                pattern_version: Some(pattern.version),
-                learned_attempts: 0,
-                learned_successes: 0,
-                expected_success: 0.5,
-                verify_within_ms: pattern.verification.within_ms,
-                verify_consecutive_ok: pattern.verification.consecutive_ok,
-                rollback,
-                target_service: Some(dependency.to_owned()),
-                rationale: String::new(),
-                proposed_by: vec![DiagnosisSource::Rules],
-            };
+            let hypothesis = format!("dependency {dependency} is {}", failing.status.as_str());
+            let candidate = pattern_candidate(pattern, step, hypothesis, Some(dependency));
             fixes.push((candidate, matched.confidence));
         }
     }
     fixes
+}
+
+/// The untried candidate a pattern's remediation step makes, for the hypothesis it addresses;
+/// acting on `target_service` when that is a dependency rather than the problem's service.
+fn pattern_candidate(
+    pattern: &Pattern,
+    step: &Remediation,
+    hypothesis: String,
+    target_service: Option<&str>,
+) -> CandidateAction {
+    let params = serde_json::to_value(&step.params).unwrap_or_default();
+    let rollback = step
+        .rollback_tool
+        .as_ref()
+        .map(|tool| (tool.clone(), serde_json::to_value(&step.rollback_params).unwrap_or_default()));
+    CandidateAction {
+        solution_id: solution_id_on(&step.tool, &params, target_service),
+        tool: step.tool.clone(),
+        params,
+        risk: step.risk,
+        hypothesis,
+        pattern_id: Some(pattern.id.clone()),
+        pattern_version: Some(pattern.version),
+        learned_attempts: 0,
+        learned_successes: 0,
+        expected_success: 0.5,
+        verify_within_ms: pattern.verification.within_ms,
+        verify_consecutive_ok: pattern.verification.consecutive_ok,
+        rollback,
+        target_service: target_service.map(str::to_owned),
+        rationale: String::new(),
+        proposed_by: vec![DiagnosisSource::Rules],
+    }
 }
 
 /// Folds an accepted LLM answer into the rule-based diagnosis (see the module doc).

@@ -161,19 +161,6 @@ pub(crate) async fn backend_of(ctx: &AgentContext, app: &str) -> Option<ServiceI
         .max_by_key(|i| i.last_heartbeat)
 }
 
-/// Probes the back end's health URL now, for calls that got no answer: the registry's view
-/// lags a death by a check or two. The failure, when there is one.
-pub(crate) async fn probe_backend(ctx: &AgentContext, instance: &ServiceInstance) -> Option<String> {
-    let url = instance.registration.health_url.as_deref()?;
-    match ctx.http.get(url).timeout(CONTRACT_TIMEOUT).send().await {
-        Ok(answer) if answer.status().is_success() => None,
-        Ok(answer) => Some(format!("GET {url} returned {}", answer.status().as_u16())),
-        Err(err) if err.is_connect() => Some(format!("GET {url}: connection refused")),
-        Err(err) if err.is_timeout() => Some(format!("GET {url} timed out")),
-        Err(err) => Some(format!("GET {url} failed: {err}")),
-    }
-}
-
 /// Fetches the API document the instance's registration names (`openapi`).
 pub(crate) async fn fetch_contract(ctx: &AgentContext, instance: &ServiceInstance) -> Option<ApiContract> {
     let path = instance.registration.metadata.get("openapi")?;

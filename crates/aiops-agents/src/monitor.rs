@@ -60,6 +60,8 @@ const TEMPLATE_NODE_PREFIX: &str = "log-template:";
 const MAX_SAVED_TEMPLATES: usize = 100_000;
 /// How often changed templates are saved.
 const SAVE_TEMPLATES_EVERY: Duration = Duration::from_secs(5);
+/// Time allowed for a live probe of a back end's health.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How far ahead of ours a service's clock may be before its event times are capped.
 const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(5);
 
@@ -452,7 +454,8 @@ impl Monitor {
                     instance.status_reason
                 ));
             } else if call.status == 0 {
-                if let Some(failure) = integration::probe_backend(ctx, instance).await {
+                // The registry lags a death by a check or two; a call with no answer asks now.
+                if let Some(failure) = ctx.probe_health(instance, PROBE_TIMEOUT).await {
                     evidence.push(format!(
                         "back end {service} instance {} is critical (live probe): {failure}",
                         instance.registration.instance_id

@@ -81,14 +81,25 @@ async fn learned(
     attempts: u32,
     successes: u32,
 ) {
-    use aiops_knowledge::{Node, NodeKind, Outcome};
     let solution = format!("solution:{tool}");
-    ctx.knowledge
-        .upsert_node(Node::new(&solution, NodeKind::Solution, tool, serde_json::json!({ "tool": tool, "params": {} })))
-        .await
-        .unwrap();
+    let data = serde_json::json!({ "tool": tool, "params": {} });
+    learned_solution(ctx, problem, &solution, data, attempts, successes).await;
+}
+
+/// As [`learned`], for the solution node `solution` with its `data`.
+async fn learned_solution(
+    ctx: &aiops_agents::AgentContext,
+    problem: &aiops_model::Problem,
+    solution: &str,
+    data: serde_json::Value,
+    attempts: u32,
+    successes: u32,
+) {
+    use aiops_knowledge::{Node, NodeKind, Outcome};
+    let tool = data["tool"].as_str().unwrap_or_default().to_owned();
+    ctx.knowledge.upsert_node(Node::new(solution, NodeKind::Solution, &tool, data)).await.unwrap();
     for n in 0..attempts {
-        let past = format!("past-{tool}-{n}");
+        let past = format!("past-{solution}-{n}");
         let mut node = Node::new(
             &past,
             NodeKind::Problem,
@@ -104,7 +115,7 @@ async fn learned(
             action_id: format!("action-{past}"),
             pattern: None,
             problem_id: past,
-            solution_id: solution.clone(),
+            solution_id: solution.to_owned(),
             success: n < successes,
             recover_ms: None,
             at: chrono::Utc::now(),
@@ -141,37 +152,15 @@ async fn thompson_sampling_mostly_picks_the_best_record_and_still_explores() {
 /// dependency is healthy again, however well it did before: it would act on the wrong thing.
 #[tokio::test]
 async fn a_learned_fix_of_a_dependency_applies_only_while_it_fails() {
-    use aiops_knowledge::{Node, NodeKind, Outcome};
     let dir = tempfile::tempdir().unwrap();
     let ctx = context(dir.path()).await;
     let problem = pool_problem();
     let solution = "solution:start_service@titles";
     let data = serde_json::json!({ "tool": "start_service", "params": {}, "target_service": "titles" });
-    ctx.knowledge.upsert_node(Node::new(solution, NodeKind::Solution, "start_service", data)).await.unwrap();
-    let mut past = Node::new(
-        "past-0",
-        NodeKind::Problem,
-        &problem.summary,
-        serde_json::json!({
-            "service": problem.service, "kind": problem.kind.as_str(),
-            "signature": problem.signature(), "fingerprint": problem.fingerprint(),
-        }),
-    );
-    past.embedding = Some(ctx.embedder.embed(&[problem.signature()]).await.unwrap().remove(0));
-    ctx.knowledge.upsert_node(past).await.unwrap();
-    let outcome = Outcome {
-        action_id: "a-0".into(),
-        pattern: None,
-        problem_id: "past-0".into(),
-        solution_id: solution.into(),
-        success: true,
-        recover_ms: None,
-        at: chrono::Utc::now(),
-    };
-    ctx.knowledge.record_outcome(&outcome).await.unwrap();
+    learned_solution(&ctx, &problem, solution, data, 1, 1).await;
 
     let diagnosis = Diagnostic::new(DiagnosticConfig::default()).diagnose(&ctx, &problem).await.unwrap();
-    assert!(diagnosis.similar_problems.iter().any(|(id, _)| id == "past-0"), "the past problem is found");
+    assert!(!diagnosis.similar_problems.is_empty(), "the past problem is found");
     assert!(
         diagnosis.candidates.iter().all(|c| c.solution_id != solution),
         "no dependency is failing: {:?}",
