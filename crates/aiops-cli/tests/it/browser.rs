@@ -69,24 +69,10 @@ async fn wait_for_event(
 #[tokio::test]
 async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_end_by_trace() {
     let _one_browser = ONE_BROWSER.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let page_origin = format!("http://{}", listener.local_addr().unwrap());
-
-    let mut config = Config { data_dir: dir.path().join("core"), ..Config::default() };
-    config.server.listen = "127.0.0.1:0".into();
-    config.server.browser.allowed_origins = vec![page_origin.clone()];
-    let app = App::start(config).await.unwrap();
-
-    let mut bookmarks = bookmarks::BookmarksConfig::new(dir.path().join("bookmarks.db"));
-    bookmarks.aiops_url = Some(app.url());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(bookmarks::serve(bookmarks, listener, async {
-        let _ = stopped.await;
-    }));
-
-    let driver = tokio::task::spawn_blocking(ChromeDriver::start).await.unwrap().expect("start chromedriver");
-    let browser = Session::start(&driver).await.unwrap();
+    let stack = Stack::start(None, None).await;
+    let (browser, http, app) = (&stack.browser, &stack.http, &stack.app);
+    // The page the API serves itself, on the API's origin.
+    let page_origin = stack.api_origin.clone();
     browser.goto(&format!("{page_origin}/")).await.unwrap();
     browser
         .wait_for("return window.__aiops && document.getElementById('status').textContent", "the page")
@@ -103,7 +89,6 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
     assert_eq!(shown, "https://example.org/rust-book");
 
     // The back end breaks searches; the user searches; the page shows the error.
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let injected =
         http.post(format!("{page_origin}/admin/faults")).json(&json!({ "fault": "bad_release" })).send().await.unwrap();
     assert!(injected.status().is_success());
@@ -131,7 +116,7 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
 
     let mut failed = None;
     for _ in 0..100 {
-        failed = events(&http, &app.url(), "browser.request")
+        failed = events(http, &app.url(), "browser.request")
             .await
             .into_iter()
             .find(|e| e["data"]["status"] == 500 && e["data"]["path"] == "/api/bookmarks");
@@ -162,12 +147,12 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
     assert_eq!(server_side["data"]["status"], 500);
     assert_eq!(server_side["data"]["route"], "/api/bookmarks");
 
-    let errors = events(&http, &app.url(), "browser.error").await;
+    let errors = events(http, &app.url(), "browser.error").await;
     assert!(
         errors.iter().any(|e| e["data"]["message"].as_str().is_some_and(|m| m.contains("boom from the test"))),
         "{errors:?}"
     );
-    let loads = events(&http, &app.url(), "browser.page_load").await;
+    let loads = events(http, &app.url(), "browser.page_load").await;
     assert!(!loads.is_empty(), "the page load is reported");
 
     // Front end 2.0.0 goes out, built against another API version: saving fails in the
@@ -186,21 +171,9 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
         .wait_for("return window.__aiops && document.querySelectorAll('#list li').length === 1", "the page, again")
         .await
         .unwrap();
-    for n in 0..3 {
-        browser.type_into("#url", &format!("https://example.org/skew-{n}")).await.unwrap();
-        browser.click("#save").await.unwrap();
-        browser
-            .wait_for(
-                "const s = document.getElementById('status'); return s.classList.contains('error') && s.textContent",
-                "the save to fail",
-            )
-            .await
-            .unwrap();
-        browser.run("document.getElementById('status').className = ''; document.getElementById('add').reset(); return true;").await.unwrap();
-    }
-    browser.run("window.__aiops.flush(false); return true;").await.unwrap();
+    stack.fail_saves(3).await;
     let problem =
-        wait_for_event(&http, &app.url(), "problem.detected", |e| e["data"]["kind"] == "integration_failure").await;
+        wait_for_event(http, &app.url(), "problem.detected", |e| e["data"]["kind"] == "integration_failure").await;
     let evidence: Vec<&str> =
         problem["data"]["evidence"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert_eq!(problem["data"]["service"], "bookmarks", "{problem}");
@@ -217,9 +190,7 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
             )),
         "{evidence:?}"
     );
-    let healed =
-        wait_for_event(&http, &app.url(), "problem.resolved", |e| e["data"]["problem_id"] == problem["data"]["id"])
-            .await;
+    let healed = stack.resolved(&problem).await;
     assert_eq!(healed["data"]["tool"], "rollback_frontend");
     // The user reloads and saving works again.
     browser.goto(&format!("{page_origin}/")).await.unwrap();
@@ -262,7 +233,7 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
         browser.run("document.getElementById('status').className = ''; return true;").await.unwrap();
     }
     browser.run("window.__aiops.flush(false); return true;").await.unwrap();
-    let renamed = wait_for_event(&http, &app.url(), "problem.detected", |e| {
+    let renamed = wait_for_event(http, &app.url(), "problem.detected", |e| {
         e["data"]["kind"] == "integration_failure" && e["data"]["id"] != problem["data"]["id"]
     })
     .await;
@@ -274,16 +245,10 @@ async fn the_page_in_a_real_browser_reports_failed_calls_joined_with_the_back_en
         )),
         "{evidence:?}"
     );
-    let healed =
-        wait_for_event(&http, &app.url(), "problem.resolved", |e| e["data"]["problem_id"] == renamed["data"]["id"])
-            .await;
+    let healed = stack.resolved(&renamed).await;
     assert_eq!(healed["data"]["tool"], "rollback_frontend", "the fix that healed the field drift, first try");
 
-    browser.quit().await;
-    drop(driver);
-    let _ = stop.send(());
-    let _ = server.await;
-    app.shutdown().await.unwrap();
+    stack.stop().await;
 }
 
 /// The core, the bookmark manager's API, and its page served from an origin of its own (the
@@ -430,6 +395,14 @@ impl Stack {
         (problem, evidence)
     }
 
+    /// The resolution of `problem`, once it comes.
+    async fn resolved(&self, problem: &Value) -> Value {
+        wait_for_event(&self.http, &self.app.url(), "problem.resolved", |e| {
+            e["data"]["problem_id"] == problem["data"]["id"]
+        })
+        .await
+    }
+
     /// Kills the API process with SIGKILL: it neither answers nor deregisters.
     fn kill_api(&mut self) {
         let Api::Process(child) = &mut self.api else { panic!("the API runs in this process") };
@@ -501,9 +474,7 @@ async fn a_page_blocked_by_cors_is_diagnosed_from_both_sides_and_fixed_after_app
         .await
         .unwrap();
     assert!(approved.status().is_success());
-    let healed =
-        wait_for_event(http, &app.url(), "problem.resolved", |e| e["data"]["problem_id"] == problem["data"]["id"])
-            .await;
+    let healed = stack.resolved(&problem).await;
     assert_eq!(healed["data"]["tool"], "rollback_config");
     browser.type_into("#url", "https://example.org/allowed-again").await.unwrap();
     browser.click("#save").await.unwrap();
@@ -534,10 +505,7 @@ async fn a_lowered_body_limit_and_a_browser_only_timeout_are_told_apart() {
     );
     assert!(evidence.iter().any(|e| e.contains("request body is larger than 32 bytes")), "{evidence:?}");
     assert!(evidence.iter().any(|e| e.starts_with("payload too large")), "{evidence:?}");
-    let healed = wait_for_event(&stack.http, &stack.app.url(), "problem.resolved", |e| {
-        e["data"]["problem_id"] == first["data"]["id"]
-    })
-    .await;
+    let healed = stack.resolved(&first).await;
     assert_eq!(healed["data"]["tool"], "rollback_config");
 
     // The back end now answers in a second; the page waits 700 ms.
@@ -596,10 +564,7 @@ async fn a_front_end_that_stops_sending_its_token_is_rolled_back() {
         evidence.iter().any(|e| e.starts_with("auth: the back end wants credentials the page did not send")),
         "{evidence:?}"
     );
-    let healed = wait_for_event(&stack.http, &stack.app.url(), "problem.resolved", |e| {
-        e["data"]["problem_id"] == problem["data"]["id"]
-    })
-    .await;
+    let healed = stack.resolved(&problem).await;
     assert_eq!(healed["data"]["tool"], "rollback_frontend");
     stack.browser.goto(&api_page).await.unwrap();
     stack
