@@ -4,9 +4,12 @@
 //! around 1,000 cluster centres (real problem embeddings cluster by fault), and 10 `causes`
 //! edges per node to random nodes (1,000,000 edges by default). Measured per engine: bulk
 //! insert throughput; top-10 recall against exact search and queries per second (one client)
-//! with p99 latency for 200 queries near stored nodes; a 3-hop traversal from 20 start nodes.
-//! The embedded engine's index is an exact scan; pgvector uses HNSW (m 16, ef_construction 64,
-//! ef_search 40, its defaults).
+//! with p99 latency for 200 queries near stored nodes; a 3-hop traversal from 20 start nodes
+//! (median, after one warm-up round over the same starts); for the embedded engine, the time
+//! to open the store again (its vector index is rebuilt from the file). The embedded index
+//! partitions its vectors (inverted file, about √n lists); pgvector uses HNSW (m 16,
+//! ef_construction 64, ef_search 40, its defaults). PostgreSQL runs with `shared_buffers = 1GB`
+//! (its default of 128 MB is meant to be raised; the nodes take about 230 MB).
 
 use std::io::Write;
 use std::time::Instant;
@@ -173,6 +176,9 @@ async fn measure(store: &dyn KnowledgeStore, data: &Data) -> anyhow::Result<Figu
     latencies.sort_by(f64::total_cmp);
     let p99_ms = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
 
+    for start in 0..TRAVERSALS {
+        store.traverse(&id(start * 7), Relation::Causes, Direction::Outgoing, 3).await?;
+    }
     let mut traversal = Vec::with_capacity(TRAVERSALS);
     let mut reached = 0;
     for start in 0..TRAVERSALS {
@@ -206,10 +212,17 @@ pub(crate) async fn run(args: &[String]) -> anyhow::Result<Value> {
     ));
     let data = generate(nodes);
     let dir = tempfile::tempdir()?;
-    let sqlite = SqliteKnowledgeStore::open(&dir.path().join("bench.db"), DIMENSIONS).await?;
+    let path = dir.path().join("bench.db");
+    let sqlite = SqliteKnowledgeStore::open(&path, DIMENSIONS).await?;
     let embedded = measure(&sqlite, &data).await?;
     drop(sqlite);
-    let server = PostgresServer::start().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let started = Instant::now();
+    let sqlite = SqliteKnowledgeStore::open(&path, DIMENSIONS).await?;
+    let reopen_ms = started.elapsed().as_secs_f64() * 1000.0;
+    drop(sqlite);
+    let mut server = PostgresServer::start().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    server.psql("ALTER SYSTEM SET shared_buffers = '1GB'").map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    server.restart().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let pg = PgKnowledgeStore::connect(&server.url(), DIMENSIONS, 4).await?;
     let postgres = measure(&pg, &data).await?;
 
@@ -224,6 +237,7 @@ pub(crate) async fn run(args: &[String]) -> anyhow::Result<Value> {
     row("query p99 ms", embedded.p99_ms, postgres.p99_ms, 2);
     row("3-hop traversal ms (median)", embedded.traversal_ms, postgres.traversal_ms, 2);
     say(format!("3-hop traversal reaches {} / {} nodes", embedded.reached, postgres.reached));
+    say(format!("embedded store opened again (vector index rebuilt) in {reopen_ms:.0} ms"));
     Ok(json!({
         "suite": "knowledge",
         "nodes": nodes,
@@ -241,5 +255,6 @@ pub(crate) async fn run(args: &[String]) -> anyhow::Result<Value> {
         "qps_ratio": embedded.qps / postgres.qps,
         "traversal_3hop_ms_embedded": embedded.traversal_ms,
         "traversal_3hop_ms_postgres": postgres.traversal_ms,
+        "embedded_reopen_ms": reopen_ms,
     }))
 }

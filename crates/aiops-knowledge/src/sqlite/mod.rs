@@ -1,11 +1,10 @@
 //! The SQLite engine: nodes, edges, statistics and audit in one file, plus an in-process
 //! vector index.
 //!
-//! The vector index is a brute-force cosine scan over all embeddings held in memory, rebuilt
-//! from the file at open. It is exact, and at the sizes a small team accumulates (thousands
-//! of problems) a scan takes well under a millisecond per thousand vectors, so an approximate
-//! index would add risk for no gain here. Writes are serialized by one async mutex so that
-//! the database and the index always change in the same order.
+//! The vector index (see `index`) is rebuilt from the file at open: an exact scan while the
+//! store is small, an inverted-file partition once it holds more than 20,000 vectors. Writes
+//! are serialized by one async mutex so that the database and the index always change in the
+//! same order, and a re-partition is planned while searches go on.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -217,6 +216,11 @@ impl SqliteKnowledgeStore {
     /// When the file cannot be opened, its schema is too new, or a stored embedding has
     /// another dimension than `dimensions`.
     pub async fn open(path: &Path, dimensions: usize) -> KnowledgeResult<Self> {
+        Self::open_with_index(path, VectorIndex::new(dimensions)).await
+    }
+
+    async fn open_with_index(path: &Path, mut index: VectorIndex) -> KnowledgeResult<Self> {
+        let dimensions = index.dimensions();
         if dimensions == 0 {
             return Err(KnowledgeError::Invalid("embedding dimensions must be at least 1".into()));
         }
@@ -229,7 +233,6 @@ impl SqliteKnowledgeStore {
         .fetch_all(&pool)
         .await
         .map_err(backend)?;
-        let mut index = VectorIndex::new(dimensions);
         for row in rows {
             let id: String = row.get("id");
             let kind = NodeKind::from_str(row.get::<&str, _>("kind"))?;
@@ -241,7 +244,30 @@ impl SqliteKnowledgeStore {
             index.insert(id, kind, service, row.get("updated_at"), &embedding);
         }
         tracing::debug!(vectors = index.len(), "Loaded the knowledge vector index.");
-        Ok(Self { pool, dimensions, index: RwLock::new(index), writes: tokio::sync::Mutex::new(()) })
+        let store = Self { pool, dimensions, index: RwLock::new(index), writes: tokio::sync::Mutex::new(()) };
+        store.maintain_index();
+        Ok(store)
+    }
+
+    /// Partitions the vector index anew when its size has doubled or halved since it was last
+    /// planned. Callers hold `writes` (or are `open`), so the plan made under the read lock
+    /// is still right when it is installed.
+    fn maintain_index(&self) {
+        let plan = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            if !index.needs_partition() {
+                return;
+            }
+            let started = std::time::Instant::now();
+            let plan = index.plan_partition();
+            tracing::info!(
+                vectors = index.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "Planned the knowledge vector index."
+            );
+            plan
+        };
+        self.index_write().install(plan);
     }
 
     /// The connection pool, for parts that store their own tables in the same database.
@@ -269,6 +295,28 @@ impl SqliteKnowledgeStore {
                 last_used: Some(from_millis(row.get("last_used"))),
             }
         }))
+    }
+
+    /// The nodes of `hits` (without embeddings) in the hits' order, read in one query; a node
+    /// deleted since the search is left out.
+    async fn scored_nodes(&self, hits: Vec<(String, f32)>) -> KnowledgeResult<Vec<ScoredNode>> {
+        let ids = serde_json::Value::from(hits.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>()).to_string();
+        let rows = sqlx::query(
+            "SELECT id, kind, name, data, NULL AS embedding, created_at, updated_at FROM kn_nodes
+             WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut nodes = rows
+            .iter()
+            .map(|row| row_to_node(row, "").map(|node| (node.id.clone(), node)))
+            .collect::<KnowledgeResult<std::collections::HashMap<_, _>>>()?;
+        Ok(hits
+            .into_iter()
+            .filter_map(|(id, score)| nodes.remove(&id).map(|node| ScoredNode { node, score }))
+            .collect())
     }
 
     async fn require_node(&self, id: &str) -> KnowledgeResult<()> {
@@ -354,6 +402,8 @@ impl KnowledgeStore for SqliteKnowledgeStore {
                 }
             }
         }
+        drop(index);
+        self.maintain_index();
         Ok(())
     }
 
@@ -405,6 +455,7 @@ impl KnowledgeStore for SqliteKnowledgeStore {
         let done =
             sqlx::query("DELETE FROM kn_nodes WHERE id = ?").bind(id).execute(&self.pool).await.map_err(backend)?;
         self.index_write().remove(id);
+        self.maintain_index();
         Ok(done.rows_affected() > 0)
     }
 
@@ -462,15 +513,7 @@ impl KnowledgeStore for SqliteKnowledgeStore {
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
             index.top_k(query)
         };
-        let mut out = Vec::with_capacity(hits.len());
-        for (id, score) in hits {
-            // A node deleted between the scan and this read is simply left out.
-            if let Some(mut node) = self.get_node(&id).await? {
-                node.embedding = None;
-                out.push(ScoredNode { node, score });
-            }
-        }
-        Ok(out)
+        self.scored_nodes(hits).await
     }
 
     async fn traverse(
@@ -484,6 +527,8 @@ impl KnowledgeStore for SqliteKnowledgeStore {
             Direction::Outgoing => ("src", "dst"),
             Direction::Incoming => ("dst", "src"),
         };
+        // One JSON array instead of a row per node: sqlx hands SQLite rows over one by one,
+        // which cost more than the walk itself.
         let sql = format!(
             "WITH RECURSIVE walk(id, depth) AS (
                  SELECT ?1, 0
@@ -491,22 +536,39 @@ impl KnowledgeStore for SqliteKnowledgeStore {
                  SELECT e.{to}, w.depth + 1 FROM kn_edges e JOIN walk w ON e.{from} = w.id
                  WHERE e.relation = ?2 AND w.depth < ?3
              ),
-             shortest AS (SELECT id, MIN(depth) AS depth FROM walk WHERE id <> ?1 GROUP BY id)
-             SELECT n.id, n.kind, n.name, n.data, NULL AS embedding, n.created_at, n.updated_at, s.depth AS depth
-             FROM shortest s JOIN kn_nodes n ON n.id = s.id
-             ORDER BY s.depth, n.id LIMIT ?4"
+             shortest AS (SELECT id, MIN(depth) AS depth FROM walk WHERE id <> ?1 GROUP BY id
+                          ORDER BY depth, id LIMIT ?4)
+             SELECT json_group_array(json_array(n.id, n.kind, n.name, json(n.data), n.created_at, n.updated_at, s.depth))
+             FROM shortest s JOIN kn_nodes n ON n.id = s.id"
         );
-        let rows = sqlx::query(&sql)
+        let reached: String = sqlx::query_scalar(&sql)
             .bind(start)
             .bind(relation.as_str())
             .bind(max_hops.min(MAX_HOPS) as i64)
             .bind(MAX_REACHED as i64)
-            .fetch_all(&self.pool)
+            .fetch_one(&self.pool)
             .await
             .map_err(backend)?;
-        rows.iter()
-            .map(|row| Ok(Reached { node: row_to_node(row, "")?, depth: row.get::<i64, _>("depth") as usize }))
-            .collect()
+        type ReachedRow = (String, String, String, serde_json::Value, i64, i64, usize);
+        let rows: Vec<ReachedRow> = serde_json::from_str(&reached)
+            .map_err(|e| KnowledgeError::Backend { backend: BACKEND, source: e.into() })?;
+        let mut reached = rows
+            .into_iter()
+            .map(|(id, kind, name, data, created_at, updated_at, depth)| {
+                let node = Node {
+                    id,
+                    kind: NodeKind::from_str(&kind)?,
+                    name,
+                    data,
+                    embedding: None,
+                    created_at: from_millis(created_at),
+                    updated_at: from_millis(updated_at),
+                };
+                Ok(Reached { node, depth })
+            })
+            .collect::<KnowledgeResult<Vec<_>>>()?;
+        reached.sort_by(|a, b| a.depth.cmp(&b.depth).then_with(|| a.node.id.cmp(&b.node.id)));
+        Ok(reached)
     }
 
     async fn hybrid_search(&self, text: &str, query: &SimilarityQuery) -> KnowledgeResult<Vec<ScoredNode>> {
@@ -534,14 +596,7 @@ impl KnowledgeStore for SqliteKnowledgeStore {
             .map_err(backend)?;
             rows.iter().map(|row| row.get::<String, _>("id")).collect()
         };
-        let mut out = Vec::new();
-        for (id, score) in crate::search::fuse(&by_vector, &by_text, query.k) {
-            if let Some(mut node) = self.get_node(&id).await? {
-                node.embedding = None;
-                out.push(ScoredNode { node, score });
-            }
-        }
-        Ok(out)
+        self.scored_nodes(crate::search::fuse(&by_vector, &by_text, query.k)).await
     }
 
     async fn record_outcome(&self, outcome: &Outcome) -> KnowledgeResult<SolutionStats> {

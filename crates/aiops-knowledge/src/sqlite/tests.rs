@@ -21,6 +21,27 @@ impl Harness for SqliteHarness {
 
 crate::knowledge_store_conformance!(SqliteHarness { dir: tempfile::tempdir().unwrap() });
 
+/// The same suite with the vector index partitioned from the fifth vector on, so every
+/// search, write and restart goes through the partition.
+mod partitioned {
+    use super::*;
+    use crate::sqlite::index::VectorIndex;
+
+    struct PartitionedHarness {
+        dir: tempfile::TempDir,
+    }
+
+    #[async_trait]
+    impl Harness for PartitionedHarness {
+        async fn open(&self) -> Arc<dyn KnowledgeStore> {
+            let index = VectorIndex::with_exact_limit(DIMENSIONS, 4);
+            Arc::new(SqliteKnowledgeStore::open_with_index(&self.dir.path().join("k.db"), index).await.unwrap())
+        }
+    }
+
+    crate::knowledge_store_conformance!(PartitionedHarness { dir: tempfile::tempdir().unwrap() });
+}
+
 #[tokio::test]
 async fn schema_newer_than_the_binary_is_refused() {
     let dir = tempfile::tempdir().unwrap();
