@@ -1,7 +1,7 @@
 //! `[agents]` in aiops.toml: thresholds and limits of each agent.
 
 use aiops_model::RiskLevel;
-use aiops_patterns::{BurnRateConfig, ErrorTemplateConfig, WindowConfig};
+use aiops_patterns::{BurnRateConfig, ErrorTemplateConfig, MetricConfig, WindowConfig};
 use serde::{Deserialize, Serialize};
 
 /// Settings of all agents.
@@ -50,6 +50,13 @@ pub struct MonitorConfig {
     pub browser_min_failures: u32,
     /// The window for `browser_min_failures`, in milliseconds. Default: 30000.
     pub browser_window_ms: u64,
+    /// Metrics services report (`metric.sample`): anomaly scoring and static bounds.
+    pub metrics: MetricConfig,
+    /// How long a metric anomaly waits for a stronger symptom of its service, in
+    /// milliseconds. A symptom that comes (an error spike, a failing check) opens the problem
+    /// with the anomaly as evidence; if none comes, the anomaly becomes a `metric_anomaly`
+    /// problem of its own. Default: 30000.
+    pub metric_anomaly_hold_ms: u64,
 }
 
 impl Default for MonitorConfig {
@@ -67,6 +74,8 @@ impl Default for MonitorConfig {
             crash_loop_window_ms: 300_000,
             browser_min_failures: 3,
             browser_window_ms: 30_000,
+            metrics: MetricConfig::default(),
+            metric_anomaly_hold_ms: 30_000,
         }
     }
 }

@@ -14,6 +14,12 @@
 //! It also consumes `browser.request`: a front end's call that keeps failing in the browser
 //! becomes an `integration_failure` problem of its back end (`integration.rs`).
 //!
+//! And `metric.sample`: a gauge past a configured bound is a `metric_threshold` problem at
+//! once. A gauge that moves in a way its own history makes improbable (an anomaly score) is
+//! a weaker sign: it waits `metric_anomaly_hold_ms` for a stronger symptom of the service,
+//! whose problem then quotes it as evidence, and only without one becomes a `metric_anomaly`
+//! problem itself.
+//!
 //! At most one problem per service is open at a time: further symptoms of a service with an
 //! open problem are the same incident. A problem closes on `problem.resolved` (the detectors'
 //! windows for the service start afresh) or `problem.escalated` (the service is then left
@@ -26,12 +32,12 @@ use std::time::Duration;
 
 use aiops_knowledge::{Node, NodeKind};
 use aiops_model::{
-    event_type, BrowserRequest, Envelope, Escalation, HealthChange, HealthStatus, Problem, ProblemKind,
+    event_type, BrowserRequest, Envelope, Escalation, HealthChange, HealthStatus, MetricSample, Problem, ProblemKind,
     ProblemResolved, RequestRecord, ServiceDeregistered, ServiceError, ServiceRegistered, Severity,
 };
 use aiops_patterns::{
     BurnRateDetector, Detector, ErrorRatioDetector, ErrorTemplateDetector, Finding, LatencyDetector, LogTemplate,
-    Observation,
+    MetricDetector, Observation,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -96,6 +102,10 @@ struct State {
     browser: BrowserFailures,
     /// Back ends' API documents.
     contracts: Contracts,
+    /// Reported metrics: anomalies and bounds.
+    metrics: MetricDetector,
+    /// Per service, a metric anomaly waiting for a stronger symptom, and when it was seen.
+    pending_anomalies: HashMap<String, (Finding, DateTime<Utc>)>,
 }
 
 /// The ends of one instance's processes seen lately.
@@ -115,6 +125,8 @@ impl State {
             detector.reset(service);
         }
         self.templates.reset(service);
+        self.metrics.reset(service);
+        self.pending_anomalies.remove(service);
     }
 
     /// Whether a report about `service` made at `time` counts: the service is tracked, and the
@@ -154,6 +166,7 @@ impl Monitor {
         ];
         let templates = ErrorTemplateDetector::new(config.error_templates.clone());
         let browser = BrowserFailures::new(config.browser_window_ms, config.browser_min_failures);
+        let metrics = MetricDetector::new(config.metrics.clone());
         Self {
             config,
             state: Mutex::new(State {
@@ -169,6 +182,8 @@ impl Monitor {
                 downs: HashMap::new(),
                 browser,
                 contracts: Contracts::default(),
+                metrics,
+                pending_anomalies: HashMap::new(),
             }),
         }
     }
@@ -203,6 +218,11 @@ impl Monitor {
             }
         }
         let mut evidence = extra_evidence;
+        if let Some((anomaly, _)) = state.pending_anomalies.remove(&finding.service) {
+            if anomaly.summary != finding.summary {
+                evidence.push(format!("metric anomaly: {}", anomaly.summary));
+            }
+        }
         evidence.extend(summarize_errors(state.recent_errors.get(&finding.service), now));
         let problem = Problem {
             id: aiops_model::new_id(),
@@ -301,7 +321,12 @@ impl Agent for Monitor {
     }
 
     fn telemetry_types(&self) -> Vec<String> {
-        vec![event_type::HTTP_REQUEST.into(), event_type::SERVICE_ERROR.into(), event_type::BROWSER_REQUEST.into()]
+        vec![
+            event_type::HTTP_REQUEST.into(),
+            event_type::SERVICE_ERROR.into(),
+            event_type::BROWSER_REQUEST.into(),
+            event_type::METRIC_SAMPLE.into(),
+        ]
     }
 
     fn control_types(&self) -> Vec<String> {
@@ -357,6 +382,34 @@ impl Agent for Monitor {
                 };
                 self.publish_findings(ctx, findings).await?;
             }
+            event_type::METRIC_SAMPLE => {
+                let sample: MetricSample = payload(event)?;
+                sample.validate().map_err(|reason| crate::AgentError::Malformed {
+                    event_type: event.event_type.clone(),
+                    id: event.id.clone(),
+                    reason,
+                })?;
+                let service = service_of(event);
+                let at = event.time.min(Utc::now() + MAX_CLOCK_SKEW);
+                let finding = {
+                    let mut state = self.lock();
+                    if !state.accepts(&service, event.time) {
+                        return Ok(());
+                    }
+                    let observation = Observation::Metric { service, at, name: sample.name, value: sample.value };
+                    match state.metrics.observe(&observation) {
+                        Some(finding) if finding.kind == ProblemKind::MetricAnomaly => {
+                            // Only the first anomaly waits; an open problem already is the incident.
+                            if !state.open.contains_key(&finding.service) {
+                                state.pending_anomalies.entry(finding.service.clone()).or_insert((finding, Utc::now()));
+                            }
+                            None
+                        }
+                        finding => finding,
+                    }
+                };
+                self.publish_findings(ctx, finding.into_iter().collect()).await?;
+            }
             event_type::BROWSER_REQUEST => {
                 let request: BrowserRequest = payload(event)?;
                 let app = service_of(event);
@@ -397,6 +450,8 @@ impl Agent for Monitor {
     async fn tick(&self, ctx: &AgentContext) -> AgentResult<()> {
         self.restore_templates(ctx).await;
         self.save_templates(ctx).await;
+        let held = self.held_anomalies(Utc::now());
+        self.publish_findings(ctx, held).await?;
         let report = ctx.health.run_due(ctx.registry.as_ref()).await?;
         for gone in report.deregistered {
             let since = gone.status_since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -425,6 +480,20 @@ impl Agent for Monitor {
 }
 
 impl Monitor {
+    /// Metric anomalies that waited `metric_anomaly_hold_ms` with no stronger symptom, taken
+    /// out of the waiting list to be opened as problems of their own.
+    fn held_anomalies(&self, now: DateTime<Utc>) -> Vec<Finding> {
+        let hold = chrono::Duration::milliseconds(self.config.metric_anomaly_hold_ms as i64);
+        let mut state = self.lock();
+        let due: Vec<String> = state
+            .pending_anomalies
+            .iter()
+            .filter(|(_, (_, seen))| now - *seen >= hold)
+            .map(|(s, _)| s.clone())
+            .collect();
+        due.iter().filter_map(|service| state.pending_anomalies.remove(service)).map(|(finding, _)| finding).collect()
+    }
+
     /// The problem a front end's failing call makes for its back end (the front end itself
     /// when no registered service names it), with both sides' evidence.
     async fn integration_problem(&self, ctx: &AgentContext, failing: FailingCall) -> Option<Problem> {

@@ -242,6 +242,24 @@ impl Config {
                 "agents.monitor.crash_loop_restarts must be at least 2 and crash_loop_window_ms at least 1".into(),
             );
         }
+        let metrics = &monitor.metrics;
+        if !(metrics.anomaly_threshold > 0.0 && metrics.anomaly_threshold <= 1.0) || metrics.max_series == 0 {
+            problems.push(
+                "agents.monitor.metrics: anomaly_threshold must be within (0, 1] and max_series at least 1".into(),
+            );
+        }
+        for (name, bound) in &metrics.bounds {
+            let ordered = match (bound.above, bound.below) {
+                (None, None) => false,
+                (Some(above), Some(below)) => below < above,
+                _ => true,
+            };
+            if !ordered {
+                problems.push(format!(
+                    "agents.monitor.metrics.bounds.{name}: needs `above`, `below` or both, with below < above"
+                ));
+            }
+        }
         if self.agents.healing.max_attempts_per_problem == 0 {
             problems.push("agents.healing.max_attempts_per_problem: must be at least 1".into());
         }
@@ -319,10 +337,10 @@ mod tests {
     #[test]
     fn every_semantic_problem_is_reported_at_once() {
         let (_dir, path) = write(
-            "[server]\nlisten = \"nowhere\"\n[agents.monitor]\nerror_ratio_threshold = 2.0\n[knowledge]\nbackend = \"sqlite\"\ndimensions = 12\n",
+            "[server]\nlisten = \"nowhere\"\n[agents.monitor]\nerror_ratio_threshold = 2.0\n[agents.monitor.metrics.bounds.queue]\nabove = 1.0\nbelow = 5.0\n[knowledge]\nbackend = \"sqlite\"\ndimensions = 12\n",
         );
         let err = Config::load(Some(&path), []).unwrap_err().to_string();
-        for key in ["server.listen", "error_ratio_threshold", "knowledge.dimensions"] {
+        for key in ["server.listen", "error_ratio_threshold", "metrics.bounds.queue", "knowledge.dimensions"] {
             assert!(err.contains(key), "{key} missing from: {err}");
         }
     }

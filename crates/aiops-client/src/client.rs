@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use aiops_model::{event_type, Envelope, RequestRecord, ServiceError, Severity};
+use aiops_model::{event_type, Envelope, MetricSample, RequestRecord, ServiceError, Severity};
 use reqwest::{StatusCode, Url};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -142,6 +142,18 @@ impl AiopsClient {
     /// Reports an error the service hit as a `service.error` event with severity `error`.
     pub fn report_error(&self, error: ServiceError) {
         self.emit_serialized(event_type::SERVICE_ERROR, &error, Some(Severity::Error));
+    }
+
+    /// Reports a gauge's value (a pool's connections in use, a queue's length, memory in use)
+    /// as a `metric.sample` event. A sample the core would refuse (a name outside
+    /// `[a-z0-9_.:]`, a value that is not finite) is dropped with a warning.
+    pub fn report_metric(&self, name: &str, value: f64) {
+        let sample = MetricSample { name: name.to_owned(), value };
+        if let Err(reason) = sample.validate() {
+            tracing::warn!(%reason, "Dropped a metric sample.");
+            return;
+        }
+        self.emit_serialized(event_type::METRIC_SAMPLE, &sample, None);
     }
 
     /// Emits an event of any type, e.g. `bookmark.created`, with `data` as its payload.

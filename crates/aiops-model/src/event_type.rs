@@ -7,6 +7,8 @@
 pub const HTTP_REQUEST: &str = "http.request";
 /// A service reports an error it hit (data: [`crate::ServiceError`]).
 pub const SERVICE_ERROR: &str = "service.error";
+/// A service reports a gauge's value (data: [`crate::MetricSample`]).
+pub const METRIC_SAMPLE: &str = "metric.sample";
 /// A page's failed or slow call to its API, seen in the browser ([`crate::BrowserRequest`]).
 pub const BROWSER_REQUEST: &str = "browser.request";
 /// An uncaught error or unhandled rejection in a page ([`crate::BrowserError`]).

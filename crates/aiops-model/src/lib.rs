@@ -20,9 +20,9 @@ pub use browser::{
 pub use envelope::{Envelope, EnvelopeError, MAX_DATA_BYTES};
 pub use payload::{
     ActionOutcome, ActionStarted, ApprovalDecision, ApprovalRequest, CandidateAction, Diagnosis, DiagnosisSource,
-    Escalation, HealthChange, HealthStatus, Hypothesis, HypothesisSource, KillSwitch, LlmReview, PickStrategy, Problem,
-    ProblemKind, ProblemResolved, RequestRecord, RequestRejection, RiskLevel, ServiceDeregistered, ServiceError,
-    ServiceRegistered, TrustLevel,
+    Escalation, HealthChange, HealthStatus, Hypothesis, HypothesisSource, KillSwitch, LlmReview, MetricSample,
+    PickStrategy, Problem, ProblemKind, ProblemResolved, RequestRecord, RequestRejection, RiskLevel,
+    ServiceDeregistered, ServiceError, ServiceRegistered, TrustLevel,
 };
 pub use severity::Severity;
 

@@ -49,6 +49,44 @@ pub struct ServiceError {
     pub route: Option<String>,
 }
 
+/// A gauge a service reports about itself (`metric.sample`): a queue length, memory in use,
+/// connections in a pool, ... The Monitor scores each series (service, name) for anomalies
+/// and checks it against configured bounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSample {
+    /// The metric's name, e.g. `db_pool_in_use` (`[a-z0-9_.:]`, at most 100 bytes).
+    pub name: String,
+    /// Its value now.
+    pub value: f64,
+}
+
+impl MetricSample {
+    /// Longest metric name accepted.
+    pub const MAX_NAME_LEN: usize = 100;
+
+    /// Checks the name's form and that the value is a finite number.
+    ///
+    /// # Errors
+    /// A message naming what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= Self::MAX_NAME_LEN
+            && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:".contains(&b));
+        if !name_ok {
+            return Err(format!(
+                "metric name {:?} must be 1 to {} characters of [a-z0-9_.:]",
+                self.name,
+                Self::MAX_NAME_LEN
+            ));
+        }
+        if !self.value.is_finite() {
+            return Err(format!("metric {} has a value that is not a finite number", self.name));
+        }
+        Ok(())
+    }
+}
+
 /// Health of a registered service instance, as Consul names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -184,6 +222,11 @@ pub enum ProblemKind {
     /// A front end's calls to the service keep failing in the browser (a renamed route, a
     /// changed field, CORS, auth, ...): seen from the browser, joined with the back end.
     IntegrationFailure,
+    /// A metric the service reports crossed a configured bound.
+    MetricThreshold,
+    /// A metric the service reports moved in a way its own history makes improbable, and no
+    /// other symptom explained it.
+    MetricAnomaly,
 }
 
 impl ProblemKind {
@@ -198,6 +241,8 @@ impl ProblemKind {
             Self::SloBurn => "slo_burn",
             Self::CrashLoop => "crash_loop",
             Self::IntegrationFailure => "integration_failure",
+            Self::MetricThreshold => "metric_threshold",
+            Self::MetricAnomaly => "metric_anomaly",
         }
     }
 }

@@ -27,13 +27,24 @@ pub enum Observation {
         /// `kind: message`.
         message: String,
     },
+    /// A gauge the service reported.
+    Metric {
+        /// Service name.
+        service: String,
+        /// When (event time).
+        at: DateTime<Utc>,
+        /// The metric's name.
+        name: String,
+        /// Its value.
+        value: f64,
+    },
 }
 
 impl Observation {
     /// The service observed.
     pub fn service(&self) -> &str {
         match self {
-            Self::Request { service, .. } | Self::Error { service, .. } => service,
+            Self::Request { service, .. } | Self::Error { service, .. } | Self::Metric { service, .. } => service,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Three parts:
 //! - [`Detector`]s turn a service's stream of observations (requests, errors) into
 //!   [`Finding`]s when a symptom crosses its threshold: [`ErrorRatioDetector`],
-//!   [`LatencyDetector`], [`BurnRateDetector`], [`ErrorTemplateDetector`].
+//!   [`LatencyDetector`], [`BurnRateDetector`], [`ErrorTemplateDetector`], [`MetricDetector`].
 //! - [`PatternLibrary`] holds declarative [`Pattern`]s (TOML files shipped with the binary plus
 //!   user files) that recognise a problem from its symptom and evidence and say what its root
 //!   cause is, how to fix it, how to verify the fix and how risky it is.
@@ -28,7 +28,7 @@ pub use contract::ApiContract;
 pub use detector::{Detector, Finding, Observation};
 pub use detectors::{
     BurnRateConfig, BurnRateDetector, ErrorRatioDetector, ErrorTemplateConfig, ErrorTemplateDetector, LatencyDetector,
-    WindowConfig,
+    MetricBound, MetricConfig, MetricDetector, WindowConfig,
 };
 pub use error::{PatternError, PatternResult};
 pub use library::{Pattern, PatternLibrary, PatternMatch, Remediation, Signature, Verification};

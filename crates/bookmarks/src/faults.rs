@@ -266,7 +266,7 @@ impl Faults {
         Ok(freed)
     }
 
-    fn spool_bytes(&self) -> u64 {
+    pub(crate) fn spool_bytes(&self) -> u64 {
         std::fs::read_dir(&self.spool)
             .map(|entries| entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
             .unwrap_or(0)

@@ -93,6 +93,8 @@ pub const CAPABILITIES: [&str; 9] = [
 
 /// Heartbeat TTL the service registers with, in seconds.
 pub const TTL_SECS: u64 = 3;
+/// How often the gauges are reported (`metric.sample`).
+pub const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// Settings of the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +219,11 @@ async fn serve_state(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> BookmarksResult<()> {
     start_cache_warmer(&state);
+    let reporter = start_metrics_reporter(&state);
     let served = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown).await;
+    if let Some(reporter) = reporter {
+        reporter.abort();
+    }
     if let Some(client) = state.aiops() {
         client.clone().shutdown().await;
     }
@@ -253,6 +259,24 @@ fn client_config(config: &BookmarksConfig, aiops_url: &str, local_addr: SocketAd
     client.metadata.insert("web_app".to_owned(), web::WEB_APP.to_owned());
     client.metadata.insert("openapi".to_owned(), "/openapi.json".to_owned());
     client
+}
+
+/// Reports the service's gauges to the core every [`METRICS_EVERY`]: connections of the pool
+/// in use, bytes held by leaked state, bytes in the export spool. The core scores each series
+/// against its own history.
+fn start_metrics_reporter(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+    let client = state.aiops()?.clone();
+    let state = state.clone();
+    Some(tokio::spawn(async move {
+        let mut every = tokio::time::interval(METRICS_EVERY);
+        loop {
+            every.tick().await;
+            let pool = state.db().pool();
+            client.report_metric("db_pool_in_use", f64::from(pool.size()) - pool.num_idle() as f64);
+            client.report_metric("leaked_bytes", state.faults().leaked_bytes() as f64);
+            client.report_metric("spool_bytes", state.faults().spool_bytes() as f64);
+        }
+    }))
 }
 
 /// Runs the cache warmer once, [`CRASH_AFTER`] from now (after a start or a configuration

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use aiops_agents::{Agent, Monitor, MonitorConfig};
 use aiops_model::{
-    event_type, Envelope, Problem, ProblemKind, ProblemResolved, RequestRecord, ServiceError, ServiceRegistered,
+    event_type, Envelope, MetricSample, Problem, ProblemKind, ProblemResolved, RequestRecord, ServiceError,
+    ServiceRegistered,
 };
 use chrono::{DateTime, Utc};
 
@@ -293,4 +294,92 @@ async fn restarts_seen_as_new_registrations_are_a_crash_loop_counted_once_per_cr
         problems[1].evidence
     );
     assert_eq!(ctx.patterns.match_problem(&problems[1], &[])[0].pattern.id, "crash-loop");
+}
+
+fn metric(name: &str, value: f64, at: DateTime<Utc>) -> Envelope {
+    let sample = MetricSample { name: name.into(), value };
+    let mut event = Envelope::new("bookmarks/1", event_type::METRIC_SAMPLE, serde_json::to_value(sample).unwrap())
+        .with_subject("bookmarks");
+    event.time = at;
+    event
+}
+
+/// A connection-pool gauge that wanders between 2 and 6 for `points` seconds before `start`.
+async fn calm_pool_history(monitor: &Monitor, ctx: &aiops_agents::AgentContext, start: DateTime<Utc>, points: i64) {
+    for n in 0..points {
+        let value = 4.0 + 2.0 * (n as f64 / 30.0).sin() + (n % 3) as f64 * 0.1;
+        let at = start - chrono::Duration::seconds(points - n);
+        monitor.handle(ctx, &metric("db_pool_in_use", value, at)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_metric_anomaly_alone_becomes_its_own_problem_after_the_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let monitor = Monitor::new(MonitorConfig { metric_anomaly_hold_ms: 300, ..MonitorConfig::default() });
+    let start = Utc::now();
+    calm_pool_history(&monitor, &ctx, start, 600).await;
+    monitor.handle(&ctx, &metric("db_pool_in_use", 40.0, start)).await.unwrap();
+    monitor.tick(&ctx).await.unwrap();
+    assert!(control_events(&ctx, event_type::PROBLEM_DETECTED).await.is_empty(), "it waits for a stronger symptom");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    monitor.tick(&ctx).await.unwrap();
+    let problems = control_events(&ctx, event_type::PROBLEM_DETECTED).await;
+    assert_eq!(problems.len(), 1);
+    let problem: Problem = problems[0].event.payload().unwrap();
+    assert_eq!(problem.kind, ProblemKind::MetricAnomaly);
+    assert!(problem.summary.contains("db_pool_in_use = 40"), "{}", problem.summary);
+    assert_eq!(problem.metrics["value"], 40.0);
+    monitor.tick(&ctx).await.unwrap();
+    assert_eq!(control_events(&ctx, event_type::PROBLEM_DETECTED).await.len(), 1, "opened once");
+}
+
+#[tokio::test]
+async fn a_metric_anomaly_is_evidence_of_the_stronger_symptom_that_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let monitor = Monitor::new(MonitorConfig::default());
+    let start = Utc::now();
+    calm_pool_history(&monitor, &ctx, start, 600).await;
+    monitor.handle(&ctx, &metric("db_pool_in_use", 40.0, start)).await.unwrap();
+    for n in 0..40 {
+        monitor.handle(&ctx, &request(503, start + chrono::Duration::milliseconds(n * 10))).await.unwrap();
+    }
+    monitor.tick(&ctx).await.unwrap();
+    let problems = control_events(&ctx, event_type::PROBLEM_DETECTED).await;
+    assert_eq!(problems.len(), 1, "one incident");
+    let problem: Problem = problems[0].event.payload().unwrap();
+    assert_eq!(problem.kind, ProblemKind::HttpErrorRatio);
+    assert!(
+        problem.evidence.iter().any(|e| e.starts_with("metric anomaly: bookmarks: db_pool_in_use = 40")),
+        "{:?}",
+        problem.evidence
+    );
+}
+
+#[tokio::test]
+async fn a_metric_past_its_bound_is_a_problem_at_once_and_a_bad_sample_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let mut config = MonitorConfig::default();
+    config
+        .metrics
+        .bounds
+        .insert("spool_bytes".into(), aiops_patterns::MetricBound { above: Some(1_000_000.0), below: None });
+    let monitor = Monitor::new(config);
+    let start = Utc::now();
+    monitor.handle(&ctx, &metric("spool_bytes", 10.0, start)).await.unwrap();
+    monitor.handle(&ctx, &metric("spool_bytes", 2_000_000.0, start)).await.unwrap();
+    let problems = control_events(&ctx, event_type::PROBLEM_DETECTED).await;
+    assert_eq!(problems.len(), 1);
+    let problem: Problem = problems[0].event.payload().unwrap();
+    assert_eq!(problem.kind, ProblemKind::MetricThreshold);
+    assert!(problem.summary.contains("spool_bytes is 2000000 (above 1000000)"), "{}", problem.summary);
+
+    let mut bad = metric("spool_bytes", 1.0, start);
+    bad.data["name"] = serde_json::json!("Spool Bytes!");
+    let err = monitor.handle(&ctx, &bad).await.unwrap_err();
+    assert!(err.to_string().contains("must be 1 to 100 characters"), "{err}");
+    assert!(!err.is_retryable(), "a malformed sample is not retried");
 }

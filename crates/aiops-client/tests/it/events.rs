@@ -35,22 +35,29 @@ async fn events_carry_source_subject_and_typed_payloads() {
         route: Some("/api/bookmarks".into()),
     });
     client.emit("bookmark.created", json!({"id": 7}));
-    // Invalid types are dropped at the source, so they cannot spoil a batch.
+    client.report_metric("db_pool_in_use", 3.0);
+    // Invalid types and samples are dropped at the source, so they cannot spoil a batch.
     client.emit("Not A Type", json!({}));
+    client.report_metric("Pool In Use", 1.0);
+    client.report_metric("db_pool_in_use", f64::NAN);
 
     let rec = &core.recorded;
-    eventually("three events arrived", || rec.events().len() == 3).await;
+    eventually("four events arrived", || rec.events().len() == 4).await;
     let events = rec.events();
     assert_eq!(client.source(), source);
     assert!(events.iter().all(|e| e.source == source && e.subject.as_deref() == Some("bookmarks")));
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(types, [event_type::HTTP_REQUEST, event_type::SERVICE_ERROR, "bookmark.created"]);
+    assert_eq!(
+        types,
+        [event_type::HTTP_REQUEST, event_type::SERVICE_ERROR, "bookmark.created", event_type::METRIC_SAMPLE]
+    );
     let request: RequestRecord = events[0].payload().unwrap();
     assert_eq!(request.route, "/api/bookmarks/{id}");
     let error: ServiceError = events[1].payload().unwrap();
     assert_eq!(error.kind, "database");
     assert_eq!(events[1].severity, Some(aiops_model::Severity::Error));
     assert_eq!(events[2].data, json!({"id": 7}));
+    assert_eq!(events[3].data, json!({"name": "db_pool_in_use", "value": 3.0}));
     client.shutdown().await;
 }
 

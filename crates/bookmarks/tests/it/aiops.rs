@@ -143,6 +143,15 @@ async fn serve_registers_reports_requests_errors_and_domain_events() {
             route: Some("/api/bookmarks".into()),
         }]
     );
+    // Gauges are reported from the start (then every second).
+    let gauges: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter(|e| e.event_type == event_type::METRIC_SAMPLE)
+        .map(|e| e.payload::<aiops_model::MetricSample>().unwrap())
+        .inspect(|sample| assert!(sample.value >= 0.0, "{sample:?}"))
+        .map(|sample| sample.name)
+        .collect();
+    assert_eq!(gauges, ["db_pool_in_use", "leaked_bytes", "spool_bytes"].map(String::from).into());
     let domain: Vec<(&str, &Value)> = events
         .iter()
         .filter(|e| e.event_type.starts_with("bookmark."))
