@@ -57,6 +57,11 @@ pub struct MonitorConfig {
     /// with the anomaly as evidence; if none comes, the anomaly becomes a `metric_anomaly`
     /// problem of its own. Default: 30000.
     pub metric_anomaly_hold_ms: u64,
+    /// A problem the detectors watch (error ratio, latency, burn rate, error templates,
+    /// metrics) that no fix was started for is resolved as cleared by itself once none of
+    /// them reports its symptom any more, but not before it has been open this long, in
+    /// milliseconds. Default: 10000.
+    pub clear_after_ms: u64,
 }
 
 impl Default for MonitorConfig {
@@ -76,6 +81,7 @@ impl Default for MonitorConfig {
             browser_window_ms: 30_000,
             metrics: MetricConfig::default(),
             metric_anomaly_hold_ms: 30_000,
+            clear_after_ms: 10_000,
         }
     }
 }

@@ -761,6 +761,7 @@ impl Healing {
             action_id: outcome.action_id.clone(),
             tool: outcome.tool.clone(),
             time_to_recover_ms: recovered.num_milliseconds().max(0) as u64,
+            cleared_by_itself: false,
         };
         tracing::info!(problem = %problem.id, tool = %resolved.tool, "Problem healed and verified.");
         ctx.emit(NAME, event_type::PROBLEM_RESOLVED, &problem.service, Some(Severity::Info), resolved).await?;

@@ -24,7 +24,9 @@
 //! open problem are the same incident. A problem closes on `problem.resolved` (the detectors'
 //! windows for the service start afresh) or `problem.escalated` (the service is then left
 //! quiet for a while, so a human is not paged in a loop), or after `STALE_PROBLEM` without
-//! either.
+//! either. A problem the detectors watch, that no fix was started for, and whose symptom no
+//! detector reports any more `clear_after_ms` after it opened, cleared by itself: the Monitor
+//! publishes its `problem.resolved` (`cleared_by_itself`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -32,8 +34,8 @@ use std::time::Duration;
 
 use aiops_knowledge::{Node, NodeKind};
 use aiops_model::{
-    event_type, BrowserRequest, Envelope, Escalation, HealthChange, HealthStatus, MetricSample, Problem, ProblemKind,
-    ProblemResolved, RequestRecord, ServiceDeregistered, ServiceError, ServiceRegistered, Severity,
+    event_type, ActionStarted, BrowserRequest, Envelope, Escalation, HealthChange, HealthStatus, MetricSample, Problem,
+    ProblemKind, ProblemResolved, RequestRecord, ServiceDeregistered, ServiceError, ServiceRegistered, Severity,
 };
 use aiops_patterns::{
     BurnRateDetector, Detector, ErrorRatioDetector, ErrorTemplateDetector, Finding, LatencyDetector, LogTemplate,
@@ -119,6 +121,13 @@ struct InstanceDowns {
 }
 
 impl State {
+    /// Whether any detector still reports a symptom of `service` at `now`.
+    fn symptom_active(&self, service: &str, now: DateTime<Utc>) -> bool {
+        self.detectors.iter().any(|d| d.active(service, now))
+            || self.templates.active(service, now)
+            || self.metrics.active(service, now)
+    }
+
     /// Forgets a service's windows in every detector.
     fn reset(&mut self, service: &str) {
         for detector in &mut self.detectors {
@@ -153,7 +162,11 @@ impl State {
 #[derive(Debug)]
 struct OpenProblem {
     id: String,
+    kind: ProblemKind,
     opened: DateTime<Utc>,
+    first_seen: DateTime<Utc>,
+    /// A fix was started for it: the Healing agent resolves or escalates it.
+    acting: bool,
 }
 
 impl Monitor {
@@ -236,7 +249,14 @@ impl Monitor {
             evidence,
             metrics: finding.metrics,
         };
-        state.open.insert(finding.service, OpenProblem { id: problem.id.clone(), opened: now });
+        let open = OpenProblem {
+            id: problem.id.clone(),
+            kind: problem.kind,
+            opened: now,
+            first_seen: problem.first_seen,
+            acting: false,
+        };
+        state.open.insert(finding.service, open);
         Some(problem)
     }
 
@@ -294,6 +314,19 @@ impl Monitor {
     }
 }
 
+/// Whether the detectors watch problems of `kind`, so that they can tell when it cleared.
+fn watched_by_detectors(kind: ProblemKind) -> bool {
+    matches!(
+        kind,
+        ProblemKind::HttpErrorRatio
+            | ProblemKind::HttpLatency
+            | ProblemKind::SloBurn
+            | ProblemKind::LogErrorSpike
+            | ProblemKind::MetricThreshold
+            | ProblemKind::MetricAnomaly
+    )
+}
+
 /// Distinct recent error messages of a service, most frequent first, with their counts.
 fn summarize_errors(errors: Option<&VecDeque<(DateTime<Utc>, String)>>, now: DateTime<Utc>) -> Vec<String> {
     let Some(errors) = errors else { return Vec::new() };
@@ -334,6 +367,7 @@ impl Agent for Monitor {
             event_type::PROBLEM_RESOLVED.into(),
             event_type::PROBLEM_ESCALATED.into(),
             event_type::SERVICE_REGISTERED.into(),
+            event_type::ACTION_STARTED.into(),
         ]
     }
 
@@ -437,6 +471,13 @@ impl Agent for Monitor {
                     self.publish_problem(ctx, problem).await?;
                 }
             }
+            event_type::ACTION_STARTED => {
+                let started: ActionStarted = payload(event)?;
+                let mut state = self.lock();
+                if let Some(open) = state.open.values_mut().find(|open| open.id == started.problem_id) {
+                    open.acting = true;
+                }
+            }
             event_type::PROBLEM_ESCALATED => {
                 let escalation: Escalation = payload(event)?;
                 let quiet = Duration::from_millis(self.config.escalation_quiet_ms);
@@ -452,6 +493,13 @@ impl Agent for Monitor {
         self.save_templates(ctx).await;
         let held = self.held_anomalies(Utc::now());
         self.publish_findings(ctx, held).await?;
+        for cleared in self.cleared_problems(Utc::now()) {
+            tracing::info!(service = %cleared.service, problem = %cleared.problem_id, "Problem cleared by itself.");
+            let (service, id) = (cleared.service.clone(), cleared.problem_id.clone());
+            ctx.emit(NAME, event_type::PROBLEM_RESOLVED, &service, Some(Severity::Info), cleared).await?;
+            let settled = Utc::now() + chrono::Duration::milliseconds(self.config.settle_ms as i64);
+            self.close(&service, &id, settled, None);
+        }
         let report = ctx.health.run_due(ctx.registry.as_ref()).await?;
         for gone in report.deregistered {
             let since = gone.status_since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -480,6 +528,30 @@ impl Agent for Monitor {
 }
 
 impl Monitor {
+    /// Open problems that cleared by themselves (see the module docs), as their resolutions.
+    fn cleared_problems(&self, now: DateTime<Utc>) -> Vec<ProblemResolved> {
+        let clear_after = chrono::Duration::milliseconds(self.config.clear_after_ms as i64);
+        let state = self.lock();
+        state
+            .open
+            .iter()
+            .filter(|(service, open)| {
+                watched_by_detectors(open.kind)
+                    && !open.acting
+                    && now - open.opened >= clear_after
+                    && !state.symptom_active(service, now)
+            })
+            .map(|(service, open)| ProblemResolved {
+                problem_id: open.id.clone(),
+                service: service.clone(),
+                action_id: String::new(),
+                tool: String::new(),
+                time_to_recover_ms: (now - open.first_seen).num_milliseconds().max(0) as u64,
+                cleared_by_itself: true,
+            })
+            .collect()
+    }
+
     /// Metric anomalies that waited `metric_anomaly_hold_ms` with no stronger symptom, taken
     /// out of the waiting list to be opened as problems of their own.
     fn held_anomalies(&self, now: DateTime<Utc>) -> Vec<Finding> {

@@ -574,19 +574,23 @@ pub struct ActionOutcome {
     pub proposed_by: Vec<DiagnosisSource>,
 }
 
-/// A problem was healed and verified (`problem.resolved`).
+/// A problem was healed and verified, or cleared by itself before anything was done
+/// (`problem.resolved`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProblemResolved {
     /// The problem.
     pub problem_id: String,
     /// Its service.
     pub service: String,
-    /// The action that healed it.
+    /// The action that healed it (empty when it cleared by itself).
     pub action_id: String,
-    /// Tool that healed it.
+    /// Tool that healed it (empty when it cleared by itself).
     pub tool: String,
     /// From the first bad observation to verified recovery, in milliseconds.
     pub time_to_recover_ms: u64,
+    /// The symptom went away with no action taken (the Monitor saw it clear).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cleared_by_itself: bool,
 }
 
 /// Healing could not or may not fix a problem (`problem.escalated`).

@@ -80,4 +80,8 @@ pub trait Detector: Send + fmt::Debug {
     fn observe(&mut self, observation: &Observation) -> Option<Finding>;
     /// Forgets a service's window, e.g. after its problem was healed.
     fn reset(&mut self, service: &str);
+    /// Whether a symptom this detector reported for `service` is still there at event time
+    /// `now` (it has not cleared). When the detector cannot tell (no new observations), the
+    /// answer is yes: a problem is never closed for lack of news.
+    fn active(&self, service: &str, now: DateTime<Utc>) -> bool;
 }

@@ -63,6 +63,7 @@ async fn error_burst_is_one_problem_with_evidence_and_stragglers_do_not_reopen_i
         action_id: "a".into(),
         tool: "reset_db_pool".into(),
         time_to_recover_ms: 1,
+        cleared_by_itself: false,
     };
     let mut resolved_event =
         Envelope::new("aiops/healing", event_type::PROBLEM_RESOLVED, serde_json::to_value(resolved).unwrap());
@@ -382,4 +383,90 @@ async fn a_metric_past_its_bound_is_a_problem_at_once_and_a_bad_sample_is_refuse
     let err = monitor.handle(&ctx, &bad).await.unwrap_err();
     assert!(err.to_string().contains("must be 1 to 100 characters"), "{err}");
     assert!(!err.is_retryable(), "a malformed sample is not retried");
+}
+
+/// An error burst 20 s ago that opened an `http_error_ratio` problem, then only successes.
+async fn a_burst_that_stopped(monitor: &Monitor, ctx: &aiops_agents::AgentContext) -> Problem {
+    let start = Utc::now() - chrono::Duration::seconds(20);
+    let ms = |n: i64| start + chrono::Duration::milliseconds(n);
+    for n in 0..40 {
+        monitor.handle(ctx, &request(503, ms(n * 10))).await.unwrap();
+    }
+    let problems = control_events(ctx, event_type::PROBLEM_DETECTED).await;
+    assert_eq!(problems.len(), 1);
+    // The window (10 s) has moved past the burst: only successes in it.
+    for n in 0..100 {
+        monitor.handle(ctx, &request(200, ms(11_000 + n * 10))).await.unwrap();
+    }
+    problems[0].event.payload().unwrap()
+}
+
+#[tokio::test]
+async fn a_problem_whose_symptom_went_away_before_any_fix_is_resolved_as_cleared_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let monitor = Monitor::new(MonitorConfig { clear_after_ms: 300, ..MonitorConfig::default() });
+    let problem = a_burst_that_stopped(&monitor, &ctx).await;
+    monitor.tick(&ctx).await.unwrap();
+    assert!(control_events(&ctx, event_type::PROBLEM_RESOLVED).await.is_empty(), "not before clear_after_ms");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    monitor.tick(&ctx).await.unwrap();
+    monitor.tick(&ctx).await.unwrap();
+    let resolved = control_events(&ctx, event_type::PROBLEM_RESOLVED).await;
+    assert_eq!(resolved.len(), 1, "resolved once");
+    let resolved: ProblemResolved = resolved[0].event.payload().unwrap();
+    assert_eq!(resolved.problem_id, problem.id);
+    assert!(resolved.cleared_by_itself && resolved.tool.is_empty() && resolved.action_id.is_empty());
+    assert!(resolved.time_to_recover_ms >= 20_000, "{}", resolved.time_to_recover_ms);
+}
+
+#[tokio::test]
+async fn a_problem_being_fixed_is_left_to_the_healing_agent_even_when_its_symptom_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let monitor = Monitor::new(MonitorConfig { clear_after_ms: 0, ..MonitorConfig::default() });
+    let start = Utc::now() - chrono::Duration::seconds(20);
+    for n in 0..40 {
+        monitor.handle(&ctx, &request(503, start + chrono::Duration::milliseconds(n * 10))).await.unwrap();
+    }
+    let problem: Problem = control_events(&ctx, event_type::PROBLEM_DETECTED).await[0].event.payload().unwrap();
+    let started = aiops_model::ActionStarted {
+        action_id: "a1".into(),
+        problem_id: problem.id.clone(),
+        service: "bookmarks".into(),
+        tool: "reset_db_pool".into(),
+        params: serde_json::json!({}),
+        attempt: 1,
+    };
+    let started = Envelope::new("aiops/healing", event_type::ACTION_STARTED, serde_json::to_value(started).unwrap());
+    monitor.handle(&ctx, &started).await.unwrap();
+    for n in 0..100 {
+        monitor.handle(&ctx, &request(200, start + chrono::Duration::milliseconds(11_000 + n * 10))).await.unwrap();
+    }
+    monitor.tick(&ctx).await.unwrap();
+    assert!(control_events(&ctx, event_type::PROBLEM_RESOLVED).await.is_empty(), "the fix in flight decides");
+}
+
+#[tokio::test]
+async fn an_error_spike_clears_when_the_template_stops_occurring() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let monitor = Monitor::new(MonitorConfig { clear_after_ms: 0, ..MonitorConfig::default() });
+    let start = Utc::now() - chrono::Duration::seconds(30);
+    let error =
+        ServiceError { kind: "export".into(), message: "write failed: disk quota exceeded".into(), route: None };
+    for n in 0..20 {
+        let mut report = Envelope::new("bookmarks/1", event_type::SERVICE_ERROR, serde_json::to_value(&error).unwrap())
+            .with_subject("bookmarks");
+        report.time = start + chrono::Duration::milliseconds(n * 50);
+        monitor.handle(&ctx, &report).await.unwrap();
+    }
+    let problems = control_events(&ctx, event_type::PROBLEM_DETECTED).await;
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].event.payload::<Problem>().unwrap().kind, ProblemKind::LogErrorSpike);
+    // No message for 30 s, longer than the template window (10 s): the spike is over.
+    monitor.tick(&ctx).await.unwrap();
+    let resolved = control_events(&ctx, event_type::PROBLEM_RESOLVED).await;
+    assert_eq!(resolved.len(), 1);
+    assert!(resolved[0].event.payload::<ProblemResolved>().unwrap().cleared_by_itself);
 }

@@ -532,6 +532,13 @@ async fn watch(
                     }
                 }
                 event_type::PROBLEM_RESOLVED if data["problem_id"].as_str() == problem_id.as_deref() => {
+                    if data["cleared_by_itself"].as_bool() == Some(true) {
+                        // An injected fault lasts until it is repaired, so this is a detector
+                        // that lost sight of it, not a heal.
+                        say(format!("  {t:>6} ms  CLEARED    by itself, with no fix: the fault is still there"));
+                        scenario.escalated = Some("the symptom cleared by itself before any fix".to_owned());
+                        return Ok(scenario);
+                    }
                     say(format!(
                         "  {t:>6} ms  healed     by {}; time to recover {} ms",
                         data["tool"].as_str().unwrap_or("?"),

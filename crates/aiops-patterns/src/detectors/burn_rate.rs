@@ -148,6 +148,10 @@ impl Detector for BurnRateDetector {
     fn reset(&mut self, service: &str) {
         self.services.remove(service);
     }
+
+    fn active(&self, service: &str, _now: DateTime<Utc>) -> bool {
+        self.services.get(service).is_some_and(|burn| burn.firing)
+    }
 }
 
 #[cfg(test)]

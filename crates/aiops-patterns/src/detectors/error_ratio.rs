@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use aiops_model::{ProblemKind, Severity};
+use chrono::{DateTime, Utc};
 
 use super::window::{Sample, Windows};
 use super::WindowConfig;
@@ -71,5 +72,9 @@ impl Detector for ErrorRatioDetector {
 
     fn reset(&mut self, service: &str) {
         self.windows.reset(service);
+    }
+
+    fn active(&self, service: &str, _now: DateTime<Utc>) -> bool {
+        self.windows.firing(service)
     }
 }

@@ -193,6 +193,17 @@ impl Detector for ErrorTemplateDetector {
             logs.templates.clear();
         }
     }
+
+    /// A reported template is still there while it occurred within the window before `now`;
+    /// one that stopped occurring has cleared, even though no new message said so.
+    fn active(&self, service: &str, now: DateTime<Utc>) -> bool {
+        let since = now.timestamp() - (self.config.window_ms / 1000) as i64;
+        self.services.get(service).is_some_and(|logs| {
+            logs.templates
+                .values()
+                .any(|history| history.reported && history.recent.back().is_some_and(|(second, _)| *second >= since))
+        })
+    }
 }
 
 #[cfg(test)]

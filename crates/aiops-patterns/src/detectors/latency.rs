@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use aiops_model::{ProblemKind, Severity};
+use chrono::{DateTime, Utc};
 
 use super::window::{Sample, Windows};
 use super::WindowConfig;
@@ -75,5 +76,9 @@ impl Detector for LatencyDetector {
 
     fn reset(&mut self, service: &str) {
         self.windows.reset(service);
+    }
+
+    fn active(&self, service: &str, _now: DateTime<Utc>) -> bool {
+        self.windows.firing(service)
     }
 }

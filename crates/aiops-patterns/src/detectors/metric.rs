@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aiops_model::{ProblemKind, Severity};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{AnomalyConfig, AnomalyDetector, Detector, Finding, Observation};
@@ -151,6 +152,10 @@ impl Detector for MetricDetector {
             metrics: metrics(("threshold", threshold)),
             first_seen: *at,
         })
+    }
+
+    fn active(&self, service: &str, _now: DateTime<Utc>) -> bool {
+        self.series.iter().any(|((owner, _), series)| owner == service && (series.anomalous || series.out_of_bounds))
     }
 
     fn reset(&mut self, service: &str) {

@@ -59,4 +59,9 @@ impl Windows {
     pub(crate) fn reset(&mut self, service: &str) {
         self.services.remove(service);
     }
+
+    /// Whether the symptom is reported for `service` and has not cleared.
+    pub(crate) fn firing(&self, service: &str) -> bool {
+        self.services.get(service).is_some_and(|(_, firing)| *firing)
+    }
 }
