@@ -26,7 +26,10 @@
 //! quiet for a while, so a human is not paged in a loop), or after `STALE_PROBLEM` without
 //! either. A problem the detectors watch, that no fix was started for, and whose symptom no
 //! detector reports any more `clear_after_ms` after it opened, cleared by itself: the Monitor
-//! publishes its `problem.resolved` (`cleared_by_itself`).
+//! publishes its `problem.resolved` (`cleared_by_itself`). A symptom that keeps coming back
+//! right after it cleared flaps: each return within `FLAP_WINDOW` doubles the time its next
+//! problem must stay open before it may clear (up to 16 times), so a flapping service keeps
+//! one open problem instead of a stream of openings and resolutions.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -70,6 +73,10 @@ const MAX_SAVED_TEMPLATES: usize = 100_000;
 const SAVE_TEMPLATES_EVERY: Duration = Duration::from_secs(5);
 /// Time allowed for a live probe of a back end's health.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A problem opening this soon after the service's last one cleared by itself is a flap.
+const FLAP_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
+/// Most doublings of `clear_after_ms` for a flapping service.
+const MAX_FLAP_DOUBLINGS: u32 = 4;
 /// How far ahead of ours a service's clock may be before its event times are capped.
 const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(5);
 
@@ -108,6 +115,9 @@ struct State {
     metrics: MetricDetector,
     /// Per service, a metric anomaly waiting for a stronger symptom, and when it was seen.
     pending_anomalies: HashMap<String, (Finding, DateTime<Utc>)>,
+    /// Per service, when its last problem cleared by itself and how many did in a row
+    /// (each within `FLAP_WINDOW` of the one before).
+    self_cleared: HashMap<String, (DateTime<Utc>, u32)>,
 }
 
 /// The ends of one instance's processes seen lately.
@@ -121,6 +131,26 @@ struct InstanceDowns {
 }
 
 impl State {
+    /// How long a problem of `service` opening at `now` must stay open before it may clear by
+    /// itself: `clear_after_ms`, doubled for each time in a row the service's problems cleared
+    /// by themselves and came back within `FLAP_WINDOW`.
+    fn clear_after(&self, service: &str, now: DateTime<Utc>, clear_after_ms: u64) -> chrono::Duration {
+        let flaps = match self.self_cleared.get(service) {
+            Some((at, streak)) if now - *at <= FLAP_WINDOW => (*streak).min(MAX_FLAP_DOUBLINGS),
+            _ => 0,
+        };
+        chrono::Duration::milliseconds((clear_after_ms << flaps) as i64)
+    }
+
+    /// Counts a problem of `service` that cleared by itself at `at` towards its flapping.
+    fn note_cleared(&mut self, service: &str, at: DateTime<Utc>) {
+        let streak = match self.self_cleared.get(service) {
+            Some((last, streak)) if at - *last <= FLAP_WINDOW => streak + 1,
+            _ => 1,
+        };
+        self.self_cleared.insert(service.to_owned(), (at, streak));
+    }
+
     /// Whether any detector still reports a symptom of `service` at `now`.
     fn symptom_active(&self, service: &str, now: DateTime<Utc>) -> bool {
         self.detectors.iter().any(|d| d.active(service, now))
@@ -167,6 +197,8 @@ struct OpenProblem {
     first_seen: DateTime<Utc>,
     /// A fix was started for it: the Healing agent resolves or escalates it.
     acting: bool,
+    /// How long it must stay open before it may clear by itself.
+    clear_after: chrono::Duration,
 }
 
 impl Monitor {
@@ -197,6 +229,7 @@ impl Monitor {
                 contracts: Contracts::default(),
                 metrics,
                 pending_anomalies: HashMap::new(),
+                self_cleared: HashMap::new(),
             }),
         }
     }
@@ -255,6 +288,7 @@ impl Monitor {
             opened: now,
             first_seen: problem.first_seen,
             acting: false,
+            clear_after: state.clear_after(&finding.service, now, self.config.clear_after_ms),
         };
         state.open.insert(finding.service, open);
         Some(problem)
@@ -499,6 +533,7 @@ impl Agent for Monitor {
             ctx.emit(NAME, event_type::PROBLEM_RESOLVED, &service, Some(Severity::Info), cleared).await?;
             let settled = Utc::now() + chrono::Duration::milliseconds(self.config.settle_ms as i64);
             self.close(&service, &id, settled, None);
+            self.lock().note_cleared(&service, Utc::now());
         }
         let report = ctx.health.run_due(ctx.registry.as_ref()).await?;
         for gone in report.deregistered {
@@ -530,7 +565,6 @@ impl Agent for Monitor {
 impl Monitor {
     /// Open problems that cleared by themselves (see the module docs), as their resolutions.
     fn cleared_problems(&self, now: DateTime<Utc>) -> Vec<ProblemResolved> {
-        let clear_after = chrono::Duration::milliseconds(self.config.clear_after_ms as i64);
         let state = self.lock();
         state
             .open
@@ -538,7 +572,7 @@ impl Monitor {
             .filter(|(service, open)| {
                 watched_by_detectors(open.kind)
                     && !open.acting
-                    && now - open.opened >= clear_after
+                    && now - open.opened >= open.clear_after
                     && !state.symptom_active(service, now)
             })
             .map(|(service, open)| ProblemResolved {

@@ -470,3 +470,31 @@ async fn an_error_spike_clears_when_the_template_stops_occurring() {
     assert_eq!(resolved.len(), 1);
     assert!(resolved[0].event.payload::<ProblemResolved>().unwrap().cleared_by_itself);
 }
+
+#[tokio::test]
+async fn a_symptom_that_keeps_coming_back_must_stay_longer_before_it_clears_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let config = MonitorConfig { clear_after_ms: 300, settle_ms: 0, ..MonitorConfig::default() };
+    let monitor = Monitor::new(config);
+    a_burst_that_stopped(&monitor, &ctx).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    monitor.tick(&ctx).await.unwrap();
+    assert_eq!(control_events(&ctx, event_type::PROBLEM_RESOLVED).await.len(), 1);
+
+    // It comes back at once, and goes away again.
+    let start = Utc::now();
+    for n in 0..40 {
+        monitor.handle(&ctx, &request(503, start + chrono::Duration::milliseconds(n))).await.unwrap();
+    }
+    for n in 0..400 {
+        monitor.handle(&ctx, &request(200, start + chrono::Duration::milliseconds(100 + n))).await.unwrap();
+    }
+    assert_eq!(control_events(&ctx, event_type::PROBLEM_DETECTED).await.len(), 2);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    monitor.tick(&ctx).await.unwrap();
+    assert_eq!(control_events(&ctx, event_type::PROBLEM_RESOLVED).await.len(), 1, "a flap stays open twice as long");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor.tick(&ctx).await.unwrap();
+    assert_eq!(control_events(&ctx, event_type::PROBLEM_RESOLVED).await.len(), 2);
+}
