@@ -60,23 +60,27 @@ pub(crate) async fn run(args: &[String]) -> anyhow::Result<Value> {
     let all = series(&data)?;
     for (category, file, path) in &all {
         let mut reader = csv::Reader::from_path(path)?;
-        let mut rows: Vec<(String, f64)> = Vec::new();
+        let mut rows: Vec<(String, i64, f64)> = Vec::new();
         for record in reader.records() {
             let record = record?;
-            rows.push((record[0].to_owned(), record[1].trim().parse().unwrap_or(f64::NAN)));
+            let at = chrono::NaiveDateTime::parse_from_str(record[0].trim(), "%Y-%m-%d %H:%M:%S")
+                .with_context(|| format!("{}: timestamp {:?} is not YYYY-MM-DD HH:MM:SS", path.display(), &record[0]))?
+                .and_utc()
+                .timestamp();
+            rows.push((record[0].to_owned(), at, record[1].trim().parse().unwrap_or(f64::NAN)));
         }
         let mut scores = Vec::new();
         for _ in 0..REPEATS {
             let mut detector = AnomalyDetector::new(AnomalyConfig::default());
             let started = cpu_time::ProcessTime::now();
-            scores = rows.iter().map(|(_, value)| detector.score(*value)).collect();
+            scores = rows.iter().map(|(_, at, value)| detector.score_at(*at, *value)).collect();
             cpu += started.elapsed().as_secs_f64();
             points += rows.len();
         }
         std::fs::create_dir_all(out.join(category))?;
         let mut writer = csv::Writer::from_path(out.join(category).join(format!("aiops_{file}")))?;
         writer.write_record(["timestamp", "anomaly_score"])?;
-        for ((timestamp, _), score) in rows.iter().zip(scores) {
+        for ((timestamp, _, _), score) in rows.iter().zip(scores) {
             writer.write_record([timestamp.as_str(), &format!("{score:.6}")])?;
         }
         writer.flush()?;

@@ -5,7 +5,11 @@
 //! 1. **Surprise.** The value's distance from an exponentially weighted mean, in exponentially
 //!    weighted standard deviations, at three speeds (fast, slow, very slow baselines); the
 //!    largest counts. A spike surprises all; a level shift or a drift keeps surprising the
-//!    slower ones for a while.
+//!    slower ones for a while. When the value's time is known ([`AnomalyDetector::score_at`]),
+//!    a seasonal baseline has its say too: one exponentially weighted mean per hour of the day
+//!    (by default), learned from the values seen at that hour on earlier days. A value that is
+//!    usual for its hour (the morning rise of a daily cycle) is only as surprising as it is
+//!    against that hour's baseline: the smaller of the two surprises counts.
 //! 2. **Novelty.** A surprise counts in full only when it beats every surprise of the last
 //!    `novelty_window` points by at least one standard deviation, and in proportion below
 //!    that. A sustained anomaly is reported when it starts, not on every point it lasts, and a
@@ -32,11 +36,25 @@ pub struct AnomalyConfig {
     pub novelty_window: usize,
     /// Points that only learn. Default: 100.
     pub warmup: usize,
+    /// Width of the seasonal baseline's buckets, in seconds; 0 turns it off. Default: 3600.
+    pub seasonal_bucket_secs: u64,
+    /// The season's length, in seconds (a whole number of buckets). Default: 86400 (a day).
+    pub seasonal_period_secs: u64,
+    /// Weight of the newest value in its bucket's average. Default: 0.75: yesterday at this
+    /// hour counts most.
+    pub seasonal_alpha: f64,
 }
 
 impl Default for AnomalyConfig {
     fn default() -> Self {
-        Self { baseline_alphas: vec![0.1, 0.01, 0.001], novelty_window: 200, warmup: 100 }
+        Self {
+            baseline_alphas: vec![0.1, 0.01, 0.001],
+            novelty_window: 200,
+            warmup: 100,
+            seasonal_bucket_secs: 3600,
+            seasonal_period_secs: 86_400,
+            seasonal_alpha: 0.75,
+        }
     }
 }
 
@@ -48,6 +66,12 @@ struct Ewm {
 }
 
 impl Ewm {
+    /// How many of its standard deviations `x` is from its mean.
+    fn surprise(&self, x: f64) -> f64 {
+        let spread = self.var.sqrt() + 1e-9 * (1.0 + self.mean.abs());
+        (x - self.mean).abs() / spread
+    }
+
     fn update(&mut self, x: f64) {
         let delta = x - self.mean;
         self.mean += self.alpha * delta;
@@ -64,18 +88,52 @@ pub struct AnomalyDetector {
     /// that the window's maximum is at the front.
     recent: VecDeque<(usize, f64)>,
     seen: usize,
+    /// The seasonal baseline: per bucket of the period, its average and how many values it
+    /// has seen (empty when turned off).
+    seasonal: Vec<(Ewm, u32)>,
 }
+
+/// Values a seasonal bucket must have seen before it is asked.
+const SEASONAL_MIN_SEEN: u32 = 2;
 
 impl AnomalyDetector {
     /// A detector that has seen nothing.
     pub fn new(config: AnomalyConfig) -> Self {
         let baselines = config.baseline_alphas.iter().map(|&alpha| Ewm { alpha, mean: 0.0, var: 0.0 }).collect();
-        Self { config, baselines, recent: VecDeque::new(), seen: 0 }
+        let buckets = match config.seasonal_bucket_secs {
+            0 => 0,
+            width => config.seasonal_period_secs.div_ceil(width) as usize,
+        };
+        let seasonal = vec![(Ewm { alpha: config.seasonal_alpha, mean: 0.0, var: 0.0 }, 0); buckets];
+        Self { config, baselines, recent: VecDeque::new(), seen: 0, seasonal }
+    }
+
+    /// Scores `value` observed at `at_secs` (Unix seconds), with the seasonal baseline; see
+    /// [`Self::score`].
+    pub fn score_at(&mut self, at_secs: i64, value: f64) -> f64 {
+        if !value.is_finite() || self.seasonal.is_empty() {
+            return self.score(value);
+        }
+        let width = self.config.seasonal_bucket_secs as i64;
+        let period = self.config.seasonal_period_secs.max(1) as i64;
+        let last = self.seasonal.len() - 1;
+        let (bucket, seen) = &mut self.seasonal[((at_secs.rem_euclid(period) / width) as usize).min(last)];
+        if *seen == 0 {
+            bucket.mean = value;
+        }
+        let seasonal = (*seen >= SEASONAL_MIN_SEEN).then(|| bucket.surprise(value));
+        bucket.update(value);
+        *seen = seen.saturating_add(1);
+        self.score_with(value, seasonal)
     }
 
     /// Scores `value` (then learns it): 0 is normal, near 1 is anomalous. A value that is not a
     /// finite number scores 0 and is not learned.
     pub fn score(&mut self, value: f64) -> f64 {
+        self.score_with(value, None)
+    }
+
+    fn score_with(&mut self, value: f64, seasonal: Option<f64>) -> f64 {
         if !value.is_finite() {
             return 0.0;
         }
@@ -87,9 +145,11 @@ impl AnomalyDetector {
         }
         let mut surprise: f64 = 0.0;
         for baseline in &mut self.baselines {
-            let spread = baseline.var.sqrt() + 1e-9 * (1.0 + baseline.mean.abs());
-            surprise = surprise.max((value - baseline.mean).abs() / spread);
+            surprise = surprise.max(baseline.surprise(value));
             baseline.update(value);
+        }
+        if let Some(seasonal) = seasonal {
+            surprise = surprise.min(seasonal);
         }
         // Beyond 50 standard deviations a value is simply off the scale; capping keeps one
         // absurd point from hiding the next real anomaly behind the novelty window.
@@ -136,6 +196,45 @@ mod tests {
         // The same level again right away is no longer news.
         let again = detector.score(400.0);
         assert!(again < spike / 2.0, "{again} vs {spike}");
+    }
+
+    /// Every 5 minutes for `days`, shaped like NAB's `art_daily` series: about 20 at night and
+    /// 80 by day, ramping up from 08:00 and down from 18:00, with noise of ±5.
+    fn daily(days: i64) -> impl Iterator<Item = (i64, f64)> {
+        (0..days * 288).map(|i| {
+            let hour = ((i * 5) % 1440) as f64 / 60.0;
+            let level = 20.0 + 60.0 * ((hour - 8.0).clamp(0.0, 1.0) - (hour - 18.0).clamp(0.0, 1.0));
+            let noise = ((i * 7919 + 13) % 101) as f64 / 10.0 - 5.0;
+            (1_700_006_400 + i * 300, level + noise)
+        })
+    }
+
+    #[test]
+    fn a_daily_cycle_learned_by_the_hour_raises_fewer_alarms_and_a_break_in_it_still_stands_out() {
+        let mut plain = AnomalyDetector::new(AnomalyConfig::default());
+        let mut seasonal = AnomalyDetector::new(AnomalyConfig::default());
+        let (mut plain_alarms, mut seasonal_alarms) = (0, 0);
+        for (n, (at, value)) in daily(14).enumerate() {
+            let (p, s) = (plain.score(value), seasonal.score_at(at, value));
+            if n >= 3 * 288 {
+                plain_alarms += usize::from(p > 0.3);
+                seasonal_alarms += usize::from(s > 0.3);
+            }
+        }
+        assert!(seasonal_alarms < plain_alarms, "{seasonal_alarms} vs {plain_alarms}");
+        // Day 15, 03:00: the day's level in the middle of the night.
+        let at = 1_700_006_400 + 14 * 86_400 + 3 * 3_600;
+        let broken = seasonal.score_at(at, 80.0);
+        assert!(broken > 0.5, "{broken}");
+    }
+
+    #[test]
+    fn without_buckets_a_timed_score_is_the_plain_score() {
+        let config = AnomalyConfig { seasonal_bucket_secs: 0, ..AnomalyConfig::default() };
+        let (mut timed, mut plain) = (AnomalyDetector::new(config.clone()), AnomalyDetector::new(config));
+        for (at, value) in daily(3) {
+            assert_eq!(timed.score_at(at, value), plain.score(value));
+        }
     }
 
     #[test]

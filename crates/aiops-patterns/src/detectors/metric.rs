@@ -107,7 +107,7 @@ impl Detector for MetricDetector {
             out_of_bounds: false,
         });
         // Scored even when a bound is crossed, so the series' history stays whole.
-        let score = series.anomaly.score(*value);
+        let score = series.anomaly.score_at(at.timestamp(), *value);
         let metrics = |extra: (&str, f64)| {
             BTreeMap::from([
                 ("value".to_owned(), *value),
