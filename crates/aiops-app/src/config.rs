@@ -248,6 +248,18 @@ impl Config {
                 "agents.monitor.metrics: anomaly_threshold must be within (0, 1] and max_series at least 1".into(),
             );
         }
+        let anomaly = &metrics.anomaly;
+        let alphas_ok = anomaly.baseline_alphas.iter().chain([&anomaly.seasonal_alpha]).all(|a| *a > 0.0 && *a <= 1.0);
+        let buckets: u64 = match anomaly.seasonal_bucket_secs {
+            0 => 0,
+            width => anomaly.seasonal_periods_secs.iter().map(|period| period.div_ceil(width)).sum(),
+        };
+        if !alphas_ok || anomaly.baseline_alphas.is_empty() || buckets > MAX_SEASONAL_BUCKETS {
+            problems.push(format!(
+                "agents.monitor.metrics.anomaly: baseline_alphas (at least one) and seasonal_alpha must be within (0, 1], \
+                 and the seasons at most {MAX_SEASONAL_BUCKETS} buckets per series in all (they have {buckets})"
+            ));
+        }
         for (name, bound) in &metrics.bounds {
             let ordered = match (bound.above, bound.below) {
                 (None, None) => false,
@@ -271,6 +283,10 @@ impl Config {
         toml::to_string_pretty(&Config::default()).unwrap_or_default()
     }
 }
+
+/// Seasonal buckets one metric series may keep (5-minute buckets over a week), so that
+/// `max_series` series stay within a known memory.
+const MAX_SEASONAL_BUCKETS: u64 = 2_016;
 
 fn parse_scalar(text: &str) -> toml::Value {
     // Parse as the value of a one-key table, so `5`, `true`, `0.2` and `["a"]` keep their type.
@@ -337,10 +353,16 @@ mod tests {
     #[test]
     fn every_semantic_problem_is_reported_at_once() {
         let (_dir, path) = write(
-            "[server]\nlisten = \"nowhere\"\n[agents.monitor]\nerror_ratio_threshold = 2.0\n[agents.monitor.metrics.bounds.queue]\nabove = 1.0\nbelow = 5.0\n[knowledge]\nbackend = \"sqlite\"\ndimensions = 12\n",
+            "[server]\nlisten = \"nowhere\"\n[agents.monitor]\nerror_ratio_threshold = 2.0\n[agents.monitor.metrics.bounds.queue]\nabove = 1.0\nbelow = 5.0\n[agents.monitor.metrics.anomaly]\nseasonal_bucket_secs = 1\n[knowledge]\nbackend = \"sqlite\"\ndimensions = 12\n",
         );
         let err = Config::load(Some(&path), []).unwrap_err().to_string();
-        for key in ["server.listen", "error_ratio_threshold", "metrics.bounds.queue", "knowledge.dimensions"] {
+        for key in [
+            "server.listen",
+            "error_ratio_threshold",
+            "metrics.bounds.queue",
+            "metrics.anomaly",
+            "knowledge.dimensions",
+        ] {
             assert!(err.contains(key), "{key} missing from: {err}");
         }
     }

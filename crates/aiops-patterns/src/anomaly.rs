@@ -6,10 +6,11 @@
 //!    weighted standard deviations, at three speeds (fast, slow, very slow baselines); the
 //!    largest counts. A spike surprises all; a level shift or a drift keeps surprising the
 //!    slower ones for a while. When the value's time is known ([`AnomalyDetector::score_at`]),
-//!    a seasonal baseline has its say too: one exponentially weighted mean per hour of the day
-//!    (by default), learned from the values seen at that hour on earlier days. A value that is
-//!    usual for its hour (the morning rise of a daily cycle) is only as surprising as it is
-//!    against that hour's baseline: the smaller of the two surprises counts.
+//!    seasonal baselines have their say too: one exponentially weighted mean per hour of the
+//!    day, and per hour of the week (by default), learned from the values seen at that hour on
+//!    earlier days or weeks. A value that is usual for its hour (the morning rise of a daily
+//!    cycle, the quiet of a Sunday) is only as surprising as it is against that hour's
+//!    baseline: the smallest of the surprises counts.
 //! 2. **Novelty.** A surprise counts in full only when it beats every surprise of the last
 //!    `novelty_window` points by at least one standard deviation, and in proportion below
 //!    that. A sustained anomaly is reported when it starts, not on every point it lasts, and a
@@ -36,10 +37,11 @@ pub struct AnomalyConfig {
     pub novelty_window: usize,
     /// Points that only learn. Default: 100.
     pub warmup: usize,
-    /// Width of the seasonal baseline's buckets, in seconds; 0 turns it off. Default: 3600.
+    /// Width of the seasonal baselines' buckets, in seconds; 0 turns them off. Default: 3600.
     pub seasonal_bucket_secs: u64,
-    /// The season's length, in seconds (a whole number of buckets). Default: 86400 (a day).
-    pub seasonal_period_secs: u64,
+    /// The seasons, in seconds, each a whole number of buckets. Default: a day and a week
+    /// (192 buckets, about 6 KiB per series).
+    pub seasonal_periods_secs: Vec<u64>,
     /// Weight of the newest value in its bucket's average. Default: 0.75: yesterday at this
     /// hour counts most.
     pub seasonal_alpha: f64,
@@ -52,7 +54,7 @@ impl Default for AnomalyConfig {
             novelty_window: 200,
             warmup: 100,
             seasonal_bucket_secs: 3600,
-            seasonal_period_secs: 86_400,
+            seasonal_periods_secs: vec![86_400, 7 * 86_400],
             seasonal_alpha: 0.75,
         }
     }
@@ -88,9 +90,9 @@ pub struct AnomalyDetector {
     /// that the window's maximum is at the front.
     recent: VecDeque<(usize, f64)>,
     seen: usize,
-    /// The seasonal baseline: per bucket of the period, its average and how many values it
-    /// has seen (empty when turned off).
-    seasonal: Vec<(Ewm, u32)>,
+    /// Per season, per bucket of it: the bucket's average and how many values it has seen
+    /// (no seasons when turned off).
+    seasons: Vec<(i64, Vec<(Ewm, u32)>)>,
 }
 
 /// Values a seasonal bucket must have seen before it is asked.
@@ -100,30 +102,41 @@ impl AnomalyDetector {
     /// A detector that has seen nothing.
     pub fn new(config: AnomalyConfig) -> Self {
         let baselines = config.baseline_alphas.iter().map(|&alpha| Ewm { alpha, mean: 0.0, var: 0.0 }).collect();
-        let buckets = match config.seasonal_bucket_secs {
-            0 => 0,
-            width => config.seasonal_period_secs.div_ceil(width) as usize,
+        let width = config.seasonal_bucket_secs;
+        let empty = (Ewm { alpha: config.seasonal_alpha, mean: 0.0, var: 0.0 }, 0);
+        let seasons = match width {
+            0 => Vec::new(),
+            width => config
+                .seasonal_periods_secs
+                .iter()
+                .filter(|&&period| period >= width)
+                .map(|&period| (period as i64, vec![empty.clone(); period.div_ceil(width) as usize]))
+                .collect(),
         };
-        let seasonal = vec![(Ewm { alpha: config.seasonal_alpha, mean: 0.0, var: 0.0 }, 0); buckets];
-        Self { config, baselines, recent: VecDeque::new(), seen: 0, seasonal }
+        Self { config, baselines, recent: VecDeque::new(), seen: 0, seasons }
     }
 
     /// Scores `value` observed at `at_secs` (Unix seconds), with the seasonal baseline; see
     /// [`Self::score`].
     pub fn score_at(&mut self, at_secs: i64, value: f64) -> f64 {
-        if !value.is_finite() || self.seasonal.is_empty() {
-            return self.score(value);
+        if !value.is_finite() {
+            return 0.0;
         }
-        let width = self.config.seasonal_bucket_secs as i64;
-        let period = self.config.seasonal_period_secs.max(1) as i64;
-        let last = self.seasonal.len() - 1;
-        let (bucket, seen) = &mut self.seasonal[((at_secs.rem_euclid(period) / width) as usize).min(last)];
-        if *seen == 0 {
-            bucket.mean = value;
+        let width = self.config.seasonal_bucket_secs.max(1) as i64;
+        let mut seasonal: Option<f64> = None;
+        for (period, buckets) in &mut self.seasons {
+            let last = buckets.len() - 1;
+            let (bucket, seen) = &mut buckets[((at_secs.rem_euclid(*period) / width) as usize).min(last)];
+            if *seen == 0 {
+                bucket.mean = value;
+            }
+            if *seen >= SEASONAL_MIN_SEEN {
+                let surprise = bucket.surprise(value);
+                seasonal = Some(seasonal.map_or(surprise, |s| s.min(surprise)));
+            }
+            bucket.update(value);
+            *seen = seen.saturating_add(1);
         }
-        let seasonal = (*seen >= SEASONAL_MIN_SEEN).then(|| bucket.surprise(value));
-        bucket.update(value);
-        *seen = seen.saturating_add(1);
         self.score_with(value, seasonal)
     }
 
