@@ -465,7 +465,12 @@ impl Agent for Monitor {
                         return Ok(());
                     }
                     let observation = Observation::Metric { service, at, name: sample.name, value: sample.value };
-                    match state.metrics.observe(&observation) {
+                    let ignored = state.metrics.ignored_series();
+                    let finding = state.metrics.observe(&observation);
+                    if state.metrics.ignored_series() > ignored {
+                        metrics::counter!("aiops_monitor_untracked_metric_samples_total").increment(1);
+                    }
+                    match finding {
                         Some(finding) if finding.kind == ProblemKind::MetricAnomaly => {
                             // Only the first anomaly waits; an open problem already is the incident.
                             if !state.open.contains_key(&finding.service) {
