@@ -229,6 +229,12 @@ impl Config {
                 self.ai.embedder.dimensions()
             ));
         }
+        if let KnowledgeConfig::Sqlite(sqlite) = &self.knowledge {
+            let share = sqlite.vector_index.probe_share;
+            if !(share > 0.0 && share <= 1.0) {
+                problems.push(format!("knowledge.vector_index.probe_share: must be within (0, 1], got {share}"));
+            }
+        }
         problems.extend(self.registry.problems());
         let monitor = &self.agents.monitor;
         if !(monitor.error_ratio_threshold > 0.0 && monitor.error_ratio_threshold <= 1.0) {

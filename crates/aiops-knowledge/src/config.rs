@@ -53,11 +53,31 @@ pub struct SqliteConfig {
     pub path: Option<PathBuf>,
     /// Embedding dimension of the store; must match the embedder. Default: 384.
     pub dimensions: usize,
+    /// The in-process vector index.
+    pub vector_index: VectorIndexConfig,
 }
 
 impl Default for SqliteConfig {
     fn default() -> Self {
-        Self { path: None, dimensions: 384 }
+        Self { path: None, dimensions: 384, vector_index: VectorIndexConfig::default() }
+    }
+}
+
+/// `[knowledge.vector_index]`: how the SQLite engine's in-process vector index searches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VectorIndexConfig {
+    /// Up to this many vectors every search is an exact scan; beyond, the vectors are
+    /// partitioned into about √n lists. Default: 20,000 (a scan of a few milliseconds).
+    pub exact_up_to: usize,
+    /// Share of the lists a partitioned search scans (at least 8 lists): more finds more of
+    /// the true nearest neighbours and takes longer. Within (0, 1]. Default: 0.05.
+    pub probe_share: f64,
+}
+
+impl Default for VectorIndexConfig {
+    fn default() -> Self {
+        Self { exact_up_to: 20_000, probe_share: 0.05 }
     }
 }
 
@@ -108,7 +128,14 @@ impl KnowledgeConfig {
     pub async fn build(&self, data_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> KnowledgeResult<Knowledge> {
         match self {
             Self::Sqlite(cfg) => {
-                let store = Arc::new(SqliteKnowledgeStore::open(&self.sqlite_path(data_dir), cfg.dimensions).await?);
+                let store = Arc::new(
+                    SqliteKnowledgeStore::open_with(
+                        &self.sqlite_path(data_dir),
+                        cfg.dimensions,
+                        cfg.vector_index.clone(),
+                    )
+                    .await?,
+                );
                 let database = Database::Sqlite(store.pool().clone());
                 Ok(Knowledge { store: store.clone(), audit: store, database })
             }

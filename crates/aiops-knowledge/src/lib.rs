@@ -22,7 +22,7 @@ mod transfer;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
-pub use config::{Database, Knowledge, KnowledgeConfig, PostgresConfig, SqliteConfig};
+pub use config::{Database, Knowledge, KnowledgeConfig, PostgresConfig, SqliteConfig, VectorIndexConfig};
 pub use error::{BoxError, KnowledgeError, KnowledgeResult};
 pub use model::{
     AuditEntry, Direction, Edge, Node, NodeKind, Outcome, Reached, Relation, ScoredNode, SimilarityQuery, SolutionStats,

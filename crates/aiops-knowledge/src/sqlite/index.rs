@@ -20,16 +20,13 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::{NodeKind, SimilarityQuery};
+use crate::{NodeKind, SimilarityQuery, VectorIndexConfig};
 
-/// Up to this many vectors a search scans them all (a few milliseconds at most).
-const EXACT_UP_TO: usize = 20_000;
 /// Sample points per list that k-means trains on.
 const SAMPLE_PER_LIST: usize = 24;
 /// Rounds of k-means; the sample is small, so more rounds are cheap but gain little.
 const KMEANS_ROUNDS: usize = 8;
-/// Share of the lists a search scans before it may stop, and the least number scanned.
-const PROBE_SHARE: f32 = 0.05;
+/// Lists a search scans at least, whatever the probe share.
 const MIN_PROBES: usize = 8;
 /// Candidates ranked again with the full vectors: this many times `k`, and at least
 /// `MIN_RERANK`.
@@ -104,7 +101,7 @@ pub(super) struct Partition {
 #[derive(Debug)]
 pub(super) struct VectorIndex {
     dimensions: usize,
-    exact_up_to: usize,
+    settings: VectorIndexConfig,
     slots: Vec<Slot>,
     vectors: Vec<f32>,
     by_id: HashMap<String, usize>,
@@ -113,25 +110,16 @@ pub(super) struct VectorIndex {
 }
 
 impl VectorIndex {
-    pub(super) fn new(dimensions: usize) -> Self {
-        Self::with_exact_limit(dimensions, EXACT_UP_TO)
-    }
-
-    /// An index that partitions once it holds more than `exact_up_to` vectors.
-    pub(super) fn with_exact_limit(dimensions: usize, exact_up_to: usize) -> Self {
+    pub(super) fn new(dimensions: usize, settings: VectorIndexConfig) -> Self {
         Self {
             dimensions,
-            exact_up_to,
+            settings,
             slots: Vec::new(),
             vectors: Vec::new(),
             by_id: HashMap::new(),
             free: Vec::new(),
             partition: None,
         }
-    }
-
-    pub(super) fn dimensions(&self) -> usize {
-        self.dimensions
     }
 
     fn vector(&self, slot: usize) -> &[f32] {
@@ -204,8 +192,8 @@ impl VectorIndex {
     pub(super) fn needs_partition(&self) -> bool {
         let n = self.len();
         match &self.partition {
-            None => n > self.exact_up_to,
-            Some(p) => n <= self.exact_up_to || n >= 2 * p.planned_for || 2 * n <= p.planned_for,
+            None => n > self.settings.exact_up_to,
+            Some(p) => n <= self.settings.exact_up_to || n >= 2 * p.planned_for || 2 * n <= p.planned_for,
         }
     }
 
@@ -213,7 +201,7 @@ impl VectorIndex {
     /// to scan. Reads only: the caller keeps writers out until [`Self::install`].
     pub(super) fn plan_partition(&self) -> Option<Partition> {
         let mut live: Vec<usize> = self.by_id.values().copied().filter(|&idx| self.slots[idx].norm > 0.0).collect();
-        if live.len() <= self.exact_up_to {
+        if live.len() <= self.settings.exact_up_to {
             return None;
         }
         // Sorted, so that the same vectors give the same partition whatever the map's order.
@@ -326,7 +314,7 @@ impl VectorIndex {
                 let mut order: Vec<(f32, usize)> =
                     partition.centroids.chunks_exact(d).map(|c| dot(&query.embedding, c)).zip(0..).collect();
                 order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-                let probes = ((order.len() as f32 * PROBE_SHARE).ceil() as usize).max(MIN_PROBES);
+                let probes = ((order.len() as f64 * self.settings.probe_share).ceil() as usize).max(MIN_PROBES);
                 let mut query_code = vec![0i8; d];
                 quantize(&query.embedding, &mut query_code);
                 // Kind is kept in the lists; only the other filters need the slot.
@@ -472,7 +460,7 @@ mod tests {
 
     #[test]
     fn top_k_is_exact_and_slots_are_reused() {
-        let mut index = VectorIndex::new(3);
+        let mut index = VectorIndex::new(3, VectorIndexConfig::default());
         index.insert("a".into(), NodeKind::Problem, None, 0, &[1.0, 0.0, 0.0]);
         index.insert("b".into(), NodeKind::Problem, None, 0, &[0.7, 0.7, 0.0]);
         index.insert("c".into(), NodeKind::Problem, None, 0, &[0.0, 0.0, 1.0]);
@@ -507,12 +495,16 @@ mod tests {
 
     const D: usize = 32;
 
+    fn exact_up_to(exact_up_to: usize) -> VectorIndexConfig {
+        VectorIndexConfig { exact_up_to, ..VectorIndexConfig::default() }
+    }
+
     /// `n` vectors around 50 centres, and an exact index beside the partitioned one.
     fn clustered(n: usize) -> (VectorIndex, VectorIndex, Rng) {
         let mut rng = Rng(7);
         let centres: Vec<Vec<f32>> = (0..50).map(|_| (0..D).map(|_| rng.unit()).collect()).collect();
-        let mut partitioned = VectorIndex::with_exact_limit(D, 500);
-        let mut exact = VectorIndex::with_exact_limit(D, usize::MAX);
+        let mut partitioned = VectorIndex::new(D, exact_up_to(500));
+        let mut exact = VectorIndex::new(D, exact_up_to(usize::MAX));
         for i in 0..n {
             let v = rng.around(&centres[i % centres.len()], 0.3);
             let kind = if i % 503 == 0 { NodeKind::Solution } else { NodeKind::Problem };

@@ -2,7 +2,8 @@
 //! vector index.
 //!
 //! The vector index (see `index`) is rebuilt from the file at open: an exact scan while the
-//! store is small, an inverted-file partition once it holds more than 20,000 vectors. Writes
+//! store is small, an inverted-file partition once it holds more than `exact_up_to` vectors
+//! (`[knowledge.vector_index]`, default 20,000). Writes
 //! are serialized by one async mutex so that the database and the index always change in the
 //! same order, and a re-partition is planned while searches go on.
 
@@ -216,14 +217,28 @@ impl SqliteKnowledgeStore {
     /// When the file cannot be opened, its schema is too new, or a stored embedding has
     /// another dimension than `dimensions`.
     pub async fn open(path: &Path, dimensions: usize) -> KnowledgeResult<Self> {
-        Self::open_with_index(path, VectorIndex::new(dimensions)).await
+        Self::open_with(path, dimensions, crate::VectorIndexConfig::default()).await
     }
 
-    async fn open_with_index(path: &Path, mut index: VectorIndex) -> KnowledgeResult<Self> {
-        let dimensions = index.dimensions();
+    /// [`Self::open`] with the vector index's settings.
+    ///
+    /// # Errors
+    /// As [`Self::open`], and when `probe_share` is not within (0, 1].
+    pub async fn open_with(
+        path: &Path,
+        dimensions: usize,
+        vector_index: crate::VectorIndexConfig,
+    ) -> KnowledgeResult<Self> {
         if dimensions == 0 {
             return Err(KnowledgeError::Invalid("embedding dimensions must be at least 1".into()));
         }
+        if !(vector_index.probe_share > 0.0 && vector_index.probe_share <= 1.0) {
+            return Err(KnowledgeError::Invalid(format!(
+                "vector_index.probe_share must be within (0, 1], got {}",
+                vector_index.probe_share
+            )));
+        }
+        let mut index = VectorIndex::new(dimensions, vector_index);
         let pool = open_sqlite_pool(path).await?;
         apply_migrations(&pool, "knowledge", MIGRATIONS).await?;
         let rows = sqlx::query(

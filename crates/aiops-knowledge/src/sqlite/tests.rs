@@ -25,7 +25,7 @@ crate::knowledge_store_conformance!(SqliteHarness { dir: tempfile::tempdir().unw
 /// search, write and restart goes through the partition.
 mod partitioned {
     use super::*;
-    use crate::sqlite::index::VectorIndex;
+    use crate::VectorIndexConfig;
 
     struct PartitionedHarness {
         dir: tempfile::TempDir,
@@ -34,8 +34,9 @@ mod partitioned {
     #[async_trait]
     impl Harness for PartitionedHarness {
         async fn open(&self) -> Arc<dyn KnowledgeStore> {
-            let index = VectorIndex::with_exact_limit(DIMENSIONS, 4);
-            Arc::new(SqliteKnowledgeStore::open_with_index(&self.dir.path().join("k.db"), index).await.unwrap())
+            let settings = VectorIndexConfig { exact_up_to: 4, ..VectorIndexConfig::default() };
+            let path = self.dir.path().join("k.db");
+            Arc::new(SqliteKnowledgeStore::open_with(&path, DIMENSIONS, settings).await.unwrap())
         }
     }
 
@@ -80,4 +81,14 @@ async fn audit_log_is_append_only_and_newest_first() {
     assert_eq!(recent.iter().map(|e| e.detail["n"].as_i64().unwrap()).collect::<Vec<_>>(), vec![2, 1]);
     let tamper = sqlx::query("DELETE FROM audit_log").execute(store.pool()).await;
     assert!(tamper.unwrap_err().to_string().contains("append-only"));
+}
+
+#[tokio::test]
+async fn a_probe_share_outside_zero_to_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for probe_share in [0.0, 1.5, f64::NAN] {
+        let settings = crate::VectorIndexConfig { probe_share, ..crate::VectorIndexConfig::default() };
+        let err = SqliteKnowledgeStore::open_with(&dir.path().join("k.db"), 4, settings).await.unwrap_err();
+        assert!(err.to_string().contains("probe_share must be within (0, 1]"), "{err}");
+    }
 }
