@@ -50,11 +50,12 @@ pub struct MetricBound {
 }
 
 impl MetricBound {
-    fn crossed(&self, value: f64) -> Option<String> {
+    /// The side and the bound `value` crossed, if it crossed one.
+    fn crossed(&self, value: f64) -> Option<(&'static str, f64)> {
         if let Some(above) = self.above.filter(|above| value > *above) {
-            return Some(format!("above {above}"));
+            return Some(("above", above));
         }
-        self.below.filter(|below| value < *below).map(|below| format!("below {below}"))
+        self.below.filter(|below| value < *below).map(|below| ("below", below))
     }
 }
 
@@ -117,15 +118,15 @@ impl Detector for MetricDetector {
         };
 
         let crossed = self.config.bounds.get(name).and_then(|bound| bound.crossed(*value));
-        match (&crossed, series.out_of_bounds) {
-            (Some(how), false) => {
+        match (crossed, series.out_of_bounds) {
+            (Some((side, bound)), false) => {
                 series.out_of_bounds = true;
                 return Some(Finding {
                     service: service.clone(),
                     kind: ProblemKind::MetricThreshold,
                     severity: Severity::Error,
-                    summary: format!("{service}: {name} is {value} ({how})"),
-                    metrics: metrics(("bound", bound_value(&self.config.bounds[name], *value))),
+                    summary: format!("{service}: {name} is {value} ({side} {bound})"),
+                    metrics: metrics(("bound", bound)),
                     first_seen: *at,
                 });
             }
@@ -167,15 +168,6 @@ impl Detector for MetricDetector {
                 series.out_of_bounds = false;
             }
         }
-    }
-}
-
-/// The bound `value` crossed.
-fn bound_value(bound: &MetricBound, value: f64) -> f64 {
-    match (bound.above, bound.below) {
-        (Some(above), _) if value > above => above,
-        (_, Some(below)) => below,
-        (above, None) => above.unwrap_or(value),
     }
 }
 
