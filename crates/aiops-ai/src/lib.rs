@@ -23,7 +23,7 @@ mod transport;
 
 pub use config::{AiConfig, EmbedderConfig};
 pub use embedder::{
-    default_model_dir, Embedder, HashingEmbedder, LocalEmbedder, LocalEmbedderOptions, OpenAiEmbedder,
+    default_model_dir, Embedder, HashingEmbedder, LocalEmbedder, LocalEmbedderOptions, LocalRuntime, OpenAiEmbedder,
     MINILM_DIMENSIONS, RUNTIME_FILE,
 };
 pub use error::{AiError, AiResult};

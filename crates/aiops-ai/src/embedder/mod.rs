@@ -1,7 +1,8 @@
 //! The `Embedder` trait and its implementations.
 //!
 //! - `hashing.rs`: [`HashingEmbedder`], offline feature hashing, the documented fallback.
-//! - `local.rs`: [`LocalEmbedder`], all-MiniLM-L6-v2 in-process on ONNX Runtime (the default).
+//! - `local/`: [`LocalEmbedder`], all-MiniLM-L6-v2 in-process (the default), on a native
+//!   half-precision engine or on ONNX Runtime.
 //! - `openai.rs`: [`OpenAiEmbedder`], the OpenAI embeddings endpoint and compatible servers.
 
 mod hashing;
@@ -15,7 +16,9 @@ use async_trait::async_trait;
 use crate::AiResult;
 
 pub use hashing::HashingEmbedder;
-pub use local::{default_model_dir, LocalEmbedder, LocalEmbedderOptions, MINILM_DIMENSIONS, RUNTIME_FILE};
+pub use local::{
+    default_model_dir, LocalEmbedder, LocalEmbedderOptions, LocalRuntime, MINILM_DIMENSIONS, RUNTIME_FILE,
+};
 pub use openai::OpenAiEmbedder;
 
 /// Turns texts into unit-length vectors whose cosine similarity reflects similarity of meaning.
