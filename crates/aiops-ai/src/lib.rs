@@ -14,7 +14,7 @@
 //! No agent depends on an [`AiProvider`] being configured: everything works without one.
 
 mod config;
-mod embedder;
+pub mod embedder;
 mod error;
 mod provider;
 mod secret;

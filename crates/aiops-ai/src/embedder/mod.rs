@@ -6,7 +6,7 @@
 //! - `openai.rs`: [`OpenAiEmbedder`], the OpenAI embeddings endpoint and compatible servers.
 
 mod hashing;
-mod local;
+pub mod local;
 mod openai;
 
 use std::fmt;

@@ -20,7 +20,7 @@
 
 #[allow(unsafe_code)]
 mod f16_gemm;
-mod native;
+pub mod native;
 mod onnx;
 
 use std::num::NonZeroUsize;

@@ -153,8 +153,8 @@ impl NativeEncoder {
             projected: vec![0.0; rows * HIDDEN],
             intermediate: vec![0.0; rows * INTERMEDIATE],
             intermediate_halves: vec![0; rows * INTERMEDIATE],
-            scores: vec![0.0; longest.div_ceil(LANES) * LANES],
-            keys_t: vec![0.0; HEAD_DIM * longest.div_ceil(LANES) * LANES],
+            scores: vec![0.0; longest.div_ceil(KEY_GROUP) * KEY_GROUP],
+            keys_t: vec![0.0; HEAD_DIM * longest.div_ceil(KEY_GROUP) * KEY_GROUP],
         };
         self.embeddings(texts, &mut scratch.hidden)?;
         for layer in &self.layers {
@@ -241,8 +241,8 @@ fn attention(
         qkv[at..at + HEAD_DIM].try_into().expect("a head's slice")
     };
     // Keys transposed, so that a query's scores are sums of contiguous rows, each padded with
-    // zeros to whole registers, so that every block of scores has a fixed length.
-    let stride = length.div_ceil(LANES) * LANES;
+    // zeros to whole groups of 64 keys (four registers), so that every loop has a fixed width.
+    let stride = length.div_ceil(KEY_GROUP) * KEY_GROUP;
     let keys_t = &mut keys_t[..HEAD_DIM * stride];
     keys_t.fill(0.0);
     for token in 0..length {
@@ -254,14 +254,19 @@ fn attention(
     let scores = &mut scores[..stride];
     for query in 0..length {
         let q = row(query, 0);
-        // Sixteen keys at a time, their sums held in a register over the head's dimensions.
-        for (block, scores) in scores.chunks_exact_mut(LANES).enumerate() {
-            let mut sums = [0f32; LANES];
-            for (&q, keys) in q.iter().zip(keys_t.chunks_exact(stride)) {
-                let keys: &[f32; LANES] = keys[block * LANES..][..LANES].try_into().expect("a whole block");
-                sums.iter_mut().zip(keys).for_each(|(s, &k)| *s += q * k);
+        // 64 keys at a time, their sums held in registers over the head's dimensions: two sets
+        // of sums (even and odd dimensions), so that eight chains of additions run at once
+        // rather than four, which would wait on each other's latency.
+        for (group, scores) in scores.chunks_exact_mut(KEY_GROUP).enumerate() {
+            let mut sums = [[0f32; KEY_GROUP]; 2];
+            for (q, keys) in q.chunks_exact(2).zip(keys_t.chunks_exact(2 * stride)) {
+                for (half, sums) in sums.iter_mut().enumerate() {
+                    let keys: &[f32; KEY_GROUP] =
+                        keys[half * stride + group * KEY_GROUP..][..KEY_GROUP].try_into().expect("a whole group");
+                    sums.iter_mut().zip(keys).for_each(|(s, &k)| *s += q[half] * k);
+                }
             }
-            scores.copy_from_slice(&sums);
+            scores.iter_mut().zip(sums[0].iter().zip(&sums[1])).for_each(|(s, (a, b))| *s = a + b);
         }
         // Softmax over whole blocks (the padding's scores are zero, and count for nothing once
         // their weights are zeroed), so that every loop has a fixed width.
@@ -275,18 +280,28 @@ fn attention(
         }
         scores[length..].fill(0.0);
         let total = sum(scores);
-        let mut out = [0f32; HEAD_DIM];
-        for (key, &weight) in scores[..length].iter().enumerate() {
-            out.iter_mut().zip(row(key, 2)).for_each(|(o, &v)| *o += weight * v);
+        // Two sets of sums (even and odd keys), for the same reason.
+        let (mut even, mut odd) = ([0f32; HEAD_DIM], [0f32; HEAD_DIM]);
+        let mut pairs = scores[..length].chunks_exact(2);
+        for (pair, weights) in (&mut pairs).enumerate() {
+            even.iter_mut().zip(row(2 * pair, 2)).for_each(|(o, &v)| *o += weights[0] * v);
+            odd.iter_mut().zip(row(2 * pair + 1, 2)).for_each(|(o, &v)| *o += weights[1] * v);
+        }
+        if let [weight] = pairs.remainder() {
+            even.iter_mut().zip(row(length - 1, 2)).for_each(|(o, &v)| *o += weight * v);
         }
         let inverse = 1.0 / total;
         let target = &mut context[(first + query) * HIDDEN + head * HEAD_DIM..][..HEAD_DIM];
-        target.iter_mut().zip(out).for_each(|(t, o)| *t = o * inverse);
+        for ((t, a), b) in target.iter_mut().zip(even).zip(odd) {
+            *t = (a + b) * inverse;
+        }
     }
 }
 
 /// Floats per AVX-512 register.
 const LANES: usize = 16;
+/// Keys whose scores are computed together.
+const KEY_GROUP: usize = 4 * LANES;
 
 /// The sum of `values`, in 16 running sums (a single running sum would not vectorise: float
 /// addition is not associative, so the compiler keeps its order).
