@@ -99,10 +99,13 @@ impl LocalEmbedderOptions {
         }
     }
 
-    /// The engine `runtime` picks on this CPU.
+    /// The engine `runtime` picks on this CPU (`auto` takes ONNX Runtime when the native
+    /// engine's checkpoint is missing, as in an install made before it existed).
     pub fn engine(&self) -> LocalRuntime {
         match self.runtime {
-            LocalRuntime::Auto if F16Kernel::detect().is_some() => LocalRuntime::Native,
+            LocalRuntime::Auto if F16Kernel::detect().is_some() && self.model_dir.join(WEIGHTS_FILE).is_file() => {
+                LocalRuntime::Native
+            }
             LocalRuntime::Auto => LocalRuntime::Onnx,
             chosen => chosen,
         }
