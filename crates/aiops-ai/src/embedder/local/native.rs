@@ -56,7 +56,7 @@ pub(super) struct Tokens<'a> {
     pub(super) type_ids: &'a [u32],
 }
 
-/// Buffers of one forward pass; `rows` is the batch's token count padded to whole tiles.
+/// Buffers of one forward pass, for the batch's tokens padded to whole tiles.
 struct Scratch {
     hidden: Vec<f32>,
     halves: Vec<u16>,
@@ -145,7 +145,8 @@ impl NativeEncoder {
             return Err(AiError::Invalid(format!("a text of {longest} tokens is past the model's {MAX_POSITIONS}")));
         }
         let rows = padded_rows(tokens);
-        let mut scratch = Scratch {
+        let keys = longest.div_ceil(KEY_GROUP) * KEY_GROUP;
+        let scratch = &mut Scratch {
             hidden: vec![0.0; rows * HIDDEN],
             halves: vec![0; rows * HIDDEN],
             qkv: vec![0.0; rows * 3 * HIDDEN],
@@ -153,12 +154,13 @@ impl NativeEncoder {
             projected: vec![0.0; rows * HIDDEN],
             intermediate: vec![0.0; rows * INTERMEDIATE],
             intermediate_halves: vec![0; rows * INTERMEDIATE],
-            scores: vec![0.0; longest.div_ceil(KEY_GROUP) * KEY_GROUP],
-            keys_t: vec![0.0; HEAD_DIM * longest.div_ceil(KEY_GROUP) * KEY_GROUP],
+            scores: vec![0.0; QUERY_BLOCK * keys],
+            keys_t: vec![0.0; HEAD_DIM * keys],
         };
         self.embeddings(texts, &mut scratch.hidden)?;
+        self.kernel.to_f16(&scratch.hidden, &mut scratch.halves);
         for layer in &self.layers {
-            self.layer(layer, texts, &mut scratch);
+            self.layer(layer, texts, scratch);
         }
         let mut vectors = Vec::with_capacity(texts.len());
         let mut first = 0;
@@ -197,9 +199,9 @@ impl NativeEncoder {
         Ok(())
     }
 
+    /// One encoder layer. On entry and on exit, `halves` holds `hidden` in half precision.
     fn layer(&self, layer: &Layer, texts: &[Tokens<'_>], s: &mut Scratch) {
         let kernel = self.kernel;
-        kernel.to_f16(&s.hidden, &mut s.halves);
         kernel.matmul(&s.halves, &layer.qkv, &mut s.qkv);
         kernel.vectorized(|| {
             let mut first = 0;
@@ -213,19 +215,26 @@ impl NativeEncoder {
         });
         kernel.to_f16(&s.context, &mut s.halves);
         kernel.matmul(&s.halves, &layer.attention_out, &mut s.projected);
-        kernel.vectorized(|| add_and_norm(&mut s.hidden, &s.projected, &layer.attention_norm));
+        kernel.vectorized(|| add_and_norm(kernel, &mut s.hidden, &mut s.halves, &s.projected, &layer.attention_norm));
 
-        kernel.to_f16(&s.hidden, &mut s.halves);
         kernel.matmul(&s.halves, &layer.intermediate, &mut s.intermediate);
-        kernel.vectorized(|| s.intermediate.iter_mut().for_each(|x| *x = gelu(*x)));
-        kernel.to_f16(&s.intermediate, &mut s.intermediate_halves);
+        // Row by row, so that each row is rounded while it is still in the first-level cache.
+        kernel.vectorized(|| {
+            let rows =
+                s.intermediate.chunks_exact_mut(INTERMEDIATE).zip(s.intermediate_halves.chunks_exact_mut(INTERMEDIATE));
+            for (row, halves) in rows {
+                row.iter_mut().for_each(|x| *x = gelu(*x));
+                kernel.to_f16(row, halves);
+            }
+        });
         kernel.matmul(&s.intermediate_halves, &layer.output, &mut s.projected);
-        kernel.vectorized(|| add_and_norm(&mut s.hidden, &s.projected, &layer.output_norm));
+        kernel.vectorized(|| add_and_norm(kernel, &mut s.hidden, &mut s.halves, &s.projected, &layer.output_norm));
     }
 }
 
 /// One head of self-attention over one text's rows `first..first + length` of `qkv`, written
-/// into the head's columns of `context`.
+/// into the head's columns of `context`. `scores` holds [`QUERY_BLOCK`] rows of the padded
+/// length.
 #[inline(always)]
 fn attention(
     qkv: &[f32],
@@ -251,53 +260,79 @@ fn attention(
         }
     }
     let scale = 1.0 / (HEAD_DIM as f32).sqrt();
-    let scores = &mut scores[..stride];
-    for query in 0..length {
-        let q = row(query, 0);
-        // 64 keys at a time, their sums held in registers over the head's dimensions: two sets
-        // of sums (even and odd dimensions), so that eight chains of additions run at once
-        // rather than four, which would wait on each other's latency.
-        for (group, scores) in scores.chunks_exact_mut(KEY_GROUP).enumerate() {
-            let mut sums = [[0f32; KEY_GROUP]; 2];
-            for (q, keys) in q.chunks_exact(2).zip(keys_t.chunks_exact(2 * stride)) {
-                for (half, sums) in sums.iter_mut().enumerate() {
-                    let keys: &[f32; KEY_GROUP] =
-                        keys[half * stride + group * KEY_GROUP..][..KEY_GROUP].try_into().expect("a whole group");
-                    sums.iter_mut().zip(keys).for_each(|(s, &k)| *s += q[half] * k);
+    // Four queries at a time: every key and value loaded serves four sums, and the four are
+    // independent chains of additions, so they do not wait on each other's latency. A last
+    // block past the text repeats its last query and keeps nothing of it.
+    for block in (0..length).step_by(QUERY_BLOCK) {
+        let query = |i: usize| row((block + i).min(length - 1), 0);
+        let (q0, q1, q2, q3) = (query(0), query(1), query(2), query(3));
+        let scores = &mut scores[..QUERY_BLOCK * stride];
+        for group in 0..stride / KEY_GROUP {
+            let (mut a0, mut a1, mut a2, mut a3) =
+                ([0f32; KEY_GROUP], [0f32; KEY_GROUP], [0f32; KEY_GROUP], [0f32; KEY_GROUP]);
+            for d in 0..HEAD_DIM {
+                let keys: &[f32; KEY_GROUP] =
+                    keys_t[d * stride + group * KEY_GROUP..][..KEY_GROUP].try_into().expect("a whole group");
+                for (i, &k) in keys.iter().enumerate() {
+                    a0[i] = q0[d].mul_add(k, a0[i]);
+                    a1[i] = q1[d].mul_add(k, a1[i]);
+                    a2[i] = q2[d].mul_add(k, a2[i]);
+                    a3[i] = q3[d].mul_add(k, a3[i]);
                 }
             }
-            scores.iter_mut().zip(sums[0].iter().zip(&sums[1])).for_each(|(s, (a, b))| *s = a + b);
+            for (row, sums) in [a0, a1, a2, a3].iter().enumerate() {
+                scores[row * stride + group * KEY_GROUP..][..KEY_GROUP].copy_from_slice(sums);
+            }
         }
-        // Softmax over whole blocks (the padding's scores are zero, and count for nothing once
-        // their weights are zeroed), so that every loop has a fixed width.
-        let mut maxima = [f32::NEG_INFINITY; LANES];
-        for block in scores.chunks_exact(LANES) {
-            maxima.iter_mut().zip(block).for_each(|(m, &s)| *m = m.max(s));
+        let inverses = softmax(scores, stride, length, scale);
+        let (mut c0, mut c1, mut c2, mut c3) = ([0f32; HEAD_DIM], [0f32; HEAD_DIM], [0f32; HEAD_DIM], [0f32; HEAD_DIM]);
+        for key in 0..length {
+            let weight = |row: usize| scores[row * stride + key];
+            let (w0, w1, w2, w3) = (weight(0), weight(1), weight(2), weight(3));
+            for (i, &v) in row(key, 2).iter().enumerate() {
+                c0[i] = w0.mul_add(v, c0[i]);
+                c1[i] = w1.mul_add(v, c1[i]);
+                c2[i] = w2.mul_add(v, c2[i]);
+                c3[i] = w3.mul_add(v, c3[i]);
+            }
         }
-        let max = maxima.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-        for block in scores.chunks_exact_mut(LANES) {
-            block.iter_mut().for_each(|s| *s = exp((*s - max) * scale));
-        }
-        scores[length..].fill(0.0);
-        let total = sum(scores);
-        // Two sets of sums (even and odd keys), for the same reason.
-        let (mut even, mut odd) = ([0f32; HEAD_DIM], [0f32; HEAD_DIM]);
-        let mut pairs = scores[..length].chunks_exact(2);
-        for (pair, weights) in (&mut pairs).enumerate() {
-            even.iter_mut().zip(row(2 * pair, 2)).for_each(|(o, &v)| *o += weights[0] * v);
-            odd.iter_mut().zip(row(2 * pair + 1, 2)).for_each(|(o, &v)| *o += weights[1] * v);
-        }
-        if let [weight] = pairs.remainder() {
-            even.iter_mut().zip(row(length - 1, 2)).for_each(|(o, &v)| *o += weight * v);
-        }
-        let inverse = 1.0 / total;
-        let target = &mut context[(first + query) * HIDDEN + head * HEAD_DIM..][..HEAD_DIM];
-        for ((t, a), b) in target.iter_mut().zip(even).zip(odd) {
-            *t = (a + b) * inverse;
+        for (i, (sums, inverse)) in [c0, c1, c2, c3].iter().zip(inverses).enumerate().take(length - block) {
+            let target = &mut context[(first + block + i) * HIDDEN + head * HEAD_DIM..][..HEAD_DIM];
+            target.iter_mut().zip(sums).for_each(|(t, s)| *t = s * inverse);
         }
     }
 }
 
+/// Turns the scores of a block of queries (rows of `stride`) into unnormalised softmax weights,
+/// zero past `length`, and returns the inverse of each row's sum. The rows go through each step
+/// side by side: one row alone is a chain of steps that each wait on the last.
+#[inline(always)]
+fn softmax(scores: &mut [f32], stride: usize, length: usize, scale: f32) -> [f32; QUERY_BLOCK] {
+    let mut maxima = [[f32::NEG_INFINITY; LANES]; QUERY_BLOCK];
+    for block in (0..stride).step_by(LANES) {
+        for (row, maxima) in maxima.iter_mut().enumerate() {
+            let scores: &[f32; LANES] = scores[row * stride + block..][..LANES].try_into().expect("a whole block");
+            maxima.iter_mut().zip(scores).for_each(|(m, &s)| *m = larger(*m, s));
+        }
+    }
+    let maxima = maxima.map(|m| reduce(m, larger));
+    let mut sums = [[0f32; LANES]; QUERY_BLOCK];
+    for block in (0..stride).step_by(LANES) {
+        for (row, sums) in sums.iter_mut().enumerate() {
+            let scores: &mut [f32; LANES] =
+                (&mut scores[row * stride + block..][..LANES]).try_into().expect("a whole block");
+            for (i, (s, sum)) in scores.iter_mut().zip(sums.iter_mut()).enumerate() {
+                let weight = if block + i < length { exp((*s - maxima[row]) * scale) } else { 0.0 };
+                *s = weight;
+                *sum += weight;
+            }
+        }
+    }
+    sums.map(|s| 1.0 / reduce(s, |a, b| a + b))
+}
+
+/// Queries whose attention is computed together.
+const QUERY_BLOCK: usize = 4;
 /// Floats per AVX-512 register.
 const LANES: usize = 16;
 /// Keys whose scores are computed together.
@@ -312,15 +347,43 @@ fn sum(values: &[f32]) -> f32 {
     for chunk in &mut chunks {
         lanes.iter_mut().zip(chunk).for_each(|(l, &v)| *l += v);
     }
-    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+    reduce(lanes, |a, b| a + b) + chunks.remainder().iter().sum::<f32>()
 }
 
-/// `hidden = layer_norm(hidden + update)`, row by row (padding rows included; they are unused).
+/// `lanes` folded with `f` in halves (16 → 8 → 4 → 2 → 1), four vector steps rather than a
+/// chain of 15 scalar ones, each waiting on the last.
 #[inline(always)]
-fn add_and_norm(hidden: &mut [f32], update: &[f32], norm: &Norm) {
-    for (row, update) in hidden.chunks_exact_mut(HIDDEN).zip(update.chunks_exact(HIDDEN)) {
+fn reduce(mut lanes: [f32; LANES], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut width = LANES / 2;
+    while width > 0 {
+        for i in 0..width {
+            lanes[i] = f(lanes[i], lanes[i + width]);
+        }
+        width /= 2;
+    }
+    lanes[0]
+}
+
+/// The larger of two scores: one `max` instruction (`f32::max` adds NaN handling that scores,
+/// sums of finite products, never need).
+#[inline(always)]
+fn larger(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `hidden = layer_norm(hidden + update)` and its half-precision copy, row by row (padding rows
+/// included; they are unused).
+#[inline(always)]
+fn add_and_norm(kernel: F16Kernel, hidden: &mut [f32], halves: &mut [u16], update: &[f32], norm: &Norm) {
+    let rows = hidden.chunks_exact_mut(HIDDEN).zip(halves.chunks_exact_mut(HIDDEN)).zip(update.chunks_exact(HIDDEN));
+    for ((row, halves), update) in rows {
         row.iter_mut().zip(update).for_each(|(x, u)| *x += u);
         layer_norm(row, norm);
+        kernel.to_f16(row, halves);
     }
 }
 
@@ -349,15 +412,19 @@ fn gelu(x: f32) -> f32 {
 fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
-    let numerator = ((((((-2.726_142_3e-10 * x2 + 2.770_681_4e-8) * x2 - 2.101_024e-6) * x2 - 5.692_506_4e-5) * x2
-        - 7.349_906_3e-4)
-        * x2
-        - 2.954_600_1e-3)
-        * x2
-        - 1.609_603_3e-2)
-        * x;
-    let denominator =
-        (((-1.456_607_2e-5 * x2 - 2.133_740_6e-4) * x2 - 1.682_827e-3) * x2 - 7.373_329e-3) * x2 - 1.426_474e-2;
+    let numerator = horner(
+        x2,
+        [
+            -2.726_142_3e-10,
+            2.770_681_4e-8,
+            -2.101_024e-6,
+            -5.692_506_4e-5,
+            -7.349_906_3e-4,
+            -2.954_600_1e-3,
+            -1.609_603_3e-2,
+        ],
+    ) * x;
+    let denominator = horner(x2, [-1.456_607_2e-5, -2.133_740_6e-4, -1.682_827e-3, -7.373_329e-3, -1.426_474e-2]);
     numerator / denominator
 }
 
@@ -373,8 +440,15 @@ fn exp(x: f32) -> f32 {
     let n = shifted - SHIFTER;
     let power = (shifted.to_bits().wrapping_sub(SHIFTER.to_bits()).wrapping_add(127)) << 23;
     let r = x - n * std::f32::consts::LN_2;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let p = horner(r, [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0]);
     p * f32::from_bits(power)
+}
+
+/// The polynomial with `coefficients` (highest power first) at `x`, by Horner's rule in fused
+/// multiply-adds.
+#[inline(always)]
+fn horner<const N: usize>(x: f32, coefficients: [f32; N]) -> f32 {
+    coefficients[1..].iter().fold(coefficients[0], |p, &c| p.mul_add(x, c))
 }
 
 #[cfg(test)]
