@@ -210,7 +210,7 @@ impl EmbeddedEventBus {
         enum Step {
             Done,
             Wait(Arc<Notify>),
-            Lead(Offset, EventsResult<File>),
+            Lead,
         }
         loop {
             let step = {
@@ -221,7 +221,7 @@ impl EmbeddedEventBus {
                     Some(stream) if stream.syncing => Step::Wait(stream.synced.clone()),
                     Some(stream) => {
                         stream.syncing = true;
-                        Step::Lead(stream.log.last(), stream.log.active_handle())
+                        Step::Lead
                     }
                 }
             };
@@ -237,7 +237,16 @@ impl EmbeddedEventBus {
                         notified.await;
                     }
                 }
-                Step::Lead(target, file) => {
+                Step::Lead => {
+                    // Publishers the last sync released are about to write their next
+                    // batches: letting them run first puts those batches under this sync
+                    // instead of the next one. Without it, consecutive syncs alternate between
+                    // two halves of the publishers, each covering about half of them.
+                    tokio::task::yield_now().await;
+                    let (target, file) = match self.lock().get(name) {
+                        Some(stream) => (stream.log.last(), stream.log.active_handle()),
+                        None => return Ok(()),
+                    };
                     let result = match file {
                         Ok(file) => tokio::task::spawn_blocking(move || file.sync_data())
                             .await
