@@ -345,7 +345,8 @@ impl StreamLog {
             .get_mut(&base)
             .ok_or_else(|| EventsError::Corrupt { backend: BACKEND, detail: "the active segment vanished".into() })?;
         if segment.len + batch_bytes > segment.allocated {
-            let target = (segment.len + batch_bytes).next_multiple_of(PREALLOCATE_BYTES);
+            let needed = segment.len + batch_bytes;
+            let target = needed.next_multiple_of(PREALLOCATE_BYTES).min(limits.segment_max_bytes.max(needed));
             write_zeros(&segment.file, segment.allocated, target)?;
             segment.allocated = target;
         }
