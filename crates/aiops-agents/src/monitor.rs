@@ -32,7 +32,7 @@
 //! one open problem instead of a stream of openings and resolutions.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aiops_knowledge::{Node, NodeKind};
@@ -44,6 +44,7 @@ use aiops_patterns::{
     BurnRateDetector, Detector, ErrorRatioDetector, ErrorTemplateDetector, Finding, LatencyDetector, LogTemplate,
     MetricDetector, Observation,
 };
+use aiops_registry::{Clock, SystemClock};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -85,6 +86,8 @@ const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(5);
 pub struct Monitor {
     config: MonitorConfig,
     state: Mutex<State>,
+    /// The wall clock live; the recorded events' clock in a replay.
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug)]
@@ -202,8 +205,13 @@ struct OpenProblem {
 }
 
 impl Monitor {
-    /// A Monitor with its detectors set up from `config`.
+    /// A Monitor with its detectors set up from `config`, on the wall clock.
     pub fn new(config: MonitorConfig) -> Self {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// A Monitor that reads the time from `clock` (a replay moves it with the recorded events).
+    pub fn with_clock(config: MonitorConfig, clock: Arc<dyn Clock>) -> Self {
         let detectors: Vec<Box<dyn Detector>> = vec![
             Box::new(ErrorRatioDetector::new(config.window.clone(), config.error_ratio_threshold)),
             Box::new(LatencyDetector::new(config.window.clone(), config.latency_p95_ms)),
@@ -231,6 +239,7 @@ impl Monitor {
                 pending_anomalies: HashMap::new(),
                 self_cleared: HashMap::new(),
             }),
+            clock,
         }
     }
 
@@ -296,7 +305,7 @@ impl Monitor {
 
     async fn publish_findings(&self, ctx: &AgentContext, findings: Vec<Finding>) -> AgentResult<()> {
         for finding in findings {
-            if let Some(problem) = self.open_problem(finding, None, Vec::new(), Utc::now(), false) {
+            if let Some(problem) = self.open_problem(finding, None, Vec::new(), self.clock.now(), false) {
                 self.publish_problem(ctx, problem).await?;
             }
         }
@@ -336,7 +345,7 @@ impl Monitor {
         state.recent_errors.remove(service);
         match quiet_for {
             Some(quiet) => {
-                let until = Utc::now() + chrono::Duration::from_std(quiet).unwrap_or_default();
+                let until = self.clock.now() + chrono::Duration::from_std(quiet).unwrap_or_default();
                 state.quiet_until.insert(service.to_owned(), until);
             }
             // Healed after all (an approved fix ran after the escalation): nothing to keep
@@ -415,7 +424,7 @@ impl Agent for Monitor {
                 let record: RequestRecord = payload(event)?;
                 let service = service_of(event);
                 // A clock far ahead on the service's side must not pin the window open.
-                let at = event.time.min(Utc::now() + MAX_CLOCK_SKEW);
+                let at = event.time.min(self.clock.now() + MAX_CLOCK_SKEW);
                 let findings: Vec<Finding> = {
                     let mut state = self.lock();
                     if !state.accepts(&service, event.time) {
@@ -430,7 +439,7 @@ impl Agent for Monitor {
                 let error: ServiceError = payload(event)?;
                 let mine = self.restore_templates(ctx).await;
                 let service = service_of(event);
-                let at = event.time.min(Utc::now() + MAX_CLOCK_SKEW);
+                let at = event.time.min(self.clock.now() + MAX_CLOCK_SKEW);
                 let message = format!("{}: {}", error.kind, error.message);
                 let findings: Vec<Finding> = {
                     let mut state = self.lock();
@@ -458,7 +467,7 @@ impl Agent for Monitor {
                     reason,
                 })?;
                 let service = service_of(event);
-                let at = event.time.min(Utc::now() + MAX_CLOCK_SKEW);
+                let at = event.time.min(self.clock.now() + MAX_CLOCK_SKEW);
                 let finding = {
                     let mut state = self.lock();
                     if !state.accepts(&service, event.time) {
@@ -474,7 +483,10 @@ impl Agent for Monitor {
                         Some(finding) if finding.kind == ProblemKind::MetricAnomaly => {
                             // Only the first anomaly waits; an open problem already is the incident.
                             if !state.open.contains_key(&finding.service) {
-                                state.pending_anomalies.entry(finding.service.clone()).or_insert((finding, Utc::now()));
+                                state
+                                    .pending_anomalies
+                                    .entry(finding.service.clone())
+                                    .or_insert((finding, self.clock.now()));
                             }
                             None
                         }
@@ -491,7 +503,7 @@ impl Agent for Monitor {
                     if !state.admit(&app) {
                         return Ok(());
                     }
-                    state.browser.observe(&app, &request, Utc::now())
+                    state.browser.observe(&app, &request, self.clock.now())
                 };
                 if let Some(failing) = failing {
                     if let Some(problem) = self.integration_problem(ctx, failing).await {
@@ -530,16 +542,7 @@ impl Agent for Monitor {
     async fn tick(&self, ctx: &AgentContext) -> AgentResult<()> {
         self.restore_templates(ctx).await;
         self.save_templates(ctx).await;
-        let held = self.held_anomalies(Utc::now());
-        self.publish_findings(ctx, held).await?;
-        for cleared in self.cleared_problems(Utc::now()) {
-            tracing::info!(service = %cleared.service, problem = %cleared.problem_id, "Problem cleared by itself.");
-            let (service, id) = (cleared.service.clone(), cleared.problem_id.clone());
-            ctx.emit(NAME, event_type::PROBLEM_RESOLVED, &service, Some(Severity::Info), cleared).await?;
-            let settled = Utc::now() + chrono::Duration::milliseconds(self.config.settle_ms as i64);
-            self.close(&service, &id, settled, None);
-            self.lock().note_cleared(&service, Utc::now());
-        }
+        self.pass_time(ctx).await?;
         let report = ctx.health.run_due(ctx.registry.as_ref()).await?;
         for gone in report.deregistered {
             let since = gone.status_since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -568,6 +571,26 @@ impl Agent for Monitor {
 }
 
 impl Monitor {
+    /// What follows from time passing alone: metric anomalies that waited out their hold
+    /// become problems, and problems whose symptoms stopped clear by themselves. Part of every
+    /// tick; a replay calls it after each recorded event, on the recorded clock.
+    ///
+    /// # Errors
+    /// When a problem or a resolution cannot be published.
+    pub async fn pass_time(&self, ctx: &AgentContext) -> AgentResult<()> {
+        let held = self.held_anomalies(self.clock.now());
+        self.publish_findings(ctx, held).await?;
+        for cleared in self.cleared_problems(self.clock.now()) {
+            tracing::info!(service = %cleared.service, problem = %cleared.problem_id, "Problem cleared by itself.");
+            let (service, id) = (cleared.service.clone(), cleared.problem_id.clone());
+            ctx.emit(NAME, event_type::PROBLEM_RESOLVED, &service, Some(Severity::Info), cleared).await?;
+            let settled = self.clock.now() + chrono::Duration::milliseconds(self.config.settle_ms as i64);
+            self.close(&service, &id, settled, None);
+            self.lock().note_cleared(&service, self.clock.now());
+        }
+        Ok(())
+    }
+
     /// Open problems that cleared by themselves (see the module docs), as their resolutions.
     fn cleared_problems(&self, now: DateTime<Utc>) -> Vec<ProblemResolved> {
         let state = self.lock();
@@ -678,7 +701,7 @@ impl Monitor {
             first_seen: failing.first_seen,
         };
         let instance_id = backend.map(|b| b.registration.instance_id);
-        self.open_problem(finding, instance_id, evidence, Utc::now(), false)
+        self.open_problem(finding, instance_id, evidence, self.clock.now(), false)
     }
 
     /// Loads the error templates saved by earlier runs, once, before the first error is mined
@@ -825,7 +848,7 @@ impl Monitor {
         if !registered.restarted {
             return None;
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let downs = self.count_down(&registered.instance_id, now, false);
         let last =
             "restarted: a new process registered without the previous one deregistering (it exited or was killed)";
@@ -833,7 +856,7 @@ impl Monitor {
     }
 
     fn health_problem(&self, change: &HealthChange) -> Option<Problem> {
-        let now = Utc::now();
+        let now = self.clock.now();
         // Only a lost heartbeat or a refused connection says the process died; a failing check
         // alone is not a crash.
         if change.heartbeat_lost {

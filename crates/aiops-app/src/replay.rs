@@ -8,8 +8,14 @@
 //! policy detects with the recorded one (same service and symptom, at most
 //! [`MATCH_WINDOW_SECS`] apart) and lists recorded problems it would miss.
 //!
-//! Limits: detectors run on event time, but action budgets count replay time; health checks
-//! are not replayed (only what services reported); a language model is never consulted.
+//! The Monitor runs on the recorded clock: before each event it is moved to the event's time,
+//! and after it what follows from time passing runs (held metric anomalies, problems clearing
+//! by themselves), so detection times are the history's and pair with the recorded ones
+//! however old the history is.
+//!
+//! Limits: action budgets count replay time; health checks are not replayed (only what
+//! services reported); a language model is never consulted; what would follow from time
+//! passing after the last recorded event is not reported.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +24,7 @@ use aiops_agents::{Agent, AgentContext, Diagnostic, Healing, HealingConfig, Moni
 use aiops_events::{EmbeddedEventBus, EventBus, EventsConfig, ReadQuery, StoredEvent};
 use aiops_knowledge::{Database, SqliteKnowledgeStore};
 use aiops_model::{event_type, ApprovalRequest, Diagnosis, Problem};
-use aiops_registry::{HealthChecker, PgRegistry, Registry, RegistryConfig, ServiceQuery, SqliteRegistry};
+use aiops_registry::{HealthChecker, ManualClock, PgRegistry, Registry, RegistryConfig, ServiceQuery, SqliteRegistry};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -198,7 +204,8 @@ pub async fn replay(history: &Config, policy: &Config, window: &ReplayWindow) ->
         tempfile::Builder::new().prefix("aiops-replay-").tempdir().map_err(io("creating a scratch directory"))?;
     let recorded = recorded_bus(history, scratch.path()).await?;
     let ctx = scratch_context(history, policy, scratch.path()).await?;
-    let monitor = Monitor::new(policy.agents.monitor.clone());
+    let clock = Arc::new(ManualClock::new(DateTime::<Utc>::UNIX_EPOCH));
+    let monitor = Monitor::with_clock(policy.agents.monitor.clone(), clock.clone());
     let diagnostic = Diagnostic::new(policy.agents.diagnostic.clone());
     let healing =
         Healing::new(HealingConfig { dry_run: true, escalation_webhook: None, ..policy.agents.healing.clone() });
@@ -217,7 +224,9 @@ pub async fn replay(history: &Config, policy: &Config, window: &ReplayWindow) ->
                 break 'pages;
             }
             events += 1;
+            clock.advance_to(stored.event.time);
             tolerate(monitor.handle(&ctx, &stored.event).await)?;
+            monitor.pass_time(&ctx).await?;
             control_after = drain(&ctx, &diagnostic, &healing, control_after).await?;
         }
     }

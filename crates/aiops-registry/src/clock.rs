@@ -22,7 +22,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that stands still until [`ManualClock::advance`] moves it (for tests).
+/// A clock that stands still until [`ManualClock::advance`] or [`ManualClock::advance_to`]
+/// moves it (for tests, and for replaying recorded time).
 #[derive(Debug)]
 pub struct ManualClock {
     now: Mutex<DateTime<Utc>>,
@@ -38,6 +39,12 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
         *now += chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX);
+    }
+
+    /// Moves the clock forward to `at`; a time it has passed already leaves it where it is.
+    pub fn advance_to(&self, at: DateTime<Utc>) {
+        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        *now = (*now).max(at);
     }
 }
 
