@@ -52,6 +52,15 @@ fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// What `aiops serve` would refuse in this environment although the file is valid: API tokens
+/// whose variable is unset, whose file cannot be read, or whose value is too short.
+pub fn environment_problems(config: &Config) -> Vec<String> {
+    match read_tokens(config) {
+        Ok(_) => Vec::new(),
+        Err(err) => vec![err.to_string()],
+    }
+}
+
 fn read_tokens(config: &Config) -> AppResult<Vec<ApiToken>> {
     config
         .server

@@ -12,7 +12,7 @@ mod config;
 mod error;
 mod replay;
 
-pub use app::{check_embedder, open_knowledge, App, EMBEDDER_NODE};
+pub use app::{check_embedder, environment_problems, open_knowledge, App, EMBEDDER_NODE};
 pub use config::{Config, PatternsConfig, ServerConfig, TokenConfig, ToolsConfig};
 pub use error::{AppError, AppResult};
 pub use replay::{

@@ -73,6 +73,9 @@ enum Command {
         /// Config file (TOML). Without it, the embedded defaults.
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
+        /// Overrides `data_dir` (as `aiops serve --data-dir` does).
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
         #[command(subcommand)]
         command: KbCommand,
     },
@@ -352,6 +355,12 @@ fn init_logs(default_level: &str) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+fn broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -376,15 +385,18 @@ fn main() -> ExitCode {
             }
             Command::Config { command: ConfigCommand::Default } => commands::config::print_default(),
             Command::Config { command: ConfigCommand::Check { config } } => commands::config::check(config),
-            Command::Kb { config, command } => match command {
-                KbCommand::Export { output } => commands::kb::export(config, output).await,
-                KbCommand::Import { file } => commands::kb::import(config, file).await,
-                KbCommand::Show { id } => commands::kb::show(config, id).await,
-                KbCommand::Search { text, kind, k } => commands::kb::search(config, text, kind, k).await,
-                KbCommand::Reembed => commands::kb::reembed(config).await,
-                KbCommand::Sources => commands::kb::sources(config).await,
-                KbCommand::Candidates => commands::kb::candidates(config).await,
-            },
+            Command::Kb { config, data_dir, command } => {
+                let store = &commands::kb::Store { config, data_dir };
+                match command {
+                    KbCommand::Export { output } => commands::kb::export(store, output).await,
+                    KbCommand::Import { file } => commands::kb::import(store, file).await,
+                    KbCommand::Show { id } => commands::kb::show(store, id).await,
+                    KbCommand::Search { text, kind, k } => commands::kb::search(store, text, kind, k).await,
+                    KbCommand::Reembed => commands::kb::reembed(store).await,
+                    KbCommand::Sources => commands::kb::sources(store).await,
+                    KbCommand::Candidates => commands::kb::candidates(store).await,
+                }
+            }
             Command::Tools { command: ToolsCommand::Propose { file, url } } => {
                 commands::remote::propose_tool(&url, &file).await
             }
@@ -433,6 +445,8 @@ fn main() -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
+        // A reader that stopped early (`| head`) is not a failure of the command.
+        Err(err) if broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

@@ -11,7 +11,11 @@ pub(crate) fn print_default() -> anyhow::Result<bool> {
 }
 
 pub(crate) fn check(path: Option<PathBuf>) -> anyhow::Result<bool> {
-    Config::load(path.as_deref(), std::env::vars())?;
+    let config = Config::load(path.as_deref(), std::env::vars())?;
     writeln!(std::io::stdout(), "configuration is valid")?;
+    // The file may be checked away from where it runs, so these only warn.
+    for problem in aiops_app::environment_problems(&config) {
+        eprintln!("warning: `aiops serve` would refuse this environment: {problem}");
+    }
     Ok(true)
 }

@@ -33,7 +33,9 @@ async fn post(url: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
 pub(crate) async fn approvals(url: &str, all: bool) -> anyhow::Result<bool> {
     let body = get(url, if all { "/v1/approvals?status=all" } else { "/v1/approvals" }).await?;
     let mut out = std::io::stdout().lock();
-    for approval in body["approvals"].as_array().into_iter().flatten() {
+    let items = body["approvals"].as_array().map(Vec::as_slice).unwrap_or_default();
+    crate::commands::remote::nothing_if_empty(items, "no approval requests");
+    for approval in items {
         writeln!(
             out,
             "{}  {:<8}  {:<18}  {:<16}  {}  (expires {})",
@@ -96,7 +98,9 @@ pub(crate) async fn kill_switch(url: &str, engaged: bool, reason: &str) -> anyho
 pub(crate) async fn audit(url: &str, limit: usize) -> anyhow::Result<bool> {
     let body = get(url, &format!("/v1/audit?limit={limit}")).await?;
     let mut out = std::io::stdout().lock();
-    for entry in body["entries"].as_array().into_iter().flatten() {
+    let items = body["entries"].as_array().map(Vec::as_slice).unwrap_or_default();
+    crate::commands::remote::nothing_if_empty(items, "no audit entries");
+    for entry in items {
         writeln!(
             out,
             "{:>6}  {}  {:<12}  {:<22}  {:<16}  {}",

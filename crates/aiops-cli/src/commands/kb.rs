@@ -3,19 +3,32 @@
 //! embedder, and how often each diagnosis source was right.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use aiops_app::{open_knowledge, Config};
 use aiops_knowledge::{Direction, NodeKind, SimilarityQuery};
 use anyhow::Context;
 
-fn config(path: Option<&Path>) -> anyhow::Result<Config> {
-    Ok(Config::load(path, std::env::vars())?)
+/// Which store the commands open: the config file's (or the embedded defaults'), with the
+/// data directory overridden as `aiops serve --data-dir` does.
+pub(crate) struct Store {
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+impl Store {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
 }
 
 /// Writes the whole graph to `out` (stdout when `None`).
-pub(crate) async fn export(config_path: Option<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<bool> {
-    let knowledge = open_knowledge(&config(config_path.as_deref())?).await?;
+pub(crate) async fn export(store: &Store, out: Option<PathBuf>) -> anyhow::Result<bool> {
+    let knowledge = open_knowledge(&store.config()?).await?;
     let counts = match &out {
         Some(path) => {
             let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -35,8 +48,8 @@ pub(crate) async fn export(config_path: Option<PathBuf>, out: Option<PathBuf>) -
 }
 
 /// Reads an export into the configured store.
-pub(crate) async fn import(config_path: Option<PathBuf>, file: PathBuf) -> anyhow::Result<bool> {
-    let knowledge = open_knowledge(&config(config_path.as_deref())?).await?;
+pub(crate) async fn import(store: &Store, file: PathBuf) -> anyhow::Result<bool> {
+    let knowledge = open_knowledge(&store.config()?).await?;
     let input = std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
     let mut reader = std::io::BufReader::new(input);
     let counts = aiops_knowledge::import(knowledge.store.as_ref(), knowledge.audit.as_ref(), &mut reader)
@@ -55,8 +68,8 @@ fn println_out(line: &str) -> anyhow::Result<()> {
 }
 
 /// Prints a node, its edges and statistics.
-pub(crate) async fn show(config_path: Option<PathBuf>, id: String) -> anyhow::Result<bool> {
-    let knowledge = open_knowledge(&config(config_path.as_deref())?).await?;
+pub(crate) async fn show(store: &Store, id: String) -> anyhow::Result<bool> {
+    let knowledge = open_knowledge(&store.config()?).await?;
     let Some(mut node) = knowledge.store.get_node(&id).await? else {
         anyhow::bail!("node {id} not found");
     };
@@ -87,19 +100,19 @@ pub(crate) async fn show(config_path: Option<PathBuf>, id: String) -> anyhow::Re
 }
 
 /// Prints the nodes that best match `text`, by meaning and by wording (hybrid search).
-pub(crate) async fn search(
-    config_path: Option<PathBuf>,
-    text: String,
-    kind: Option<String>,
-    k: usize,
-) -> anyhow::Result<bool> {
-    let config = config(config_path.as_deref())?;
+pub(crate) async fn search(store: &Store, text: String, kind: Option<String>, k: usize) -> anyhow::Result<bool> {
+    let config = store.config()?;
     let knowledge = open_knowledge(&config).await?;
     let embedder = config.ai.embedder.build()?;
     let embedding = embedder.embed(&[text]).await?.remove(0);
     let kind = kind.map(|k| k.parse::<NodeKind>()).transpose()?;
     let hits =
         knowledge.store.similar(&SimilarityQuery { embedding, kind, k, min_score: 0.0, ..Default::default() }).await?;
+    if hits.is_empty() {
+        // Only nodes stored with an embedding are searched: the problems the Learning agent
+        // recorded. Patterns, solutions and tools are found by id (`aiops kb show`).
+        eprintln!("(nothing found: the search covers recorded problems, the nodes stored with an embedding)");
+    }
     for hit in hits {
         println_out(&format!("{:.3}  {:<9} {}  {}", hit.score, hit.node.kind.as_str(), hit.node.id, hit.node.name))?;
     }
@@ -111,8 +124,8 @@ const REEMBED_BATCH: usize = 64;
 
 /// Embeds every node that has an embedding again, with the configured embedder: problems from
 /// their signature (what the Learning agent embeds), other nodes from their name.
-pub(crate) async fn reembed(config_path: Option<PathBuf>) -> anyhow::Result<bool> {
-    let config = config(config_path.as_deref())?;
+pub(crate) async fn reembed(store: &Store) -> anyhow::Result<bool> {
+    let config = store.config()?;
     let knowledge = open_knowledge(&config).await?;
     let embedder = config.ai.embedder.build()?;
     let mut done = 0usize;
@@ -143,8 +156,8 @@ pub(crate) async fn reembed(config_path: Option<PathBuf>) -> anyhow::Result<bool
 }
 
 /// Prints, per diagnosis source, how often the fixes it proposed healed the problem.
-pub(crate) async fn sources(config_path: Option<PathBuf>) -> anyhow::Result<bool> {
-    let knowledge = open_knowledge(&config(config_path.as_deref())?).await?;
+pub(crate) async fn sources(store: &Store) -> anyhow::Result<bool> {
+    let knowledge = open_knowledge(&store.config()?).await?;
     let accuracy = aiops_agents::source_accuracy(knowledge.store.as_ref()).await?;
     println_out("source     right  wrong  accuracy")?;
     for (source, (right, wrong)) in accuracy {
@@ -159,8 +172,8 @@ pub(crate) async fn sources(config_path: Option<PathBuf>) -> anyhow::Result<bool
 }
 
 /// Prints the candidate patterns ready for review, each with its draft pattern file.
-pub(crate) async fn candidates(config_path: Option<PathBuf>) -> anyhow::Result<bool> {
-    let knowledge = open_knowledge(&config(config_path.as_deref())?).await?;
+pub(crate) async fn candidates(store: &Store) -> anyhow::Result<bool> {
+    let knowledge = open_knowledge(&store.config()?).await?;
     let candidates = aiops_agents::candidate_patterns(knowledge.store.as_ref()).await?;
     if candidates.is_empty() {
         println_out("no candidate patterns: every repeated problem matched a pattern")?;

@@ -26,9 +26,25 @@ pub(crate) async fn answer(response: reqwest::Response) -> anyhow::Result<Value>
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
         let message = body["error"]["message"].as_str().unwrap_or("no error message");
-        bail!("the core answered {status}: {message}");
+        let hint = match status {
+            reqwest::StatusCode::UNAUTHORIZED if std::env::var_os("AIOPS_TOKEN").is_none() => {
+                " (set AIOPS_TOKEN to a token of the core)"
+            }
+            reqwest::StatusCode::UNAUTHORIZED => " (AIOPS_TOKEN holds a token the core does not know)",
+            reqwest::StatusCode::FORBIDDEN => " (AIOPS_TOKEN's token lacks the scope this needs)",
+            _ => "",
+        };
+        bail!("the core answered {status}: {message}{hint}");
     }
     Ok(body)
+}
+
+/// Says on stderr that a listing is empty, so that an empty answer is not mistaken for a
+/// command that printed nothing (stdout stays empty for scripts).
+pub(crate) fn nothing_if_empty<T>(items: &[T], what: &str) {
+    if items.is_empty() {
+        eprintln!("({what})");
+    }
 }
 
 /// Proposes a tool spec file; waits for the Builder agent's verdict.
@@ -82,13 +98,16 @@ pub(crate) async fn problems(url: &str, limit: usize) -> anyhow::Result<bool> {
             .with_context(|| format!("reaching the core at {url}"))?,
     )
     .await?;
+    let problems = body["problems"].as_array().map(Vec::as_slice).unwrap_or_default();
+    nothing_if_empty(problems, "no problems recorded");
     let mut stdout = std::io::stdout().lock();
-    for item in body["problems"].as_array().into_iter().flatten() {
+    for item in problems {
         let problem = &item["problem"];
         writeln!(
             stdout,
-            "{}  {:<9}  {:<20}  {}",
+            "{}  {}  {:<9}  {:<20}  {}",
             problem["detected_at"].as_str().unwrap_or("?"),
+            problem["id"].as_str().unwrap_or("?"),
             item["status"].as_str().unwrap_or("?"),
             problem["kind"].as_str().unwrap_or("?"),
             problem["summary"].as_str().unwrap_or("?")
@@ -107,7 +126,9 @@ pub(crate) async fn dead_letters(url: &str, stream: &str, limit: usize) -> anyho
     )
     .await?;
     let mut stdout = std::io::stdout().lock();
-    for letter in body["dead_letters"].as_array().into_iter().flatten() {
+    let items = body["dead_letters"].as_array().map(Vec::as_slice).unwrap_or_default();
+    crate::commands::remote::nothing_if_empty(items, "no dead letters");
+    for letter in items {
         let data = &letter["event"]["data"];
         writeln!(
             stdout,

@@ -42,7 +42,9 @@ async fn get(url: &str, path: &str, query: &[(&str, String)], timeout: Option<Du
 }
 
 fn print_instances(out: &mut impl Write, body: &Value) -> std::io::Result<()> {
-    for instance in body["services"].as_array().into_iter().flatten() {
+    let items = body["services"].as_array().map(Vec::as_slice).unwrap_or_default();
+    crate::commands::remote::nothing_if_empty(items, "no instances match");
+    for instance in items {
         writeln!(
             out,
             "{:<20} {:<28} {:<9} {:<28} {}",

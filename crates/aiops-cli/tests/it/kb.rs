@@ -45,7 +45,8 @@ fn a_graph_moves_from_sqlite_to_postgres_and_is_searchable_there() {
     assert!(ok, "{stderr}");
     assert_eq!(stdout.trim(), "imported 3 nodes, 1 outcomes, 0 edges, 0 audit entries");
     let export = dir.path().join("export.jsonl");
-    let (ok, _, stderr) = aiops(&["kb", "export", "--output", export.to_str().unwrap()], &sqlite_env);
+    // `--data-dir` names the same store as the variable (and as `aiops serve --data-dir`).
+    let (ok, _, stderr) = aiops(&["kb", "export", "--data-dir", data, "--output", export.to_str().unwrap()], &[]);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("exported 3 nodes, 1 outcomes, 1 edges"), "{stderr}");
 
