@@ -11,7 +11,7 @@
 //! the operator too: it approves every fix the safety ladder asks a human about. Everything
 //! is cleaned up at the end, also on Ctrl-C.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,8 +95,32 @@ pub(crate) async fn run(json: bool, occurrences: u32, faults: Vec<String>) -> an
             Ok(false)
         }
     };
+    if !matches!(result, Ok(true)) {
+        show_service_logs(workdir.path());
+    }
     drop(workdir);
     result
+}
+
+/// Where the demo's services write their standard error: the faults make them fail loudly,
+/// which is the point, not something to flood the terminal with.
+fn stderr_log(workdir: &Path, service: &str) -> PathBuf {
+    workdir.join(format!("{service}.stderr.log"))
+}
+
+/// After a failed demo, the end of each service's standard error, before the directory goes.
+fn show_service_logs(workdir: &Path) {
+    for service in [SERVICE, bookmarks::TITLES_SERVICE] {
+        let Ok(log) = std::fs::read_to_string(stderr_log(workdir, service)) else { continue };
+        let lines: Vec<&str> = log.lines().collect();
+        if lines.is_empty() {
+            continue;
+        }
+        eprintln!("--- last lines {service} wrote to stderr ---");
+        for line in &lines[lines.len().saturating_sub(20)..] {
+            eprintln!("{line}");
+        }
+    }
 }
 
 pub(crate) fn say(line: impl AsRef<str>) {
@@ -138,12 +162,13 @@ async fn run_in(
         name: bookmarks::TITLES_SERVICE,
         args: ["bookmarks", "titles", "--aiops-url", &app.url()].map(str::to_owned).to_vec(),
         restart_on_failure: false,
+        stderr_log: Some(stderr_log(workdir, bookmarks::TITLES_SERVICE)),
     };
     let titles_url = supervisor.start(exe.clone(), titles, inbox(bookmarks::TITLES_SERVICE)?).await?;
     let mut args: Vec<String> =
         ["bookmarks", "serve", "--aiops-url", &app.url(), "--titles-url", &titles_url].map(str::to_owned).to_vec();
     args.extend(["--db".to_owned(), db.to_string_lossy().into_owned()]);
-    let unit = Unit { name: SERVICE, args, restart_on_failure: true };
+    let unit = Unit { name: SERVICE, args, restart_on_failure: true, stderr_log: Some(stderr_log(workdir, SERVICE)) };
     let base = supervisor.start(exe.clone(), unit, inbox(SERVICE)?).await?;
 
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;

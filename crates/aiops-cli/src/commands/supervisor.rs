@@ -34,6 +34,9 @@ pub(crate) struct Unit {
     pub args: Vec<String>,
     /// Start it again when it exits with a failure.
     pub restart_on_failure: bool,
+    /// The file its standard error is appended to (a crash-looping fault's panics would
+    /// otherwise flood the terminal); inherited when `None`.
+    pub stderr_log: Option<PathBuf>,
 }
 
 enum Command {
@@ -134,13 +137,22 @@ async fn start_unit(
 
 /// Starts `aiops <unit args> --listen <listen>`; returns it once it prints its address.
 async fn launch(exe: &std::path::Path, unit: &Unit, listen: &str) -> anyhow::Result<(Child, String)> {
+    let stderr = match &unit.stderr_log {
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(Stdio::from)
+            .with_context(|| format!("opening {}", path.display()))?,
+        None => Stdio::inherit(),
+    };
     let mut child = tokio::process::Command::new(exe)
         .args(&unit.args)
         .args(["--listen", listen])
         .env("AIOPS_LOG", "error")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", unit.name))?;
