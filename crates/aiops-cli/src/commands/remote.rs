@@ -105,7 +105,7 @@ pub(crate) async fn problems(url: &str, limit: usize) -> anyhow::Result<bool> {
         let problem = &item["problem"];
         writeln!(
             stdout,
-            "{}  {}  {:<9}  {:<20}  {}",
+            "{}  {}  {:<17}  {:<20}  {}",
             problem["detected_at"].as_str().unwrap_or("?"),
             problem["id"].as_str().unwrap_or("?"),
             item["status"].as_str().unwrap_or("?"),

@@ -1,6 +1,6 @@
 //! Problems, diagnoses and actions, read back from the control stream.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use aiops_events::{ReadQuery, StoredEvent};
 use aiops_model::event_type;
@@ -50,10 +50,22 @@ pub(crate) async fn list(
     let problems = latest(&state, &[event_type::PROBLEM_DETECTED], &q, limit).await?;
     let endings =
         latest(&state, &[event_type::PROBLEM_RESOLVED, event_type::PROBLEM_ESCALATED], &q, STORY_LOOKBACK).await?;
+    // An escalation that left a fix waiting for a human is told apart: the problem may still
+    // heal by itself once someone approves.
+    let now = chrono::Utc::now();
+    let approvals = aiops_agents::approvals(state.bus.as_ref(), &state.streams.control)
+        .await
+        .map_err(|err| ApiError::Internal(err.to_string()))?;
+    let awaiting: HashSet<&str> =
+        approvals.iter().filter(|a| a.status(now) == "pending").map(|a| a.request.problem.id.as_str()).collect();
     let mut status: HashMap<&str, (&str, &Value)> = HashMap::new();
     for ending in &endings {
         if let Some(id) = ending.event.data["problem_id"].as_str() {
-            let label = if ending.event.event_type == event_type::PROBLEM_RESOLVED { "resolved" } else { "escalated" };
+            let label = match ending.event.event_type.as_str() {
+                event_type::PROBLEM_RESOLVED => "resolved",
+                _ if awaiting.contains(id) => "awaiting_approval",
+                _ => "escalated",
+            };
             status.entry(id).or_insert((label, &ending.event.data));
         }
     }

@@ -124,3 +124,36 @@ async fn the_kill_switch_is_engaged_and_released_by_admins_and_audited() {
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["kill_switch.released", "kill_switch.engaged"]);
 }
+
+#[tokio::test]
+async fn a_problem_whose_fix_waits_for_a_human_is_listed_as_awaiting_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path()).await;
+    let app = router(state.clone());
+    // What the loop records: the problem, its escalation naming the approval it waits for,
+    // and the request itself.
+    request_approval(&state, "a1", chrono::Duration::minutes(15)).await;
+    let problem: Value = {
+        let read = ReadQuery { types: vec![event_type::APPROVAL_REQUESTED.into()], ..ReadQuery::default() };
+        state.bus.read(&state.streams.control, &read).await.unwrap()[0].event.data["problem"].clone()
+    };
+    let detected = Envelope::new("test", event_type::PROBLEM_DETECTED, problem);
+    state.bus.publish_one(&state.streams.control, detected).await.unwrap();
+    let escalation =
+        json!({ "problem_id": "problem-a1", "service": "bookmarks", "reason": "reset_db_pool: awaiting approval a1" });
+    state
+        .bus
+        .publish_one(&state.streams.control, Envelope::new("test", event_type::PROBLEM_ESCALATED, escalation))
+        .await
+        .unwrap();
+    let listed = |body: &Value| body["problems"][0]["status"].as_str().map(str::to_owned);
+
+    let (status, body) = call(&app, "GET", "/v1/problems", READ_TOKEN, Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(listed(&body).as_deref(), Some("awaiting_approval"), "{body}");
+    // Denied, nothing waits any more: a human has it.
+    let (status, _) = call(&app, "POST", "/v1/approvals/a1/deny", ADMIN_TOKEN, json!({ "reason": "not now" })).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = call(&app, "GET", "/v1/problems", READ_TOKEN, Value::Null).await;
+    assert_eq!(listed(&body).as_deref(), Some("escalated"), "{body}");
+}
