@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use aiops_model::RiskLevel;
+use aiops_model::{RiskLevel, HOST_CAPABILITY_PREFIX};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -472,6 +472,23 @@ impl ToolSpec {
                 check_argv(&command.argv)?;
                 for arg in &command.argv {
                     check_template(arg, Slot::Argv)?;
+                }
+                // A command runs on the core's own machine: one that acts on its target by
+                // name (`systemctl start {target.service}`) may only do so for services that
+                // advertise a `host.` capability, which only an admin can register.
+                let names_target = command.argv.iter().any(|arg| {
+                    template::placeholders(arg)
+                        .is_ok_and(|found| found.iter().any(|p| matches!(p, Placeholder::Target(_))))
+                });
+                let host_capability = self.capability.as_deref().is_some_and(|c| c.starts_with(HOST_CAPABILITY_PREFIX));
+                if names_target && !host_capability {
+                    return Err(issue(
+                        Locator::Key("capability"),
+                        format!(
+                            "a command that names its target runs on the core's machine, so it must require a \
+                             `{HOST_CAPABILITY_PREFIX}` capability (which only an admin can register)"
+                        ),
+                    ));
                 }
             }
             ToolKind::Http(http) => {

@@ -26,6 +26,11 @@ pub use payload::{
 };
 pub use severity::Severity;
 
+/// Capabilities that let the core run programs on its own machine for a service (a command
+/// tool that names its target, e.g. `systemctl start {target.service}`) start with this.
+/// Advertising one, like registering a command check, takes the admin scope.
+pub const HOST_CAPABILITY_PREFIX: &str = "host.";
+
 /// Creates a new time-ordered unique id (UUID v7) as a string.
 ///
 /// Time ordering keeps ids of one run sortable by creation, which helps when reading logs.

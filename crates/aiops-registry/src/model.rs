@@ -353,9 +353,12 @@ impl ServiceRegistration {
         checks
     }
 
-    /// Whether any check runs a command: registering one takes the admin scope.
+    /// Whether registering this makes the core run programs on its own machine: a command
+    /// check, or a `host.` capability (see [`aiops_model::HOST_CAPABILITY_PREFIX`]). Either
+    /// takes the admin scope.
     pub fn runs_commands(&self) -> bool {
         self.checks.iter().any(|c| c.kind == CheckKind::Command)
+            || self.capabilities.iter().any(|c| c.starts_with(aiops_model::HOST_CAPABILITY_PREFIX))
     }
 }
 

@@ -9,7 +9,7 @@ const COMMAND: &str = r#"name = "restart_worker"
 version = 2
 description = "Restarts one worker."
 risk = "medium"
-capability = "worker.restart"
+capability = "host.worker-restart"
 
 [[params]]
 name = "worker"
@@ -38,7 +38,7 @@ fn valid_command_spec_parses_with_defaults() {
     assert_eq!(spec.version, 2);
     assert_eq!(spec.risk, RiskLevel::Medium);
     assert_eq!(spec.timeout_ms, DEFAULT_TIMEOUT_MS);
-    assert_eq!(spec.capability.as_deref(), Some("worker.restart"));
+    assert_eq!(spec.capability.as_deref(), Some("host.worker-restart"));
     assert_eq!(
         spec.params,
         vec![ParamSpec {
@@ -248,7 +248,7 @@ fn semantic_rules_name_their_lines() {
         ("version = 2", "version = 0", 2),
         ("description = \"Restarts one worker.\"", "description = \"  \"", 3),
         ("risk = \"medium\"", "risk = \"medium\"\ntimeout_ms = 300001", 5),
-        ("capability = \"worker.restart\"", "capability = \"Worker Restart\"", 5),
+        ("capability = \"host.worker-restart\"", "capability = \"Worker Restart\"", 5),
         ("name = \"worker\"", "name = \"Worker\"", 8),
     ];
     for (from, to, expected_line) in cases {
@@ -372,12 +372,12 @@ fn capability_is_checked_against_the_target() {
         Err(ConstructionError::MissingCapability { tool, capability, service }) => {
             assert_eq!(
                 (tool.as_str(), capability.as_str(), service.as_str()),
-                ("restart_worker", "worker.restart", "worker")
+                ("restart_worker", "host.worker-restart", "worker")
             );
         }
         other => panic!("expected MissingCapability, got {other:?}"),
     }
-    target.capabilities.push("worker.restart".into());
+    target.capabilities.push("host.worker-restart".into());
     spec.check_target(&target).unwrap();
 }
 
@@ -396,4 +396,22 @@ fn rollback_call_substitutes_params() {
     };
     let call = spec.rollback_call(&target, &serde_json::json!({"worker": "alpha"})).unwrap();
     assert_eq!(call, Some(("start_worker".to_owned(), serde_json::json!({"worker": "alpha", "on": "w1", "n": 3}))));
+}
+
+#[test]
+fn a_command_that_names_its_target_needs_a_host_capability() {
+    // It runs on the core's machine for whichever service is the target; without a `host.`
+    // capability, any service an ingest token registered could be that target.
+    for capability in ["capability = \"worker.restart\"", ""] {
+        let text = COMMAND.replacen("capability = \"host.worker-restart\"", capability, 1);
+        let (line, reason) = invalid(&text);
+        assert!(reason.contains("must require a `host.` capability"), "{capability}: {line:?} {reason}");
+    }
+    // A command that does not name its target is not bound by it.
+    let fixed = COMMAND.replacen(" \"--host={target.address}\"", "", 1).replacen(
+        "capability = \"host.worker-restart\"\n",
+        "",
+        1,
+    );
+    parse_spec(&fixed, "x").unwrap();
 }

@@ -183,9 +183,14 @@ async fn absent_optional_param_drops_its_argv_element() {
 
 #[tokio::test]
 async fn target_fields_are_substituted() {
-    let tool = command_tool(r#"["echo", "{target.service}", "{target.instance_id}", "{target.address}"]"#, "", "");
-    let out = tool.run(&target("http://127.0.0.1:1", &[]), &json!({}), RunMode::Execute).await.unwrap();
+    let argv = r#"["echo", "{target.service}", "{target.instance_id}", "{target.address}"]"#;
+    let tool = command_tool(argv, "", "capability = \"host.echo\"");
+    let out = tool.run(&target("http://127.0.0.1:1", &["host.echo"]), &json!({}), RunMode::Execute).await.unwrap();
     assert_eq!(out.output, "bookmarks-backend backend-1 http://127.0.0.1:1\n");
+    // A service that did not advertise it (only an admin can register `host.` capabilities)
+    // is never its target.
+    let err = tool.run(&target("http://127.0.0.1:1", &[]), &json!({}), RunMode::Execute).await.unwrap_err();
+    assert!(matches!(err, ConstructionError::MissingCapability { .. }), "{err:?}");
 }
 
 #[tokio::test]

@@ -123,8 +123,8 @@ async fn announce(state: &ApiState, who: &str, kind: &str, service: &str, data: 
     }
 }
 
-/// Registers (or replaces) an instance. Command checks run programs on the core's machine,
-/// so registering one takes the admin scope.
+/// Registers (or replaces) an instance. Command checks and `host.` capabilities make the core
+/// run programs on its own machine, so registering either takes the admin scope.
 pub(crate) async fn register(
     State(state): State<ApiState>,
     headers: HeaderMap,

@@ -69,6 +69,14 @@ async fn bad_registrations_get_precise_errors_and_commands_need_admin() {
     let (status, answer) = call(&app, "POST", "/v1/services", ADMIN_TOKEN, with_command).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["check_states"][0]["id"], "command-1");
+    // So does a `host.` capability: command tools act on a service that advertises one
+    // (`systemctl start <its name>` on the core's machine).
+    let mut host_started = instance("web", "w2");
+    host_started["capabilities"] = json!(["cache.clear", "host.start"]);
+    let (status, _) = call(&app, "POST", "/v1/services", INGEST_TOKEN, host_started.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a host. capability lets the core run programs for it");
+    let (status, answer) = call(&app, "POST", "/v1/services", ADMIN_TOKEN, host_started).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
     let (status, _) = call(&app, "DELETE", "/v1/services/nope", INGEST_TOKEN, Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
