@@ -93,7 +93,13 @@ impl Agent for Builder {
                 tracing::warn!(origin = %proposal.origin, error = %err, "Tool rejected.");
                 let data =
                     serde_json::json!({ "origin": proposal.origin, "reason": err.to_string(), "proposal": event.id });
-                ctx.emit(NAME, event_type::TOOL_REJECTED, &proposal.origin, Some(Severity::Warning), data).await?;
+                // The origin is the verdict's subject; one that cannot be a subject (blank,
+                // or too long) must not keep the verdict from being published.
+                let subject = match proposal.origin.trim() {
+                    origin if origin.is_empty() || origin.len() > 256 => default_origin(),
+                    _ => proposal.origin.clone(),
+                };
+                ctx.emit(NAME, event_type::TOOL_REJECTED, &subject, Some(Severity::Warning), data).await?;
             }
         }
         Ok(())

@@ -163,8 +163,9 @@ impl BrowserBatch {
             }
             if let BrowserEvent::Request(r) = event {
                 if let Some(trace) = &r.trace_id {
-                    if trace.len() != 32 || !trace.bytes().all(|b| b.is_ascii_hexdigit()) {
-                        return Err(format!("events[{idx}].trace_id: 32 hex digits"));
+                    // W3C trace context: lower-case only, as `traceparent` carries it.
+                    if trace.len() != 32 || !trace.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+                        return Err(format!("events[{idx}].trace_id: 32 lower-case hex digits"));
                     }
                 }
             }
@@ -198,10 +199,13 @@ mod tests {
         let mut long = batch.clone();
         long.app = "bad app".into();
         assert!(long.validate().unwrap_err().starts_with("app must be"));
-        let mut bad_trace = batch;
-        if let BrowserEvent::Request(r) = &mut bad_trace.events[0] {
-            r.trace_id = Some("xyz".into());
+        for trace in ["xyz", "4BF92F3577B34DA6A3CE929D0E0E4736"] {
+            let mut bad_trace = batch.clone();
+            if let BrowserEvent::Request(r) = &mut bad_trace.events[0] {
+                r.trace_id = Some(trace.into());
+            }
+            // Upper case would be stored as sent and never found by `/v1/traces/{id}`.
+            assert_eq!(bad_trace.validate().unwrap_err(), "events[0].trace_id: 32 lower-case hex digits", "{trace}");
         }
-        assert_eq!(bad_trace.validate().unwrap_err(), "events[0].trace_id: 32 hex digits");
     }
 }

@@ -49,6 +49,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The configured token the request presents, if any.
+fn presented<'a>(tokens: &'a [ApiToken], headers: &HeaderMap) -> Option<&'a ApiToken> {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))?;
+    tokens.iter().find(|t| constant_time_eq(t.secret.as_bytes(), presented.trim().as_bytes()))
+}
+
+/// Whether the request may reach a token-protected route at all: no tokens are configured,
+/// or it presents one of them (whatever its scopes).
+pub(crate) fn authenticated(tokens: &[ApiToken], headers: &HeaderMap) -> bool {
+    tokens.is_empty() || presented(tokens, headers).is_some()
+}
+
 /// Checks the request's bearer token for `scope`; returns the token's name (or `anonymous`).
 ///
 /// # Errors
@@ -57,15 +72,7 @@ pub(crate) fn authorize(tokens: &[ApiToken], headers: &HeaderMap, scope: Scope) 
     if tokens.is_empty() {
         return Ok("anonymous".into());
     }
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .ok_or(ApiError::Unauthorized)?;
-    let token = tokens
-        .iter()
-        .find(|t| constant_time_eq(t.secret.as_bytes(), presented.trim().as_bytes()))
-        .ok_or(ApiError::Unauthorized)?;
+    let token = presented(tokens, headers).ok_or(ApiError::Unauthorized)?;
     if token.scopes.contains(&scope) || token.scopes.contains(&Scope::Admin) {
         Ok(token.name.clone())
     } else {

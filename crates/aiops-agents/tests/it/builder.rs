@@ -48,3 +48,17 @@ async fn valid_spec_is_registered_and_recorded_invalid_one_is_rejected_with_line
     assert!(reason.contains("shell"), "{reason}");
     assert_eq!(ctx.tools.get("flush_sessions").unwrap().spec().version, 1, "a rejected spec must not replace the tool");
 }
+
+#[tokio::test]
+async fn a_verdict_is_published_whatever_the_origin_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path()).await;
+    let builder = Builder::new();
+    // A blank origin cannot be an event's subject; the verdict still goes out, not the
+    // proposal to the dead letters.
+    let blank = Envelope::new("api/test", event_type::TOOL_PROPOSED, serde_json::json!({ "spec": "x", "origin": " " }));
+    builder.handle(&ctx, &blank).await.unwrap();
+    let rejected = control_events(&ctx, event_type::TOOL_REJECTED).await;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].event.subject.as_deref(), Some("proposal"));
+}

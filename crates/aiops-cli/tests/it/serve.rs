@@ -147,6 +147,14 @@ async fn a_proposed_tool_is_registered_or_rejected_with_its_reason() {
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "registered restart_worker version 1");
     let tools: Value = reqwest::get(format!("{}/v1/tools", server.url)).await.unwrap().json().await.unwrap();
     assert!(tools["tools"].as_array().unwrap().iter().any(|t| t["name"] == "restart_worker"));
+    // A blank origin would leave the verdict without a subject: refused before it is accepted.
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/tools", server.url))
+        .json(&serde_json::json!({ "spec": "x", "origin": "" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 422);
 
     std::fs::write(&spec, "name = \"bad\"\nversion = 1\ndescription = \"x\"\nrisk = \"low\"\n\n[kind]\ntype = \"command\"\nargv = [\"bash\", \"-c\", \"echo hi\"]\n").unwrap();
     let output = run(&spec);

@@ -4,6 +4,7 @@
 use aiops_events::ReadQuery;
 use aiops_model::{BrowserBatch, Envelope};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -70,9 +71,15 @@ pub(crate) async fn preflight(State(state): State<ApiState>, headers: HeaderMap)
 pub(crate) async fn ingest(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let origin = allowed_origin(&state, &headers)?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge(format!("a browser batch is at most {MAX_BROWSER_BODY} bytes"))
+        }
+        _ => ApiError::BadRequest(rejection.body_text()),
+    })?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if media != "text/plain" && media != "application/json" {

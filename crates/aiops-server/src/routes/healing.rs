@@ -86,7 +86,7 @@ async fn decide(
     reason: String,
 ) -> Result<Json<Value>, ApiError> {
     let who = authorize(&state.tokens, headers, Scope::Admin)?;
-    if reason.trim().is_empty() || reason.len() > 2000 {
+    if reason.trim().is_empty() || reason.chars().count() > 2000 {
         return Err(ApiError::Invalid("reason must say why, in 1-2000 characters".into()));
     }
     let view = approvals(state)
@@ -155,7 +155,7 @@ pub(crate) async fn kill_switch(
     ApiJson(body): ApiJson<SwitchBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let who = authorize(&state.tokens, &headers, Scope::Admin)?;
-    if body.reason.trim().is_empty() || body.reason.len() > 2000 {
+    if body.reason.trim().is_empty() || body.reason.chars().count() > 2000 {
         return Err(ApiError::Invalid("reason must say why, in 1-2000 characters".into()));
     }
     let switch = KillSwitch { engaged: body.engaged, by: who.clone(), reason: body.reason, at: Utc::now() };

@@ -86,6 +86,9 @@ pub(crate) async fn tools(State(state): State<ApiState>, headers: HeaderMap) -> 
     Ok(Json(json!({ "tools": state.tools.specs() })))
 }
 
+/// Longest origin of a proposed tool (it becomes the subject of the verdict's event).
+const MAX_ORIGIN_CHARS: usize = 256;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Proposal {
@@ -101,6 +104,13 @@ pub(crate) async fn propose_tool(
     ApiJson(proposal): ApiJson<Proposal>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let who = authorize(&state.tokens, &headers, Scope::Admin)?;
+    if let Some(origin) = &proposal.origin {
+        if origin.trim().is_empty() || origin.chars().count() > MAX_ORIGIN_CHARS {
+            return Err(ApiError::Invalid(format!(
+                "origin names where the spec comes from, in 1-{MAX_ORIGIN_CHARS} characters (or leave it out)"
+            )));
+        }
+    }
     let data = json!({ "spec": proposal.spec, "origin": proposal.origin.unwrap_or_else(|| format!("api:{who}")) });
     let event = Envelope::new(format!("api/{who}"), event_type::TOOL_PROPOSED, data);
     let id = event.id.clone();

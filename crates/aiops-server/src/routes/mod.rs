@@ -8,12 +8,13 @@ mod knowledge;
 mod problems;
 mod services;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 
+use crate::auth::authenticated;
 use crate::{ApiError, ApiState};
 
 /// The whole API.
@@ -52,13 +53,33 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/audit", get(knowledge::audit))
         .route("/v1/tools", get(knowledge::tools).post(knowledge::propose_tool))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn(count_requests))
         .with_state(state)
 }
 
+/// The routes a browser calls without a token (limited by origin and rate instead).
+const PUBLIC_ROUTES: &[&str] = &["/v1/browser.js", "/v1/browser/events"];
+
+/// With tokens configured, a `/v1` request without a valid one is refused before its query or
+/// body is read, so that a caller who may not use the API learns nothing about its formats
+/// (the route's own scope is checked by its handler).
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path.starts_with("/v1/") && !PUBLIC_ROUTES.contains(&path) && !authenticated(&state.tokens, request.headers()) {
+        return ApiError::Unauthorized.into_response();
+    }
+    next.run(request).await
+}
+
 async fn not_found(request: Request) -> ApiError {
     ApiError::NotFound(format!("no route for {} {}", request.method(), request.uri().path()))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} does not take {}", request.uri().path(), request.method()))
 }
 
 async fn count_requests(request: Request, next: Next) -> Response {

@@ -27,6 +27,13 @@ async fn routes_need_a_token_with_their_scope() {
         ("POST", "/v1/events/batch", Some("read-secret-0123456789"), StatusCode::FORBIDDEN),
         ("POST", "/v1/events/batch", Some("ingest-secret-0123456789"), StatusCode::ACCEPTED),
         ("POST", "/v1/tools", Some("ingest-secret-0123456789"), StatusCode::FORBIDDEN),
+        // Without a token, nothing about the request is looked at: not its body, its query,
+        // or whether the route takes that method.
+        ("POST", "/v1/events", None, StatusCode::UNAUTHORIZED),
+        ("POST", "/v1/healing/kill-switch", None, StatusCode::UNAUTHORIZED),
+        ("GET", "/v1/events?bogus=1", None, StatusCode::UNAUTHORIZED),
+        ("PUT", "/v1/events", None, StatusCode::UNAUTHORIZED),
+        ("PUT", "/v1/events", Some("read-secret-0123456789"), StatusCode::METHOD_NOT_ALLOWED),
         ("GET", "/healthz", None, StatusCode::OK),
     ];
     for (method, path, token, expected) in cases {
@@ -34,6 +41,8 @@ async fn routes_need_a_token_with_their_scope() {
             event
         } else if path.ends_with("tools") {
             r#"{"spec":"x"}"#
+        } else if method == "POST" {
+            "{broken"
         } else {
             ""
         };

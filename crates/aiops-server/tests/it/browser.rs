@@ -67,6 +67,8 @@ async fn only_allowed_pages_may_report_and_bad_batches_store_nothing() {
             "text/plain or application/json",
         ),
         (Some(PAGE), "text/plain", "{not json".into(), StatusCode::UNPROCESSABLE_ENTITY, "browser batch"),
+        // Past the API's body limit too: still a JSON error, not the framework's plain text.
+        (Some(PAGE), "text/plain", "x".repeat(2 << 20), StatusCode::PAYLOAD_TOO_LARGE, "at most"),
     ];
     for (origin, content_type, body, expected, needle) in cases {
         let (status, answer, _) = post(&app, origin, content_type, body).await;

@@ -116,8 +116,10 @@ async fn the_kill_switch_is_engaged_and_released_by_admins_and_audited() {
     let (_, status) = call(&app, "GET", "/v1/healing", READ_TOKEN, Value::Null).await;
     assert_eq!(status["kill_switch"]["engaged"], true);
     assert_eq!(status["kill_switch"]["last_change"]["by"], "ops");
-    let release = json!({ "engaged": false, "reason": "migration done" });
-    call(&app, "POST", "/v1/healing/kill-switch", ADMIN_TOKEN, release).await;
+    // The bound is in characters: 1500 of them, 3000 bytes in UTF-8, are a valid reason.
+    let release = json!({ "engaged": false, "reason": "é".repeat(1500) });
+    let (code, answer) = call(&app, "POST", "/v1/healing/kill-switch", ADMIN_TOKEN, release).await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
     let (_, status) = call(&app, "GET", "/v1/healing", READ_TOKEN, Value::Null).await;
     assert_eq!(status["kill_switch"]["engaged"], false);
     let audit = state.audit.recent(10).await.unwrap();
