@@ -81,6 +81,8 @@ fn read_tokens(config: &Config) -> AppResult<Vec<ApiToken>> {
                     .to_owned(),
                 (None, None) => unreachable!("Config::problems requires one of value_env and value_file"),
             };
+            // Presented tokens are compared trimmed, so a value is too.
+            let secret = secret.trim().to_owned();
             if secret.len() < 16 {
                 return Err(AppError::Config {
                     origin: "server.tokens".into(),
@@ -89,7 +91,19 @@ fn read_tokens(config: &Config) -> AppResult<Vec<ApiToken>> {
             }
             Ok(ApiToken { name: token.name.clone(), secret, scopes: token.scopes.clone() })
         })
-        .collect()
+        .collect::<AppResult<Vec<ApiToken>>>()
+        .and_then(|tokens| {
+            // With two equal values the first token's scopes would silently win.
+            for (i, token) in tokens.iter().enumerate() {
+                if let Some(twin) = tokens[..i].iter().find(|other| other.secret == token.secret) {
+                    return Err(AppError::Config {
+                        origin: "server.tokens".into(),
+                        problems: format!("tokens {} and {} have the same value", twin.name, token.name),
+                    });
+                }
+            }
+            Ok(tokens)
+        })
 }
 
 /// Opens the configured knowledge store alone (for `aiops kb`), migrating it if needed.
@@ -370,5 +384,26 @@ mod tests {
         assert_eq!(check_embedder(&store, &other, false).await.unwrap().as_deref(), Some("hashing-fnv1a-384"));
         assert_eq!(check_embedder(&store, &other, true).await.unwrap(), None, "reembed records the new one");
         assert_eq!(check_embedder(&store, &other, false).await.unwrap(), None);
+    }
+
+    #[test]
+    fn tokens_that_could_never_work_as_meant_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_tokens = |values: &[&str]| {
+            let mut text = String::new();
+            for (i, value) in values.iter().enumerate() {
+                let file = dir.path().join(format!("t{i}"));
+                std::fs::write(&file, value).unwrap();
+                text += &format!("[[server.tokens]]\nname = \"t{i}\"\nvalue_file = {file:?}\nscopes = [\"read\"]\n");
+            }
+            let path = dir.path().join("aiops.toml");
+            std::fs::write(&path, text).unwrap();
+            environment_problems(&Config::load(Some(&path), Vec::new()).unwrap())
+        };
+        assert_eq!(with_tokens(&["read-secret-0123456789\n"]), Vec::<String>::new());
+        let blank = with_tokens(&[&" ".repeat(24)]);
+        assert!(blank[0].contains("at least 16 characters"), "{blank:?}");
+        let twins = with_tokens(&["same-secret-0123456789", "same-secret-0123456789 "]);
+        assert!(twins[0].contains("tokens t0 and t1 have the same value"), "{twins:?}");
     }
 }

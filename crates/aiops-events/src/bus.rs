@@ -238,18 +238,32 @@ pub trait EventBusExt: EventBus {
     /// dead-letter stream to `stream` again, as a new event (id `<original>~redrive~<offset>`,
     /// so re-driving the same letter twice stores it once). Every group sees it anew.
     async fn redrive(&self, stream: &StreamName, letter_offset: Offset) -> EventsResult<Offset> {
-        let query = ReadQuery { after: letter_offset.saturating_sub(1), limit: 1, ..ReadQuery::default() };
-        let letter = self
-            .read(&stream.dead_letter(), &query)
-            .await?
-            .into_iter()
-            .find(|stored| stored.offset == letter_offset)
-            .ok_or_else(|| EventsError::Invalid(format!("no dead letter at offset {letter_offset} of {stream}")))?;
-        let mut event: Envelope = serde_json::from_value(letter.event.data["event"].clone())
-            .map_err(|err| EventsError::Invalid(format!("dead letter {letter_offset} holds no event: {err}")))?;
-        let original: String = event.id.chars().take(REDRIVE_ID_KEEP).collect();
-        event.id = format!("{original}~redrive~{letter_offset}");
-        self.publish_one(stream, event).await
+        let offsets = self.redrive_all(stream, &[letter_offset]).await?;
+        offsets
+            .first()
+            .copied()
+            .ok_or_else(|| EventsError::Invalid("a redrive of one letter returned no offset".into()))
+    }
+
+    /// [`Self::redrive`] for several letters, all or nothing: every letter is read first, and
+    /// the copies are published as one batch, so a missing letter re-drives none of them.
+    async fn redrive_all(&self, stream: &StreamName, letter_offsets: &[Offset]) -> EventsResult<Vec<Offset>> {
+        let mut copies = Vec::with_capacity(letter_offsets.len());
+        for &letter_offset in letter_offsets {
+            let query = ReadQuery { after: letter_offset.saturating_sub(1), limit: 1, ..ReadQuery::default() };
+            let letter = self
+                .read(&stream.dead_letter(), &query)
+                .await?
+                .into_iter()
+                .find(|stored| stored.offset == letter_offset)
+                .ok_or_else(|| EventsError::Invalid(format!("no dead letter at offset {letter_offset} of {stream}")))?;
+            let mut event: Envelope = serde_json::from_value(letter.event.data["event"].clone())
+                .map_err(|err| EventsError::Invalid(format!("dead letter {letter_offset} holds no event: {err}")))?;
+            let original: String = event.id.chars().take(REDRIVE_ID_KEEP).collect();
+            event.id = format!("{original}~redrive~{letter_offset}");
+            copies.push(event);
+        }
+        self.publish(stream, copies).await
     }
 
     /// Publishes one event and returns its offset.

@@ -150,11 +150,14 @@ pub(crate) async fn redrive(
         )));
     }
     let stream = stream_named(&state, request.stream.as_deref())?;
-    let mut redriven = Vec::with_capacity(request.offsets.len());
-    for offset in request.offsets {
-        let new_offset = state.bus.redrive(&stream, offset).await?;
-        redriven.push(json!({ "dead_letter_offset": offset, "offset": new_offset }));
-    }
+    // All or nothing: one letter that is not there re-drives none.
+    let new_offsets = state.bus.redrive_all(&stream, &request.offsets).await?;
+    let redriven: Vec<_> = request
+        .offsets
+        .iter()
+        .zip(new_offsets)
+        .map(|(offset, new_offset)| json!({ "dead_letter_offset": offset, "offset": new_offset }))
+        .collect();
     tracing::info!(stream = %stream, by = %who, n = redriven.len(), "Dead letters re-driven.");
     Ok(Json(json!({ "stream": stream.as_str(), "redriven": redriven })))
 }

@@ -58,6 +58,10 @@ async fn a_dead_letter_is_listed_and_redriven_once() {
     let (status, _) =
         call(&app, "POST", "/v1/dead-letters/redrive", READ_TOKEN, &format!("{{\"offsets\":[{offset}]}}")).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "re-driving needs the admin scope");
+    let mixed = format!("{{\"stream\":\"control\",\"offsets\":[{offset},99]}}");
+    let (status, body) = call(&app, "POST", "/v1/dead-letters/redrive", ADMIN_TOKEN, &mixed).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(api.bus.last_offset(&control).await.unwrap(), 1, "all or nothing: the letter that exists stayed put");
     let redrive = format!("{{\"stream\":\"control\",\"offsets\":[{offset}]}}");
     let (status, body) = call(&app, "POST", "/v1/dead-letters/redrive", ADMIN_TOKEN, &redrive).await;
     assert_eq!(status, StatusCode::OK, "{body}");
