@@ -51,3 +51,9 @@ where
             .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
     }
 }
+
+/// The query of a route that takes none: any parameter is refused (400), as on the routes
+/// that take some.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoQuery {}

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::{authorize, Scope};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiQuery, NoQuery};
 use crate::{ApiError, ApiState};
 
 #[derive(Debug, Serialize)]
@@ -132,7 +132,11 @@ pub(crate) async fn deny(
 }
 
 /// The kill switch's state.
-pub(crate) async fn status(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn status(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    _: ApiQuery<NoQuery>,
+) -> Result<Json<Value>, ApiError> {
     authorize(&state.tokens, &headers, Scope::Read)?;
     let switch = aiops_agents::kill_switch(state.bus.as_ref(), &state.streams.control).await.map_err(agent_error)?;
     let engaged = switch.as_ref().is_some_and(|s| s.engaged);

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::{authorize, Scope};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiQuery, NoQuery};
 use crate::{ApiError, ApiState};
 
 pub(crate) async fn node(
@@ -37,7 +37,11 @@ pub(crate) async fn node(
 }
 
 /// How often the fixes each diagnosis source proposed healed the problem.
-pub(crate) async fn sources(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn sources(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    _: ApiQuery<NoQuery>,
+) -> Result<Json<Value>, ApiError> {
     authorize(&state.tokens, &headers, Scope::Read)?;
     let accuracy = aiops_agents::source_accuracy(state.knowledge.as_ref())
         .await
@@ -81,7 +85,11 @@ pub(crate) async fn audit(
     Ok(Json(json!({ "entries": entries })))
 }
 
-pub(crate) async fn tools(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn tools(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    _: ApiQuery<NoQuery>,
+) -> Result<Json<Value>, ApiError> {
     authorize(&state.tokens, &headers, Scope::Read)?;
     Ok(Json(json!({ "tools": state.tools.specs() })))
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::auth::{authorize, Scope};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiQuery, NoQuery};
 use crate::{ApiError, ApiState};
 
 /// Longest a watch may block.
@@ -235,7 +235,11 @@ pub(crate) async fn release(
 }
 
 /// The dependency graph: every service with its health, and who depends on whom.
-pub(crate) async fn graph(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn graph(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    _: ApiQuery<NoQuery>,
+) -> Result<Json<Value>, ApiError> {
     authorize(&state.tokens, &headers, Scope::Read)?;
     let instances = state.registry.instances(&ServiceQuery::default()).await?;
     let graph = DependencyGraph::from_instances(&instances);

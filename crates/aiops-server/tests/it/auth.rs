@@ -34,6 +34,9 @@ async fn routes_need_a_token_with_their_scope() {
         ("GET", "/v1/events?bogus=1", None, StatusCode::UNAUTHORIZED),
         ("PUT", "/v1/events", None, StatusCode::UNAUTHORIZED),
         ("PUT", "/v1/events", Some("read-secret-0123456789"), StatusCode::METHOD_NOT_ALLOWED),
+        // Routes that take no query refuse one, as the others refuse unknown parameters.
+        ("GET", "/v1/tools?bogus=1", Some("read-secret-0123456789"), StatusCode::BAD_REQUEST),
+        ("GET", "/v1/healing?bogus=1", Some("read-secret-0123456789"), StatusCode::BAD_REQUEST),
         ("GET", "/healthz", None, StatusCode::OK),
     ];
     for (method, path, token, expected) in cases {
