@@ -188,8 +188,9 @@ impl Default for ReadQuery {
 /// # Contract
 /// - `publish` returns only once every event of the batch is durable: a crash of the process
 ///   after `Ok` loses none of them (`published_events_survive_reopen`).
-/// - Publishing an envelope whose `id` is already stored in the stream stores nothing and
-///   returns the first offset (`duplicate_id_is_stored_once`).
+/// - Publishing an envelope whose `source` and `id` are already stored in the stream stores
+///   nothing and returns the first offset (`duplicate_id_is_stored_once`); the same `id` from
+///   another `source` is another event.
 /// - Offsets of one stream start at 1 and increase by one per stored event
 ///   (`offsets_are_dense_and_ordered`).
 /// - In a group each event goes to one consumer and stays pending until `ack`ed; an event not
@@ -274,6 +275,13 @@ pub trait EventBusExt: EventBus {
 }
 
 impl<T: EventBus + ?Sized> EventBusExt for T {}
+
+/// What makes an event unique, as CloudEvents defines it: its source and its id (two
+/// producers may both send an event `1`). Publishing is idempotent on this key.
+pub(crate) fn dedup_key(source: &str, id: &str) -> String {
+    // NUL cannot end a source, so no two (source, id) pairs share a key.
+    format!("{source}\u{0}{id}")
+}
 
 /// Longest id kept from the original event in a re-driven copy's id.
 const REDRIVE_ID_KEEP: usize = 96;

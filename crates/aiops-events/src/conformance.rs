@@ -53,7 +53,8 @@ pub async fn published_events_survive_reopen(harness: &dyn Harness) {
     assert_eq!(got, sent);
 }
 
-/// Re-publishing an id returns the first offset and stores nothing new.
+/// Re-publishing an event (same source and id) returns the first offset and stores nothing
+/// new.
 pub async fn duplicate_id_is_stored_once(harness: &dyn Harness) {
     let stream = unique_stream("dup");
     let bus = harness.open().await;
@@ -64,6 +65,18 @@ pub async fn duplicate_id_is_stored_once(harness: &dyn Harness) {
     let in_batch = bus.publish(&stream, vec![event("test.dup", 2), first_event.clone()]).await.unwrap();
     assert_eq!(in_batch[1], first);
     assert_eq!(bus.last_offset(&stream).await.unwrap(), 2);
+    // CloudEvents makes an event unique by source and id: another producer's event with the
+    // same id is a different event, and is stored (once).
+    let mut other_producer = first_event.clone();
+    other_producer.source = "another-producer".into();
+    let other = bus.publish_one(&stream, other_producer.clone()).await.unwrap();
+    assert_eq!(other, 3, "the same id from another source must be stored");
+    assert_eq!(bus.publish_one(&stream, other_producer).await.unwrap(), 3);
+    bus.close().await.unwrap();
+    drop(bus);
+    let bus = harness.open().await;
+    assert_eq!(bus.publish_one(&stream, first_event).await.unwrap(), first, "and after a reopen");
+    assert_eq!(bus.last_offset(&stream).await.unwrap(), 3);
 }
 
 /// Offsets start at 1 and increase by one per stored event.

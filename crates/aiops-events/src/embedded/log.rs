@@ -26,6 +26,7 @@ use aiops_model::Envelope;
 use serde::Deserialize;
 
 use super::{io_err, BACKEND};
+use crate::bus::dedup_key;
 use crate::{EventsError, EventsResult, Offset};
 
 const HEADER_LEN: usize = 16;
@@ -54,7 +55,8 @@ pub(super) struct Entry {
     pub(super) subject_idx: Option<u32>,
     pub(super) source_idx: u32,
     pub(super) appended_ms: i64,
-    id: Box<str>,
+    /// [`dedup_key`] of the event.
+    key: Box<str>,
 }
 
 /// Interns event types, subjects and sources so that filters compare small integers.
@@ -113,6 +115,7 @@ pub(super) struct StreamLog {
     first: Offset,
     /// Entries covered by a finished fsync; only these are visible to readers.
     pub(super) visible: Offset,
+    /// Offsets by [`dedup_key`], for idempotent publishing.
     ids: HashMap<Box<str>, Offset>,
     pub(super) names: Interner,
     bytes: u64,
@@ -278,10 +281,10 @@ impl StreamLog {
             subject_idx: subject.map(|s| self.names.intern(s)),
             source_idx: self.names.intern(source),
             appended_ms,
-            id: id.into(),
+            key: dedup_key(source, id).into(),
         };
+        self.ids.insert(entry.key.clone(), self.first + self.entries.len() as Offset);
         self.entries.push_back(entry);
-        self.ids.insert(id.into(), self.last());
     }
 
     /// The newest stored offset (0 when nothing was ever stored).
@@ -309,12 +312,12 @@ impl StreamLog {
     pub(super) fn append(&mut self, events: &[Envelope], limits: &Limits) -> EventsResult<(Vec<Offset>, Offset)> {
         let mut offsets = Vec::with_capacity(events.len());
         let mut records: Vec<(usize, Vec<u8>)> = Vec::new();
-        let mut batch_ids: HashMap<&str, Offset> = HashMap::new();
+        let mut batch_ids: HashMap<String, Offset> = HashMap::new();
         let mut highest = 0;
         let mut next = self.last() + 1;
         for (idx, event) in events.iter().enumerate() {
-            let existing =
-                self.ids.get(event.id.as_str()).copied().or_else(|| batch_ids.get(event.id.as_str()).copied());
+            let key = dedup_key(&event.source, &event.id);
+            let existing = self.ids.get(key.as_str()).copied().or_else(|| batch_ids.get(&key).copied());
             if let Some(offset) = existing {
                 offsets.push(offset);
                 highest = highest.max(offset);
@@ -322,7 +325,7 @@ impl StreamLog {
             }
             let payload = serde_json::to_vec(event)
                 .map_err(|err| EventsError::Invalid(format!("event {} cannot be encoded: {err}", event.id)))?;
-            batch_ids.insert(event.id.as_str(), next);
+            batch_ids.insert(key, next);
             offsets.push(next);
             highest = next;
             next += 1;
@@ -470,7 +473,7 @@ impl StreamLog {
             self.bytes -= segment.len;
             for _ in base..next_base {
                 if let Some(entry) = self.entries.pop_front() {
-                    self.ids.remove(&entry.id);
+                    self.ids.remove(&entry.key);
                 }
             }
             self.first = next_base;

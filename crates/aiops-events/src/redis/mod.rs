@@ -5,8 +5,9 @@
 //! hash tag, so a stream and its keys share a cluster slot). Entry ids are `0-<offset>`, so
 //! offsets are dense, start at 1, and `XRANGE <prefix>{S} 0-5 0-9` reads offsets 5 to 9. Each
 //! entry has the fields `id`, `type`, `source`, `subject`, `time` (RFC 3339) and `event` (the
-//! whole envelope as CloudEvents JSON). Beside it: `<prefix>{S}:ids` (sorted set: event id
-//! scored by its offset, for idempotent publishing and trimming with the stream) and `<prefix>{S}:seq` (the last offset). Consumer groups are
+//! whole envelope as CloudEvents JSON). Beside it: `<prefix>{S}:ids` (sorted set: each event's
+//! source and id joined by a NUL byte, scored by its offset, for idempotent publishing and
+//! trimming with the stream) and `<prefix>{S}:seq` (the last offset). Consumer groups are
 //! Redis consumer groups named after the agent, so `XREADGROUP GROUP monitor c1 STREAMS
 //! aiops:{telemetry} >` reads what the Monitor reads.
 //!
@@ -96,7 +97,10 @@ if max_length > 0 and redis.call('XLEN', KEYS[1]) + n > max_length then
   return redis.error_reply('AIOPS_FULL the stream holds its maximum of ' .. max_length .. ' events')
 end
 local ids = {}
-for k = 1, n do ids[k] = ARGV[3 + (k - 1) * 6] end
+for k = 1, n do
+  local a = 3 + (k - 1) * 6
+  ids[k] = ARGV[a + 2] .. '\0' .. ARGV[a]
+end
 local known = redis.call('ZMSCORE', KEYS[2], unpack(ids))
 local fresh, seen = 0, {}
 for k = 1, n do
@@ -119,7 +123,7 @@ for k = 1, n do
   else
     offset = offset + 1
     local a = 3 + (k - 1) * 6
-    redis.call('XADD', KEYS[1], '0-' .. offset, 'id', id, 'type', ARGV[a + 1], 'source', ARGV[a + 2],
+    redis.call('XADD', KEYS[1], '0-' .. offset, 'id', ARGV[a], 'type', ARGV[a + 1], 'source', ARGV[a + 2],
       'subject', ARGV[a + 3], 'time', ARGV[a + 4], 'appended_ms', appended, 'event', ARGV[a + 5])
     assigned[id] = offset
     out[k] = offset
