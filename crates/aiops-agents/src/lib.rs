@@ -42,7 +42,7 @@ pub use error::{AgentError, AgentResult};
 pub use healing::Healing;
 pub use ladder::trust_node_id;
 pub use learning::{pattern_node_id, record_pattern_versions, source_accuracy, source_insight_id, Learning};
-pub use monitor::Monitor;
+pub use monitor::{Monitor, MAX_CLOCK_SKEW};
 pub use oversight::{approvals, kill_switch, Approval};
 
 /// Knowledge id of a solution: the tool and its parameters, so the same fix is one node.

@@ -79,7 +79,7 @@ const FLAP_WINDOW: chrono::Duration = chrono::Duration::minutes(5);
 /// Most doublings of `clear_after_ms` for a flapping service.
 const MAX_FLAP_DOUBLINGS: u32 = 4;
 /// How far ahead of ours a service's clock may be before its event times are capped.
-const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(5);
+pub const MAX_CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(5);
 
 /// The Monitor agent.
 #[derive(Debug)]

@@ -20,7 +20,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use aiops_agents::{Agent, AgentContext, Diagnostic, Healing, HealingConfig, Monitor, Streams};
+use aiops_agents::{Agent, AgentContext, Diagnostic, Healing, HealingConfig, Monitor, Streams, MAX_CLOCK_SKEW};
 use aiops_events::{EmbeddedEventBus, EventBus, EventsConfig, ReadQuery, StoredEvent};
 use aiops_knowledge::{Database, SqliteKnowledgeStore};
 use aiops_model::{event_type, ApprovalRequest, Diagnosis, Problem};
@@ -224,7 +224,7 @@ pub async fn replay(history: &Config, policy: &Config, window: &ReplayWindow) ->
                 break 'pages;
             }
             events += 1;
-            clock.advance_to(stored.event.time);
+            clock.advance_to(replay_time(stored));
             tolerate(monitor.handle(&ctx, &stored.event).await)?;
             monitor.pass_time(&ctx).await?;
             control_after = drain(&ctx, &diagnostic, &healing, control_after).await?;
@@ -234,6 +234,13 @@ pub async fn replay(history: &Config, policy: &Config, window: &ReplayWindow) ->
     let produced = read_all(ctx.bus.as_ref(), &ctx.streams.control, None).await?;
     let history_events = read_all(recorded.as_ref(), &streams.control, window.since).await?;
     Ok(report(events, &produced, &recorded_problems(&history_events, window)))
+}
+
+/// The time a replay sets its clock to for `stored`: the event's time, as the detectors see it,
+/// but no further ahead of when the log accepted it than the live Monitor allows, so that one
+/// event stamped by a clock running ahead does not fast-forward the rest of the replay.
+fn replay_time(stored: &StoredEvent) -> DateTime<Utc> {
+    stored.event.time.min(stored.accepted_at + MAX_CLOCK_SKEW)
 }
 
 /// Every event of `stream` accepted since `since`, page by page.
@@ -363,4 +370,27 @@ fn report(events: usize, produced: &[StoredEvent], recorded: &[RecordedProblem])
         missed: unmatched.len(),
     };
     ReplayReport { counts, problems, missed: unmatched }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_from_a_clock_running_ahead_moves_the_replay_only_as_far_as_live_would() {
+        let accepted_at = Utc::now();
+        let at = |time: DateTime<Utc>| StoredEvent {
+            offset: 1,
+            accepted_at,
+            event: {
+                let mut event = aiops_model::Envelope::new("s/1", "http.request", serde_json::json!({}));
+                event.time = time;
+                event
+            },
+        };
+        let earlier = accepted_at - chrono::Duration::seconds(30);
+        assert_eq!(replay_time(&at(earlier)), earlier, "a late event keeps its own time");
+        let tomorrow = accepted_at + chrono::Duration::days(1);
+        assert_eq!(replay_time(&at(tomorrow)), accepted_at + MAX_CLOCK_SKEW);
+    }
 }

@@ -154,6 +154,10 @@ pub struct Delivery {
 pub struct StoredEvent {
     /// Its offset in the stream.
     pub offset: Offset,
+    /// When the log accepted it (never decreasing along a stream; what `since` selects on).
+    /// Unlike the event's own `time`, a producer's clock does not set it.
+    #[serde(default)]
+    pub accepted_at: chrono::DateTime<chrono::Utc>,
     /// The event.
     pub event: Envelope,
 }

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use aiops_app::Config;
 
 pub(crate) fn print_default() -> anyhow::Result<bool> {
-    std::io::stdout().write_all(Config::default_toml().as_bytes())?;
+    crate::commands::stdout().write_all(Config::default_toml().as_bytes())?;
     Ok(true)
 }
 
 pub(crate) fn check(path: Option<PathBuf>) -> anyhow::Result<bool> {
     let config = Config::load(path.as_deref(), std::env::vars())?;
-    writeln!(std::io::stdout(), "configuration is valid")?;
+    writeln!(crate::commands::stdout(), "configuration is valid")?;
     // The file may be checked away from where it runs, so these only warn.
     for problem in aiops_app::environment_problems(&config) {
         eprintln!("warning: `aiops serve` would refuse this environment: {problem}");

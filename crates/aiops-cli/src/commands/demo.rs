@@ -125,7 +125,7 @@ fn show_service_logs(workdir: &Path) {
 
 pub(crate) fn say(line: impl AsRef<str>) {
     use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::commands::stdout();
     let _ = writeln!(stdout, "{}", line.as_ref());
     let _ = stdout.flush();
 }

@@ -32,7 +32,7 @@ async fn post(url: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
 /// Lists approval requests (pending ones, or all with their outcome).
 pub(crate) async fn approvals(url: &str, all: bool) -> anyhow::Result<bool> {
     let body = get(url, if all { "/v1/approvals?status=all" } else { "/v1/approvals" }).await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     let items = body["approvals"].as_array().map(Vec::as_slice).unwrap_or_default();
     crate::commands::remote::nothing_if_empty(items, "no approval requests");
     for approval in items {
@@ -60,7 +60,7 @@ pub(crate) async fn decide(url: &str, id: &str, approve: bool, reason: &str) -> 
     let verb = if approve { "approve" } else { "deny" };
     let body = post(url, &format!("/v1/approvals/{id}/{verb}"), &json!({ "reason": reason })).await?;
     writeln!(
-        std::io::stdout().lock(),
+        crate::commands::stdout(),
         "{id} {} by {}",
         body["status"].as_str().unwrap_or("?"),
         body["by"].as_str().unwrap_or("?")
@@ -72,7 +72,7 @@ pub(crate) async fn decide(url: &str, id: &str, approve: bool, reason: &str) -> 
 pub(crate) async fn status(url: &str) -> anyhow::Result<bool> {
     let body = get(url, "/v1/healing").await?;
     let switch = &body["kill_switch"];
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     if switch["engaged"] == true {
         let change = &switch["last_change"];
         writeln!(
@@ -97,7 +97,7 @@ pub(crate) async fn kill_switch(url: &str, engaged: bool, reason: &str) -> anyho
 /// Prints the audit log, newest first.
 pub(crate) async fn audit(url: &str, limit: usize) -> anyhow::Result<bool> {
     let body = get(url, &format!("/v1/audit?limit={limit}")).await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     let items = body["entries"].as_array().map(Vec::as_slice).unwrap_or_default();
     crate::commands::remote::nothing_if_empty(items, "no audit entries");
     for entry in items {

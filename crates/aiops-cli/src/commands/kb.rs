@@ -36,7 +36,7 @@ pub(crate) async fn export(store: &Store, out: Option<PathBuf>) -> anyhow::Resul
             aiops_knowledge::export(knowledge.store.as_ref(), knowledge.audit.as_ref(), &mut writer).await?
         }
         None => {
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = crate::commands::stdout();
             aiops_knowledge::export(knowledge.store.as_ref(), knowledge.audit.as_ref(), &mut stdout).await?
         }
     };
@@ -63,7 +63,7 @@ pub(crate) async fn import(store: &Store, file: PathBuf) -> anyhow::Result<bool>
 }
 
 fn println_out(line: &str) -> anyhow::Result<()> {
-    writeln!(std::io::stdout().lock(), "{line}")?;
+    writeln!(crate::commands::stdout(), "{line}")?;
     Ok(())
 }
 

@@ -76,7 +76,7 @@ pub(crate) async fn propose_tool(url: &str, file: &Path) -> anyhow::Result<bool>
             .find(|e| e["event"]["data"]["proposal"] == proposal.as_str());
         if let Some(verdict) = verdict {
             let data = &verdict["event"]["data"];
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = crate::commands::stdout();
             if verdict["event"]["type"] == "tool.registered" {
                 writeln!(stdout, "registered {} version {}", data["name"].as_str().unwrap_or("?"), data["version"])?;
                 return Ok(true);
@@ -100,7 +100,7 @@ pub(crate) async fn problems(url: &str, limit: usize) -> anyhow::Result<bool> {
     .await?;
     let problems = body["problems"].as_array().map(Vec::as_slice).unwrap_or_default();
     nothing_if_empty(problems, "no problems recorded");
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::commands::stdout();
     for item in problems {
         let problem = &item["problem"];
         writeln!(
@@ -125,7 +125,7 @@ pub(crate) async fn dead_letters(url: &str, stream: &str, limit: usize) -> anyho
             .with_context(|| format!("reaching the core at {url}"))?,
     )
     .await?;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::commands::stdout();
     let items = body["dead_letters"].as_array().map(Vec::as_slice).unwrap_or_default();
     crate::commands::remote::nothing_if_empty(items, "no dead letters");
     for letter in items {
@@ -153,7 +153,7 @@ pub(crate) async fn redrive(url: &str, stream: &str, offsets: &[u64]) -> anyhow:
             .with_context(|| format!("reaching the core at {url}"))?,
     )
     .await?;
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::commands::stdout();
     for item in body["redriven"].as_array().into_iter().flatten() {
         writeln!(stdout, "dead letter {} → {stream} offset {}", item["dead_letter_offset"], item["offset"])?;
     }

@@ -33,7 +33,7 @@ pub(crate) async fn run(
     };
     let window = ReplayWindow { since: parse_time(since, "--since")?, until: parse_time(until, "--until")? };
     let report = aiops_app::replay(&history, &policy, &window).await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     let c = &report.counts;
     writeln!(
         out,

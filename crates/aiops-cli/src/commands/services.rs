@@ -61,14 +61,14 @@ fn print_instances(out: &mut impl Write, body: &Value) -> std::io::Result<()> {
 /// Lists instances.
 pub(crate) async fn list(url: &str, filter: &Filter) -> anyhow::Result<bool> {
     let body = get(url, "/v1/services", &filter.query(), None).await?;
-    print_instances(&mut std::io::stdout().lock(), &body)?;
+    print_instances(&mut crate::commands::stdout(), &body)?;
     Ok(true)
 }
 
 /// Prints one instance with its checks, as JSON.
 pub(crate) async fn show(url: &str, id: &str) -> anyhow::Result<bool> {
     let body = get(url, &format!("/v1/services/{id}"), &[], None).await?;
-    writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&body)?)?;
+    writeln!(crate::commands::stdout(), "{}", serde_json::to_string_pretty(&body)?)?;
     Ok(true)
 }
 
@@ -85,7 +85,7 @@ pub(crate) async fn register(url: &str, file: &Path) -> anyhow::Result<bool> {
     )
     .await?;
     writeln!(
-        std::io::stdout().lock(),
+        crate::commands::stdout(),
         "registered {} ({}), status {}",
         body["instance_id"].as_str().unwrap_or("?"),
         body["name"].as_str().unwrap_or("?"),
@@ -103,7 +103,7 @@ pub(crate) async fn deregister(url: &str, id: &str) -> anyhow::Result<bool> {
             .with_context(|| format!("reaching the core at {url}"))?,
     )
     .await?;
-    writeln!(std::io::stdout().lock(), "deregistered {id}")?;
+    writeln!(crate::commands::stdout(), "deregistered {id}")?;
     Ok(true)
 }
 
@@ -116,7 +116,7 @@ pub(crate) async fn pick(url: &str, name: &str, strategy: &str, key: Option<&str
     let body = get(url, &format!("/v1/services/{name}/pick"), &query, None).await?;
     let instance = &body["instance"];
     writeln!(
-        std::io::stdout().lock(),
+        crate::commands::stdout(),
         "{} {}",
         instance["instance_id"].as_str().unwrap_or("?"),
         instance["address"].as_str().unwrap_or("?")
@@ -127,7 +127,7 @@ pub(crate) async fn pick(url: &str, name: &str, strategy: &str, key: Option<&str
 /// Prints the dependency graph and what failing dependencies impact.
 pub(crate) async fn graph(url: &str) -> anyhow::Result<bool> {
     let body = get(url, "/v1/registry/graph", &[], None).await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::commands::stdout();
     for service in body["services"].as_array().into_iter().flatten() {
         let name = service["name"].as_str().unwrap_or("?");
         let status = service["status"].as_str().unwrap_or("unregistered");
@@ -166,7 +166,7 @@ pub(crate) async fn watch(url: &str, filter: &Filter) -> anyhow::Result<bool> {
         let body = get(url, "/v1/services", &query, Some(Duration::from_secs(90))).await?;
         let next = body["index"].as_u64().unwrap_or(index);
         if next != index {
-            let mut out = std::io::stdout().lock();
+            let mut out = crate::commands::stdout();
             writeln!(out, "# index {next}")?;
             print_instances(&mut out, &body)?;
             out.flush()?;

@@ -525,7 +525,11 @@ impl EventBus for EmbeddedEventBus {
         let offsets: Box<dyn Iterator<Item = Offset>> =
             if query.newest_first { Box::new((first..=last).rev()) } else { Box::new(first..=last) };
         for offset in offsets.filter(|o| wanted(*o)) {
-            out.push(StoredEvent { offset, event: log.read(offset)? });
+            let accepted_at = log
+                .entry(offset)
+                .and_then(|entry| chrono::DateTime::from_timestamp_millis(entry.appended_ms))
+                .unwrap_or_default();
+            out.push(StoredEvent { offset, accepted_at, event: log.read(offset)? });
             if out.len() >= query.limit {
                 break;
             }

@@ -189,6 +189,17 @@ fn decode(entry: &StreamId) -> EventsResult<(Offset, Envelope)> {
     Ok((offset, event))
 }
 
+/// An entry as a [`StoredEvent`], with the time the publish script accepted it.
+fn stored(entry: &StreamId) -> EventsResult<StoredEvent> {
+    let (offset, event) = decode(entry)?;
+    let accepted_at = field(entry, "appended_ms")?
+        .parse::<i64>()
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .ok_or_else(|| corrupt(format!("entry {}: appended_ms is not a time", entry.id)))?;
+    Ok(StoredEvent { offset, accepted_at, event })
+}
+
 /// Logs a warning when Redis keeps no append-only file: an acknowledged event would then
 /// be lost when Redis restarts. Managed servers may forbid `CONFIG`; that is not an error.
 async fn warn_if_not_durable(shared: &ConnectionManager) {
@@ -605,8 +616,7 @@ impl EventBus for RedisEventBus {
                     None => true,
                 };
                 if type_ok && subject_ok {
-                    let (offset, event) = decode(entry)?;
-                    out.push(StoredEvent { offset, event });
+                    out.push(stored(entry)?);
                     if out.len() >= query.limit {
                         return Ok(out);
                     }
