@@ -283,8 +283,9 @@ impl<T: EventBus + ?Sized> EventBusExt for T {}
 /// What makes an event unique, as CloudEvents defines it: its source and its id (two
 /// producers may both send an event `1`). Publishing is idempotent on this key.
 pub(crate) fn dedup_key(source: &str, id: &str) -> String {
-    // NUL cannot end a source, so no two (source, id) pairs share a key.
-    format!("{source}\u{0}{id}")
+    // The source's length first, so that no two (source, id) pairs share a key whatever
+    // characters they hold.
+    format!("{}:{source}{id}", source.len())
 }
 
 /// Longest id kept from the original event in a re-driven copy's id.

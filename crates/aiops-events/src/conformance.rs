@@ -72,11 +72,15 @@ pub async fn duplicate_id_is_stored_once(harness: &dyn Harness) {
     let other = bus.publish_one(&stream, other_producer.clone()).await.unwrap();
     assert_eq!(other, 3, "the same id from another source must be stored");
     assert_eq!(bus.publish_one(&stream, other_producer).await.unwrap(), 3);
+    // Source and id are kept apart, not just run together: ("ab", "c") is not ("a", "bc").
+    let (mut left, mut right) = (event("test.dup", 3), event("test.dup", 4));
+    (left.source, left.id, right.source, right.id) = ("ab".into(), "c".into(), "a".into(), "bc".into());
+    assert_eq!(bus.publish(&stream, vec![left, right]).await.unwrap(), vec![4, 5]);
     bus.close().await.unwrap();
     drop(bus);
     let bus = harness.open().await;
     assert_eq!(bus.publish_one(&stream, first_event).await.unwrap(), first, "and after a reopen");
-    assert_eq!(bus.last_offset(&stream).await.unwrap(), 3);
+    assert_eq!(bus.last_offset(&stream).await.unwrap(), 5);
 }
 
 /// Offsets start at 1 and increase by one per stored event.

@@ -368,10 +368,10 @@ impl StreamLog {
         }
         if let Err(err) = segment.file.write_all_at(&buffer, segment.len) {
             // Cut off a partial write: a shorter batch written over it later could leave some
-            // of its records readable behind the new ones.
-            if segment.file.set_len(segment.len).is_ok() {
-                segment.allocated = segment.len;
-            }
+            // of its records readable behind the new ones. Should the cut fail too, the next
+            // append still zeroes everything past the records before it writes.
+            let _ = segment.file.set_len(segment.len);
+            segment.allocated = segment.len;
             return Err(io_err(err));
         }
         segment.len += buffer.len() as u64;

@@ -237,6 +237,10 @@ impl EmbeddedEventBus {
                     }
                 }
                 Step::Lead => {
+                    // Whatever happens to this future from here (its caller may drop it at an
+                    // await), the stream must not stay marked as syncing with nobody syncing:
+                    // every later publisher would wait for a sync that never ends.
+                    let mut leading = LeadingSync { bus: self, name, done: false };
                     // Publishers the last sync released are about to write their next
                     // batches: letting them run first puts those batches under this sync
                     // instead of the next one. Without it, consecutive syncs alternate between
@@ -265,6 +269,7 @@ impl EmbeddedEventBus {
                             stream.synced.notify_waiters();
                         }
                     }
+                    leading.done = true;
                     result?;
                     self.inner.published.notify_waiters();
                 }
@@ -549,5 +554,24 @@ impl EventBus for EmbeddedEventBus {
             stream.log.sync()?;
         }
         Ok(())
+    }
+}
+
+/// A publisher leading a sync of `name`; if it is dropped before it finished, the next
+/// publisher takes over (its records are still covered: they were written before).
+struct LeadingSync<'a> {
+    bus: &'a EmbeddedEventBus,
+    name: &'a StreamName,
+    done: bool,
+}
+
+impl Drop for LeadingSync<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Some(stream) = self.bus.lock().get_mut(self.name) {
+                stream.syncing = false;
+                stream.synced.notify_waiters();
+            }
+        }
     }
 }

@@ -186,3 +186,18 @@ async fn a_lagging_group_keeps_its_events_and_the_bound_is_a_clear_error() {
     bus.ack(&slow, &held.iter().map(|d| d.offset).collect::<Vec<_>>()).await.unwrap();
     assert_eq!(bus.receive(&slow, 100, std::time::Duration::from_millis(1)).await.unwrap().len(), 5);
 }
+
+#[tokio::test]
+async fn a_publisher_dropped_while_leading_a_sync_does_not_stall_the_others() {
+    let harness = EmbeddedHarness::new();
+    let stream = StreamName::new("dropped").unwrap();
+    let bus = harness.open().await;
+    let event = |n: u32| aiops_model::Envelope::new("t", "test.dropped", serde_json::json!({ "n": n }));
+    // Polled once: it writes its record, becomes the sync's leader, and is dropped at its
+    // first await (as an HTTP handler is when its client disconnects).
+    let abandoned = tokio::time::timeout(std::time::Duration::ZERO, bus.publish(&stream, vec![event(1)])).await;
+    assert!(abandoned.is_err(), "the first publish should not have finished in one poll");
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), bus.publish(&stream, vec![event(2)])).await;
+    assert_eq!(next.expect("a later publisher waited for a sync nobody runs").unwrap(), vec![2]);
+    assert_eq!(bus.read(&stream, &ReadQuery::default()).await.unwrap().len(), 2, "both are durable and visible");
+}

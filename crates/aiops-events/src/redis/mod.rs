@@ -6,7 +6,7 @@
 //! offsets are dense, start at 1, and `XRANGE <prefix>{S} 0-5 0-9` reads offsets 5 to 9. Each
 //! entry has the fields `id`, `type`, `source`, `subject`, `time` (RFC 3339) and `event` (the
 //! whole envelope as CloudEvents JSON). Beside it: `<prefix>{S}:ids` (sorted set: each event's
-//! source and id joined by a NUL byte, scored by its offset, for idempotent publishing and
+//! `<length of source>:<source><id>`, scored by its offset, for idempotent publishing and
 //! trimming with the stream) and `<prefix>{S}:seq` (the last offset). Consumer groups are
 //! Redis consumer groups named after the agent, so `XREADGROUP GROUP monitor c1 STREAMS
 //! aiops:{telemetry} >` reads what the Monitor reads.
@@ -99,7 +99,7 @@ end
 local ids = {}
 for k = 1, n do
   local a = 3 + (k - 1) * 6
-  ids[k] = ARGV[a + 2] .. '\0' .. ARGV[a]
+  ids[k] = #ARGV[a + 2] .. ':' .. ARGV[a + 2] .. ARGV[a]
 end
 local known = redis.call('ZMSCORE', KEYS[2], unpack(ids))
 local fresh, seen = 0, {}
