@@ -39,6 +39,11 @@ impl ParamValues {
     pub(crate) fn get(&self, name: &str) -> Option<&ParamValue> {
         self.values.get(name)
     }
+
+    /// The name of a parameter whose value is one of `texts`, if any.
+    pub(crate) fn holding(&self, texts: &[&str]) -> Option<&str> {
+        self.values.iter().find(|(_, value)| texts.contains(&value.text.as_str())).map(|(name, _)| name.as_str())
+    }
 }
 
 impl ParamPattern {

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use aiops_model::HOST_CAPABILITY_PREFIX;
 use async_trait::async_trait;
 
 use crate::error::{ConstructionError, ConstructionResult};
@@ -86,6 +87,21 @@ impl Tool for CommandTool {
         mode: RunMode,
     ) -> ConstructionResult<ToolOutput> {
         let values = prepare(&self.spec, target, params)?;
+        // The spec rule (a command naming its target needs a `host.` capability) holds for
+        // the target handed in as a parameter too: by a rollback's `{target.*}`, a pattern or
+        // a language model.
+        let host_capability = self.spec.capability.as_deref().is_some_and(|c| c.starts_with(HOST_CAPABILITY_PREFIX));
+        if !host_capability {
+            if let Some(name) = values.holding(&[&target.service, &target.instance_id, &target.address]) {
+                return Err(ConstructionError::InvalidParams {
+                    tool: self.spec.name.clone(),
+                    reason: format!(
+                        "param `{name}` names the target, which a command runs on the core's machine for only \
+                         with a `{HOST_CAPABILITY_PREFIX}` capability"
+                    ),
+                });
+            }
+        }
         let argv = self.resolve_argv(target, &values)?;
         let resolved = display_argv(&argv);
         let (program, args) = argv.split_first().ok_or_else(|| self.failed("argv is empty".to_owned()))?;

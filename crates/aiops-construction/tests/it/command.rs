@@ -213,3 +213,25 @@ async fn shipped_sqlite_check_resolves_one_argument_per_element() {
     let err = tool.run(&target, &json!({"db_path": "-cmd"}), RunMode::DryRun).await.unwrap_err();
     assert!(matches!(err, ConstructionError::InvalidParams { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn the_target_handed_in_as_a_parameter_needs_a_host_capability_too() {
+    // A rollback's `{target.service}`, a pattern or a language model can fill a parameter
+    // with the target's name; the command then acts on it on the core's machine.
+    let tool = command_tool(r#"["echo", "{msg}"]"#, MSG_PARAM, "");
+    let backend = target("http://127.0.0.1:1", &[]);
+    for named in ["bookmarks-backend", "backend-1"] {
+        let err = tool.run(&backend, &json!({ "msg": named }), RunMode::Execute).await.unwrap_err();
+        assert!(
+            matches!(&err, ConstructionError::InvalidParams { reason, .. } if reason.contains("`msg` names the target")),
+            "{err:?}"
+        );
+    }
+    assert!(tool.run(&backend, &json!({ "msg": "hello" }), RunMode::Execute).await.unwrap().success);
+    let host_tool = command_tool(r#"["echo", "{msg}"]"#, MSG_PARAM, "capability = \"host.echo\"");
+    let out = host_tool
+        .run(&target("http://127.0.0.1:1", &["host.echo"]), &json!({ "msg": "bookmarks-backend" }), RunMode::Execute)
+        .await
+        .unwrap();
+    assert_eq!(out.output, "bookmarks-backend\n");
+}
