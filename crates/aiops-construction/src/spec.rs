@@ -371,6 +371,12 @@ impl ToolSpec {
         }
     }
 
+    /// Whether the tool requires a `host.` capability of its target: only then may a command
+    /// act on the target from the core's own machine.
+    pub fn acts_on_host(&self) -> bool {
+        self.capability.as_deref().is_some_and(|c| c.starts_with(HOST_CAPABILITY_PREFIX))
+    }
+
     /// `timeout_ms` as a duration.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
@@ -480,8 +486,7 @@ impl ToolSpec {
                     template::placeholders(arg)
                         .is_ok_and(|found| found.iter().any(|p| matches!(p, Placeholder::Target(_))))
                 });
-                let host_capability = self.capability.as_deref().is_some_and(|c| c.starts_with(HOST_CAPABILITY_PREFIX));
-                if names_target && !host_capability {
+                if names_target && !self.acts_on_host() {
                     return Err(issue(
                         Locator::Key("capability"),
                         format!(

@@ -90,8 +90,7 @@ impl Tool for CommandTool {
         // The spec rule (a command naming its target needs a `host.` capability) holds for
         // the target handed in as a parameter too: by a rollback's `{target.*}`, a pattern or
         // a language model.
-        let host_capability = self.spec.capability.as_deref().is_some_and(|c| c.starts_with(HOST_CAPABILITY_PREFIX));
-        if !host_capability {
+        if !self.spec.acts_on_host() {
             if let Some(name) = values.holding(&[&target.service, &target.instance_id, &target.address]) {
                 return Err(ConstructionError::InvalidParams {
                     tool: self.spec.name.clone(),

@@ -78,6 +78,17 @@ pub(crate) struct DecisionBody {
     reason: String,
 }
 
+/// A human's reason for a decision, kept in the audit trail: said, and bounded in characters.
+fn check_reason(reason: &str) -> Result<(), ApiError> {
+    if reason.trim().is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::Invalid(format!("reason must say why, in 1-{MAX_REASON_CHARS} characters")));
+    }
+    Ok(())
+}
+
+/// Longest reason for an approval decision or a kill-switch change.
+const MAX_REASON_CHARS: usize = 2000;
+
 async fn decide(
     state: &ApiState,
     headers: &HeaderMap,
@@ -86,9 +97,7 @@ async fn decide(
     reason: String,
 ) -> Result<Json<Value>, ApiError> {
     let who = authorize(&state.tokens, headers, Scope::Admin)?;
-    if reason.trim().is_empty() || reason.chars().count() > 2000 {
-        return Err(ApiError::Invalid("reason must say why, in 1-2000 characters".into()));
-    }
+    check_reason(&reason)?;
     let view = approvals(state)
         .await?
         .into_iter()
@@ -159,9 +168,7 @@ pub(crate) async fn kill_switch(
     ApiJson(body): ApiJson<SwitchBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let who = authorize(&state.tokens, &headers, Scope::Admin)?;
-    if body.reason.trim().is_empty() || body.reason.chars().count() > 2000 {
-        return Err(ApiError::Invalid("reason must say why, in 1-2000 characters".into()));
-    }
+    check_reason(&body.reason)?;
     let switch = KillSwitch { engaged: body.engaged, by: who.clone(), reason: body.reason, at: Utc::now() };
     let data = serde_json::to_value(&switch).map_err(|e| ApiError::Internal(e.to_string()))?;
     let event = Envelope::new(format!("api/{who}"), event_type::HEALING_KILL_SWITCH, data).with_subject("healing");
