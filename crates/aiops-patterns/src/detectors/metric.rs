@@ -20,8 +20,9 @@ use crate::{AnomalyConfig, AnomalyDetector, Detector, Finding, Observation};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricConfig {
-    /// Anomaly score (0 to 1) from which a sample is reported. Default: 0.8, about 16 standard
-    /// deviations from every baseline and beyond anything of the last `novelty_window`.
+    /// Anomaly score (0 to 1) from which a sample is reported. Default: 0.7, about 9 standard
+    /// deviations from every baseline and beyond anything of the last `novelty_window`, or a
+    /// shape clearly not seen before (its score, at most `shape_weight`, is 0.75 at the most).
     pub anomaly_threshold: f64,
     /// The anomaly detector's settings (one configuration for every series).
     pub anomaly: AnomalyConfig,
@@ -33,7 +34,7 @@ pub struct MetricConfig {
 
 impl Default for MetricConfig {
     fn default() -> Self {
-        Self { anomaly_threshold: 0.8, anomaly: AnomalyConfig::default(), max_series: 10_000, bounds: BTreeMap::new() }
+        Self { anomaly_threshold: 0.7, anomaly: AnomalyConfig::default(), max_series: 10_000, bounds: BTreeMap::new() }
     }
 }
 
@@ -200,7 +201,7 @@ mod tests {
         let finding = detector.observe(&sample("queue_length", 1_000, 400.0)).expect("a jump to 400 is reported");
         assert_eq!(finding.kind, ProblemKind::MetricAnomaly);
         assert_eq!(finding.metrics["value"], 400.0);
-        assert!(finding.metrics["anomaly_score"] >= 0.8);
+        assert!(finding.metrics["anomaly_score"] >= MetricConfig::default().anomaly_threshold);
         assert!(finding.summary.contains("queue_length"), "{}", finding.summary);
         // Staying high is the same anomaly, not a new one.
         for n in 1_001..1_010 {
