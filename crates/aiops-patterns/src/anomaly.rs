@@ -28,7 +28,7 @@
 //!
 //! The defaults were chosen on the NAB data in `../shared/bench/nab` (24 series); scores on
 //! other series are the real test. There the surprise alone scores 69.5 (standard profile),
-//! and with the shape 75.4; the README has the neighbouring settings.
+//! and with the shape 75.5; the README has the neighbouring settings.
 
 mod shape;
 
@@ -60,7 +60,8 @@ pub struct AnomalyConfig {
     pub shape_weight: f64,
     /// Points per downsampled value of the shape detector. Default: 2.
     pub shape_step: usize,
-    /// Downsampled values the shape detector only learns from. Default: 84.
+    /// Downsampled values the shape detector learns from as one batch; it reports nothing
+    /// until twice as many have passed. Default: 84.
     pub shape_warmup: usize,
     /// Most shape categories kept per series, each 128 bytes. Default: 128 (16 KiB).
     pub shape_categories: usize,

@@ -21,7 +21,8 @@
 //! - The range is the one seen so far, not the file's minimum and maximum given in advance.
 //!   When it widens, every category's level bounds are mapped onto the new range (fuzzy ART
 //!   categories are boxes, and an affine map keeps a box a box), so what was learned is kept.
-//! - The warm-up is a fixed number of downsampled points, not 15% of a file's known length.
+//! - The warm-up is a fixed number of downsampled points, not 15% of a file's known length,
+//!   and a second one as long follows in which the detector runs but reports nothing.
 //! - The median is a running estimate that moves by a small step of the range, not a count
 //!   of every value ever seen.
 //! - At most `capacity` categories: when full, a new one replaces the least recently used.
@@ -55,7 +56,9 @@ const MAX_VIGILANCE: f64 = 0.97;
 pub(super) struct ShapeSettings {
     /// Points per downsampled value.
     pub step: usize,
-    /// Downsampled values that only learn; also the trend window of the vigilances.
+    /// Downsampled values learned as one batch, which set the first vigilances; then as many
+    /// again are learned one by one, adapting the vigilances, before anything is reported.
+    /// Also the trend window of the vigilances.
     pub warmup: usize,
     /// Most categories kept.
     pub capacity: usize,
@@ -93,8 +96,8 @@ pub(super) struct ShapeDetector {
     settings: ShapeSettings,
     /// Points of the downsampled value being gathered: count, sum, minimum, maximum.
     group: (usize, f64, f64, f64),
-    downsampled: u64,
-    moving_average: f64,
+    /// Average of the group means, halved each group.
+    moving_average: Option<f64>,
     low: f64,
     high: f64,
     median: Option<f64>,
@@ -126,8 +129,7 @@ impl ShapeDetector {
         Self {
             settings,
             group: (0, 0.0, f64::INFINITY, f64::NEG_INFINITY),
-            downsampled: 0,
-            moving_average: 0.0,
+            moving_average: None,
             low: f64::INFINITY,
             high: f64::NEG_INFINITY,
             median: None,
@@ -194,12 +196,10 @@ impl ShapeDetector {
     /// The group's most extreme value when it departs from the mean by 10% or more (a spike,
     /// up or down, survives downsampling), else its mean.
     fn downsample(&mut self, mean: f64, min: f64, max: f64) -> f64 {
-        self.downsampled += 1;
-        if self.downsampled == 1 {
-            self.moving_average = mean;
-        }
-        self.moving_average = (self.moving_average + mean) / 2.0;
-        let extreme = if (max - self.moving_average).abs() < (min - self.moving_average).abs() { min } else { max };
+        let average = self.moving_average.get_or_insert(mean);
+        *average = (*average + mean) / 2.0;
+        let average = *average;
+        let extreme = if (max - average).abs() < (min - average).abs() { min } else { max };
         if (extreme - mean).abs() < 0.1 * mean.abs() {
             mean
         } else {
@@ -359,6 +359,10 @@ impl ShapeDetector {
             self.update_vigilances(now > trend);
             self.last_vigilance_update = now;
             self.masked_by_new_cluster = true;
+        }
+        // The first trend window only learns: a slow cycle's first round is all new shapes.
+        if now <= trend {
+            return 0.0;
         }
         score
     }
