@@ -266,6 +266,17 @@ impl Config {
                  and the seasons at most {MAX_SEASONAL_BUCKETS} buckets per series in all (they have {buckets})"
             ));
         }
+        let shape_ok = (0.0..=1.0).contains(&anomaly.shape_weight)
+            && (1..=MAX_SHAPE_STEP).contains(&anomaly.shape_step)
+            && (2..=MAX_SHAPE_WARMUP).contains(&anomaly.shape_warmup)
+            && anomaly.shape_categories <= MAX_SHAPE_CATEGORIES;
+        if !shape_ok {
+            problems.push(format!(
+                "agents.monitor.metrics.anomaly: shape_weight must be within [0, 1], shape_step within 1 to \
+                 {MAX_SHAPE_STEP}, shape_warmup within 2 to {MAX_SHAPE_WARMUP} and shape_categories at most \
+                 {MAX_SHAPE_CATEGORIES}"
+            ));
+        }
         for (name, bound) in &metrics.bounds {
             let ordered = match (bound.above, bound.below) {
                 (None, None) => false,
@@ -293,6 +304,11 @@ impl Config {
 /// Seasonal buckets one metric series may keep (5-minute buckets over a week), so that
 /// `max_series` series stay within a known memory.
 const MAX_SEASONAL_BUCKETS: u64 = 2_016;
+/// Most points per downsampled value of the shape detector.
+const MAX_SHAPE_STEP: usize = 3_600;
+/// Most warm-up vectors (128 bytes each) and categories (144 bytes each) of a shape detector.
+const MAX_SHAPE_WARMUP: usize = 1_024;
+const MAX_SHAPE_CATEGORIES: usize = 1_024;
 
 fn parse_scalar(text: &str) -> toml::Value {
     // Parse as the value of a one-key table, so `5`, `true`, `0.2` and `["a"]` keep their type.
@@ -370,6 +386,21 @@ mod tests {
             "knowledge.dimensions",
         ] {
             assert!(err.contains(key), "{key} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn shape_settings_out_of_bounds_are_refused() {
+        for setting in [
+            "shape_weight = inf",
+            "shape_weight = -0.5",
+            "shape_step = 0",
+            "shape_warmup = 1000000",
+            "shape_categories = 100000",
+        ] {
+            let (_dir, path) = write(&format!("[agents.monitor.metrics.anomaly]\n{setting}\n"));
+            let err = Config::load(Some(&path), []).unwrap_err().to_string();
+            assert!(err.contains("shape_weight must be within [0, 1]"), "{setting}: {err}");
         }
     }
 

@@ -63,7 +63,8 @@ pub struct AnomalyConfig {
     /// Downsampled values the shape detector learns from as one batch; it reports nothing
     /// until twice as many have passed. Default: 84.
     pub shape_warmup: usize,
-    /// Most shape categories kept per series, each 128 bytes. Default: 128 (16 KiB).
+    /// Most shape categories kept per series, each 144 bytes; 0 turns the shape detector off.
+    /// Default: 128 (18 KiB).
     pub shape_categories: usize,
 }
 
@@ -216,13 +217,19 @@ impl AnomalyDetector {
         }
         let novelty = (surprise - recent_max).clamp(0.0, 1.0);
         let z = surprise * novelty;
-        (z / (z + 4.0)).max((self.config.shape_weight * shape).min(1.0))
+        let shape = if shape > 0.0 { (self.config.shape_weight * shape).min(1.0) } else { 0.0 };
+        (z / (z + 4.0)).max(shape)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Deterministic noise in [0, 1) from a multiplicative hash of `i`.
+    pub(super) fn noise(i: u64) -> f64 {
+        (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64 / (1u64 << 24) as f64
+    }
 
     fn calm(i: usize) -> f64 {
         100.0 + (i as f64 * 0.05).sin() * 5.0 + ((i * 7919) % 13) as f64 * 0.1
@@ -244,6 +251,18 @@ mod tests {
         // The same level again right away is no longer news.
         let again = detector.score(400.0);
         assert!(again < spike / 2.0, "{again} vs {spike}");
+    }
+
+    #[test]
+    fn with_the_shape_detector_too_a_spike_is_news_and_the_calm_after_it_is_not() {
+        let threshold = crate::MetricConfig::default().anomaly_threshold;
+        let mut detector = AnomalyDetector::new(AnomalyConfig::default());
+        let calm_scores: Vec<f64> = (0..2_000).map(|i| detector.score(calm(i))).collect();
+        assert!(calm_scores[1_000..].iter().all(|s| *s < threshold));
+        assert!(detector.score(400.0) >= threshold);
+        let after: Vec<f64> = (2_001..2_300).map(|i| detector.score(calm(i))).collect();
+        // The pair holding the spike may be reported as a shape on its second point.
+        assert!(after[1..].iter().all(|s| *s < threshold), "{:?}", &after[..20]);
     }
 
     /// Every 5 minutes for `days`, shaped like NAB's `art_daily` series: about 20 at night and
@@ -280,7 +299,7 @@ mod tests {
     /// `half` points, from point `from` to `to`.
     fn square(from: usize, to: usize, half: usize) -> impl Iterator<Item = f64> {
         (from..to).map(move |i| {
-            let noise = ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64 / (1u64 << 24) as f64;
+            let noise = noise(i as u64);
             if (i / half).is_multiple_of(2) {
                 20.0 + 2.0 * noise
             } else {

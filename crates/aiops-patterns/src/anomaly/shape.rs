@@ -12,7 +12,9 @@
 //! - a vector that resonates with a category (match at least the upper vigilance) refines it;
 //! - one that matches between the two vigilances starts a category in the same cluster;
 //! - one below the lower vigilance starts a new cluster: a shape not seen before, and a
-//!   candidate anomaly, reported unless a recent report or new category masks it.
+//!   candidate anomaly. It is reported unless masked: for [`MASK`] downsampled points after a
+//!   report, and after a new cluster or a change of vigilances until [`MASK`] points in a row
+//!   started none; a match far below the last report's breaks through either mask.
 //!
 //! Both vigilances follow the series: the upper one the mean match, the lower one the lowest
 //! matches of the last half trend window, rising slowly and falling with the shortfalls.
@@ -75,8 +77,36 @@ struct Category {
 
 impl Category {
     fn new(weights: [f32; WIDTH], last_used: u64) -> Self {
-        Self { weights, size: sum_of_smaller(&weights, &weights), last_used }
+        let mut category = Self { weights, size: 0.0, last_used };
+        category.refresh_size();
+        category
     }
+
+    fn refresh_size(&mut self) {
+        self.size = sum_of_smaller(&self.weights, &self.weights);
+    }
+}
+
+/// The points of the downsampled value being gathered.
+#[derive(Debug, Clone)]
+struct Group {
+    count: usize,
+    /// Sum of each value divided by the step, so that no sum of finite values overflows.
+    mean: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Group {
+    const EMPTY: Self = Self { count: 0, mean: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY };
+}
+
+/// The lowest match around each report: their sum and count, and the latest report's.
+#[derive(Debug, Clone, Default)]
+struct ReportMatches {
+    sum: f64,
+    count: u64,
+    latest: f64,
 }
 
 /// How a vector was learned.
@@ -94,9 +124,8 @@ enum Learned {
 #[derive(Debug, Clone)]
 pub(super) struct ShapeDetector {
     settings: ShapeSettings,
-    /// Points of the downsampled value being gathered: count, sum, minimum, maximum.
-    group: (usize, f64, f64, f64),
-    /// Average of the group means, halved each group.
+    group: Group,
+    /// Exponential average of the group means, each new one weighing half.
     moving_average: Option<f64>,
     low: f64,
     high: f64,
@@ -105,20 +134,22 @@ pub(super) struct ShapeDetector {
     /// Vectors of the warm-up, learned together when it ends (then there are categories).
     warming: Vec<[f32; WIDTH]>,
     categories: Vec<Category>,
-    learned: u64,
+    /// Vectors learned, the clock of least recent use.
+    clock: u64,
     lower_vigilance: f64,
     upper_vigilance: f64,
     /// Running mean of every best match, and how many.
     mean_match: (f64, u64),
-    /// Downsampled points since the warm-up ended.
-    detected: i64,
+    /// Downsampled points since the batch warm-up.
+    since_warm_up: i64,
     last_report: i64,
     last_report_match: f64,
     last_vigilance_update: i64,
+    /// Set by a new cluster and by a change of vigilances; cleared after [`MASK`] points in a
+    /// row without a new cluster.
     masked_by_new_cluster: bool,
     since_new_cluster: usize,
-    /// Sum, count and latest of the lowest match around each report.
-    report_matches: (f64, u64, f64),
+    report_matches: ReportMatches,
     recent_matches: VecDeque<f64>,
     recent_shortfalls: VecDeque<f64>,
 }
@@ -128,7 +159,7 @@ impl ShapeDetector {
         let settings = ShapeSettings { step: settings.step.max(1), warmup: settings.warmup.max(2), ..settings };
         Self {
             settings,
-            group: (0, 0.0, f64::INFINITY, f64::NEG_INFINITY),
+            group: Group::EMPTY,
             moving_average: None,
             low: f64::INFINITY,
             high: f64::NEG_INFINITY,
@@ -136,17 +167,17 @@ impl ShapeDetector {
             recent: VecDeque::with_capacity(WINDOW),
             warming: Vec::new(),
             categories: Vec::new(),
-            learned: 0,
+            clock: 0,
             lower_vigilance: INITIAL_VIGILANCE,
             upper_vigilance: INITIAL_VIGILANCE,
             mean_match: (0.0, 0),
-            detected: 0,
+            since_warm_up: 0,
             last_report: i64::MIN / 2,
             last_report_match: 0.0,
             last_vigilance_update: 0,
             masked_by_new_cluster: false,
             since_new_cluster: 0,
-            report_matches: (0.0, 0, 0.0),
+            report_matches: ReportMatches::default(),
             recent_matches: VecDeque::new(),
             recent_shortfalls: VecDeque::new(),
         }
@@ -161,17 +192,15 @@ impl ShapeDetector {
     /// Scores a finite value: 0 on every point but the last of each downsampled group, and
     /// there how new the shape ending with it is, in [0, 1].
     pub(super) fn score(&mut self, value: f64) -> f64 {
-        let (count, sum, min, max) = &mut self.group;
-        *count += 1;
-        *sum += value;
-        *min = min.min(value);
-        *max = max.max(value);
-        if *count < self.settings.step {
+        let group = &mut self.group;
+        group.count += 1;
+        group.mean += value / self.settings.step as f64;
+        group.min = group.min.min(value);
+        group.max = group.max.max(value);
+        if group.count < self.settings.step {
             return 0.0;
         }
-        let mean = *sum / *count as f64;
-        let (min, max) = (*min, *max);
-        self.group = (0, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+        let Group { mean, min, max, .. } = std::mem::replace(group, Group::EMPTY);
         let value = self.downsample(mean, min, max);
         self.widen_range(value);
         let value = self.snap_to_median(value);
@@ -193,11 +222,12 @@ impl ShapeDetector {
         self.detect(&features)
     }
 
-    /// The group's most extreme value when it departs from the mean by 10% or more (a spike,
-    /// up or down, survives downsampling), else its mean.
+    /// The group's extreme farther from the moving average when it departs from the group's
+    /// mean by at least 10% of that mean (a spike, up or down, survives downsampling), else the
+    /// mean. (So near zero the extreme is nearly always taken.)
     fn downsample(&mut self, mean: f64, min: f64, max: f64) -> f64 {
         let average = self.moving_average.get_or_insert(mean);
-        *average = (*average + mean) / 2.0;
+        *average = *average / 2.0 + mean / 2.0;
         let average = *average;
         let extreme = if (max - average).abs() < (min - average).abs() { min } else { max };
         if (extreme - mean).abs() < 0.1 * mean.abs() {
@@ -207,18 +237,20 @@ impl ShapeDetector {
         }
     }
 
-    /// Widens the range to `value`, mapping every category onto the new range.
+    /// Widens the range to `value`, mapping every category onto the new range. (Widths are
+    /// computed in halves, so that the range of any finite values stays finite.)
     fn widen_range(&mut self, value: f64) {
         let (low, high) = (self.low.min(value), self.high.max(value));
         if (low, high) == (self.low, self.high) {
             return;
         }
-        let (old_span, new_span) = (self.high - self.low, high - low);
-        if old_span > 0.0 && new_span.is_finite() && new_span > 0.0 {
+        let (old_half_span, new_half_span) = (self.half_span(), high / 2.0 - low / 2.0);
+        // A flat range maps onto the new one too: its single level becomes a point of it.
+        if old_half_span >= 0.0 && new_half_span > 0.0 {
             // A level x on the old range is scale * x + shift on the new one; a box's lower
             // bound maps the same way, and its stored complement 1 - u to 1 - (scale * u + shift).
-            let scale = (old_span / new_span) as f32;
-            let shift = ((self.low - low) / new_span) as f32;
+            let scale = (old_half_span / new_half_span) as f32;
+            let shift = ((self.low / 2.0 - low / 2.0) / new_half_span) as f32;
             for category in &mut self.categories {
                 for weight in &mut category.weights[WINDOW..FEATURES] {
                     *weight = scale * *weight + shift;
@@ -226,26 +258,32 @@ impl ShapeDetector {
                 for weight in &mut category.weights[FEATURES + WINDOW..] {
                     *weight = 1.0 - scale * (1.0 - *weight) - shift;
                 }
-                category.size = sum_of_smaller(&category.weights, &category.weights);
+                category.refresh_size();
             }
         }
         (self.low, self.high) = (low, high);
     }
 
-    fn span(&self) -> f64 {
-        let span = self.high - self.low;
-        if span.is_finite() {
-            span
+    /// Half the width of the range (negative before the first value).
+    fn half_span(&self) -> f64 {
+        self.high / 2.0 - self.low / 2.0
+    }
+
+    /// Where `value` lies on the range, from 0 to 1 (0 while the range is flat).
+    fn position(&self, value: f64) -> f64 {
+        let half_span = self.half_span();
+        if half_span > 0.0 {
+            unit((value / 2.0 - self.low / 2.0) / half_span)
         } else {
             0.0
         }
     }
 
     fn snap_to_median(&mut self, value: f64) -> f64 {
-        let span = self.span();
+        let half_span = self.half_span().max(0.0);
         let median = self.median.get_or_insert(value);
-        *median += MEDIAN_STEP * span * sign(value - *median);
-        if span > 0.0 && (value - *median).abs() < SNAP * span {
+        *median += 2.0 * MEDIAN_STEP * half_span * sign(value - *median);
+        if half_span > 0.0 && (value / 2.0 - *median / 2.0).abs() < SNAP * half_span {
             *median
         } else {
             value
@@ -255,12 +293,9 @@ impl ShapeDetector {
     /// The complement-coded feature vector of the window: the Haar transform of its shape
     /// (scaled to [0, 1]), then its levels on the range.
     fn features(&self) -> [f32; WIDTH] {
-        let span = self.span();
         let mut levels = [0.0; WINDOW];
-        if span > 0.0 {
-            for (level, value) in levels.iter_mut().zip(&self.recent) {
-                *level = unit(((value - self.low) / span * LEVELS).round_ties_even() / LEVELS);
-            }
+        for (level, value) in levels.iter_mut().zip(&self.recent) {
+            *level = (self.position(*value) * LEVELS).round_ties_even() / LEVELS;
         }
         let mut shape = levels;
         to_unit_range(&mut shape);
@@ -297,17 +332,17 @@ impl ShapeDetector {
         let (mean, count) = &mut self.mean_match;
         *count += 1;
         *mean += (matched - *mean) / *count as f64;
-        self.learned += 1;
+        self.clock += 1;
         if matched >= self.upper_vigilance {
             let category = &mut self.categories[index];
             for (weight, feature) in category.weights.iter_mut().zip(features) {
                 *weight = weight.min(*feature);
             }
-            category.size = sum_of_smaller(&category.weights, &category.weights);
-            category.last_used = self.learned;
+            category.refresh_size();
+            category.last_used = self.clock;
             return (Learned::Resonant, matched, energy);
         }
-        let new = Category::new(*features, self.learned);
+        let new = Category::new(*features, self.clock);
         if self.categories.len() < self.settings.capacity {
             self.categories.push(new);
         } else if let Some(oldest) = self.categories.iter_mut().min_by_key(|category| category.last_used) {
@@ -318,8 +353,8 @@ impl ShapeDetector {
     }
 
     fn detect(&mut self, features: &[f32; WIDTH]) -> f64 {
-        self.detected += 1;
-        let now = self.detected;
+        self.since_warm_up += 1;
+        let now = self.since_warm_up;
         let trend = self.settings.warmup as i64;
         let mask = MASK as i64;
         let since_report = now - self.last_report;
@@ -335,10 +370,10 @@ impl ShapeDetector {
         self.since_new_cluster = if learned == Learned::NewCluster { 0 } else { self.since_new_cluster + 1 };
         push_bounded(&mut self.recent_matches, matched, self.settings.warmup / 2 + 1);
         push_bounded(&mut self.recent_shortfalls, upper_vigilance - matched, self.settings.warmup + 1);
-        let (sum, count, latest) = &mut self.report_matches;
-        if since_report < mask && *count > 0 && matched < *latest {
-            *sum += matched - *latest;
-            *latest = matched;
+        let reports = &mut self.report_matches;
+        if since_report < mask && reports.count > 0 && matched < reports.latest {
+            reports.sum += matched - reports.latest;
+            reports.latest = matched;
         }
 
         let masked = self.masked_by_new_cluster || masked_by_report;
@@ -346,10 +381,10 @@ impl ShapeDetector {
         let mut score = 0.0;
         if learned == Learned::NewCluster && (!masked || far_below_last) {
             score = self.confidence(matched, energy);
-            let (sum, count, latest) = &mut self.report_matches;
-            *sum += matched;
-            *count += 1;
-            *latest = matched;
+            let reports = &mut self.report_matches;
+            reports.sum += matched;
+            reports.count += 1;
+            reports.latest = matched;
             self.last_report_match = matched;
             self.last_report = now;
         }
@@ -390,9 +425,9 @@ impl ShapeDetector {
                 .fold((0.0, 0), |(sum, count), shortfall| (sum + shortfall.min(0.37), count + 1));
             let decrease = if past_first_trend && count > 0 { sum / count as f64 } else { 0.0 };
             lower -= decrease.max(0.01) / 2.0;
-            let (sum, count, _) = self.report_matches;
-            if count > 0 {
-                lower = lower.max(sum / count as f64);
+            let reports = &self.report_matches;
+            if reports.count > 0 {
+                lower = lower.max(reports.sum / reports.count as f64);
             }
         }
         self.lower_vigilance = lower.min(upper);
@@ -496,6 +531,7 @@ fn push_bounded(queue: &mut VecDeque<f64>, value: f64, capacity: usize) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::noise;
     use super::*;
 
     #[test]
@@ -505,10 +541,6 @@ mod tests {
         assert!((out[0] - 4.0 / root8).abs() < 1e-12);
         assert!((out[1] - 4.0 / root8).abs() < 1e-12, "the coarsest detail holds the step: {out:?}");
         assert!(out[2..].iter().all(|detail| detail.abs() < 1e-12), "{out:?}");
-    }
-
-    fn noise(i: u64) -> f64 {
-        (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as f64 / (1u64 << 24) as f64
     }
 
     const SETTINGS: ShapeSettings = ShapeSettings { step: 2, warmup: 84, capacity: 128 };
@@ -547,19 +579,54 @@ mod tests {
         assert!(detector.categories() < categories + 40, "{} then {}", categories, detector.categories());
     }
 
+    /// A detector whose range is `[low, high]` with one category: the box of values 2 to 6.
+    fn holding_two_to_six(low: f64, high: f64) -> ShapeDetector {
+        let mut detector = ShapeDetector::new(ShapeSettings { step: 1, warmup: 2, capacity: 4 });
+        (detector.low, detector.high) = (low, high);
+        let mut weights = [0.0f32; WIDTH];
+        let (from, to) = (detector.position(2.0) as f32, detector.position(6.0) as f32);
+        weights[WINDOW..FEATURES].fill(from);
+        weights[FEATURES + WINDOW..].fill(1.0 - to);
+        detector.categories.push(Category::new(weights, 0));
+        detector
+    }
+
+    /// The levels of the box's bounds on the detector's range now.
+    fn bounds(detector: &ShapeDetector) -> (f32, f32) {
+        let weights = &detector.categories[0].weights;
+        (weights[WINDOW], 1.0 - weights[FEATURES + WINDOW])
+    }
+
     #[test]
     fn a_widened_range_maps_categories_onto_it_exactly() {
-        let mut detector = ShapeDetector::new(ShapeSettings { step: 1, warmup: 2, capacity: 4 });
-        (detector.low, detector.high) = (0.0, 10.0);
-        let mut weights = [0.0f32; WIDTH];
-        // A box holding levels 0.2 to 0.6 of [0, 10], that is values 2 to 6.
-        weights[WINDOW..FEATURES].fill(0.2);
-        weights[FEATURES + WINDOW..].fill(0.4);
-        detector.categories.push(Category::new(weights, 0));
+        let close = |(a, b): (f32, f32), (c, d): (f32, f32)| (a - c).abs() < 1e-6 && (b - d).abs() < 1e-6;
+        // Upward: values 2 to 6 on [0, 20] are levels 0.1 to 0.3.
+        let mut detector = holding_two_to_six(0.0, 10.0);
         detector.widen_range(20.0);
-        let category = &detector.categories[0].weights;
-        // Values 2 to 6 on [0, 20] are levels 0.1 to 0.3.
-        assert!((category[WINDOW] - 0.1).abs() < 1e-6, "{}", category[WINDOW]);
-        assert!((1.0 - category[FEATURES + WINDOW] - 0.3).abs() < 1e-6, "{}", category[FEATURES + WINDOW]);
+        assert!(close(bounds(&detector), (0.1, 0.3)), "{:?}", bounds(&detector));
+        // Downward: on [-10, 10] they are 0.6 to 0.8.
+        let mut detector = holding_two_to_six(0.0, 10.0);
+        detector.widen_range(-10.0);
+        assert!(close(bounds(&detector), (0.6, 0.8)), "{:?}", bounds(&detector));
+        // From a flat range at 4 (every value at level 0) to [0, 4]: level 1.
+        let mut detector = holding_two_to_six(4.0, 4.0);
+        detector.widen_range(0.0);
+        assert!(close(bounds(&detector), (1.0, 1.0)), "{:?}", bounds(&detector));
+    }
+
+    #[test]
+    fn the_largest_finite_values_overflow_nothing() {
+        let mut detector = ShapeDetector::new(SETTINGS);
+        for value in [f64::MAX, f64::MAX, -f64::MAX, -f64::MAX] {
+            assert_eq!(detector.score(value), 0.0);
+        }
+        assert!(detector.moving_average.is_some_and(f64::is_finite));
+        assert!(detector.half_span().is_finite() && detector.half_span() > 0.0);
+        assert_eq!(detector.position(f64::MAX), 1.0);
+        assert_eq!(detector.position(0.0), 0.5);
+        // A dip of the group below the (finite) moving average is still its lower extreme.
+        detector.score(-1e307);
+        detector.score(0.0);
+        assert_eq!(detector.recent.back(), Some(&-1e307));
     }
 }
