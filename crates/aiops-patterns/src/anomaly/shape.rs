@@ -23,6 +23,8 @@
 //! - The range is the one seen so far, not the file's minimum and maximum given in advance.
 //!   When it widens, every category's level bounds are mapped onto the new range (fuzzy ART
 //!   categories are boxes, and an affine map keeps a box a box), so what was learned is kept.
+//!   It forgets what is older than the previous epoch of [`RANGE_EPOCH`] values, so that one
+//!   absurd value does not flatten every later shape for good.
 //! - The warm-up is a fixed number of downsampled points, not 15% of a file's known length,
 //!   and a second one as long follows in which the detector runs but reports nothing.
 //! - The median is a running estimate that moves by a small step of the range, not a count
@@ -48,6 +50,9 @@ const SNAP: f64 = 0.075;
 const MEDIAN_STEP: f64 = 0.003;
 /// Downsampled points after a report (or a new category) during which others are masked.
 const MASK: usize = 12;
+/// Downsampled values per epoch of the range: the range spans what the current epoch and the
+/// one before it saw, so that one absurd value flattens later shapes for three epochs at most.
+const RANGE_EPOCH: u32 = 5_000;
 /// Vigilance while warming up.
 const INITIAL_VIGILANCE: f64 = 0.8;
 /// Highest upper vigilance.
@@ -129,6 +134,10 @@ pub(super) struct ShapeDetector {
     moving_average: Option<f64>,
     low: f64,
     high: f64,
+    /// Lowest and highest value of this epoch and of the one before, and this epoch's length.
+    epoch: (f64, f64),
+    previous_epoch: (f64, f64),
+    epoch_length: u32,
     median: Option<f64>,
     recent: VecDeque<f64>,
     /// Vectors of the warm-up, learned together when it ends (then there are categories).
@@ -163,6 +172,9 @@ impl ShapeDetector {
             moving_average: None,
             low: f64::INFINITY,
             high: f64::NEG_INFINITY,
+            epoch: (f64::INFINITY, f64::NEG_INFINITY),
+            previous_epoch: (f64::INFINITY, f64::NEG_INFINITY),
+            epoch_length: 0,
             median: None,
             recent: VecDeque::with_capacity(WINDOW),
             warming: Vec::new(),
@@ -202,7 +214,7 @@ impl ShapeDetector {
         }
         let Group { mean, min, max, .. } = std::mem::replace(group, Group::EMPTY);
         let value = self.downsample(mean, min, max);
-        self.widen_range(value);
+        self.update_range(value);
         let value = self.snap_to_median(value);
         if self.recent.len() == WINDOW {
             self.recent.pop_front();
@@ -237,10 +249,18 @@ impl ShapeDetector {
         }
     }
 
-    /// Widens the range to `value`, mapping every category onto the new range. (Widths are
-    /// computed in halves, so that the range of any finite values stays finite.)
-    fn widen_range(&mut self, value: f64) {
-        let (low, high) = (self.low.min(value), self.high.max(value));
+    /// Widens the range to `value`, and at the end of an epoch narrows it to the last two
+    /// epochs, mapping every category onto the new range. (Widths are computed in halves, so
+    /// that the range of any finite values stays finite.)
+    fn update_range(&mut self, value: f64) {
+        self.epoch = (self.epoch.0.min(value), self.epoch.1.max(value));
+        self.epoch_length += 1;
+        let (mut low, mut high) = (self.low.min(value), self.high.max(value));
+        if self.epoch_length == RANGE_EPOCH {
+            (low, high) = (self.epoch.0.min(self.previous_epoch.0), self.epoch.1.max(self.previous_epoch.1));
+            self.previous_epoch = std::mem::replace(&mut self.epoch, (f64::INFINITY, f64::NEG_INFINITY));
+            self.epoch_length = 0;
+        }
         if (low, high) == (self.low, self.high) {
             return;
         }
@@ -249,14 +269,15 @@ impl ShapeDetector {
         if old_half_span >= 0.0 && new_half_span > 0.0 {
             // A level x on the old range is scale * x + shift on the new one; a box's lower
             // bound maps the same way, and its stored complement 1 - u to 1 - (scale * u + shift).
+            // Narrowing may push a bound past an end of the range: it stops there.
             let scale = (old_half_span / new_half_span) as f32;
             let shift = ((self.low / 2.0 - low / 2.0) / new_half_span) as f32;
             for category in &mut self.categories {
                 for weight in &mut category.weights[WINDOW..FEATURES] {
-                    *weight = scale * *weight + shift;
+                    *weight = (scale * *weight + shift).clamp(0.0, 1.0);
                 }
                 for weight in &mut category.weights[FEATURES + WINDOW..] {
-                    *weight = 1.0 - scale * (1.0 - *weight) - shift;
+                    *weight = (1.0 - scale * (1.0 - *weight) - shift).clamp(0.0, 1.0);
                 }
                 category.refresh_size();
             }
@@ -579,6 +600,28 @@ mod tests {
         assert!(detector.categories() < categories + 40, "{} then {}", categories, detector.categories());
     }
 
+    #[test]
+    fn one_absurd_value_holds_the_range_for_three_epochs_at_most() {
+        let mut detector = ShapeDetector::new(SETTINGS);
+        let reports = |detector: &mut ShapeDetector, from: u64, to: u64| {
+            (from..to).filter(|&i| detector.score(sawtooth(i)) > 0.0).count()
+        };
+        reports(&mut detector, 0, 4_000);
+        let usual = detector.half_span();
+        // A glitch a million times the sawtooth's height: on that range every later window
+        // is flat.
+        detector.score(1e7);
+        detector.score(1e7);
+        assert!(detector.half_span() > 1e5 * usual);
+        let three_epochs = 3 * u64::from(RANGE_EPOCH) * SETTINGS.step as u64;
+        // Once back on the usual range, the finer levels may look new once.
+        assert!(reports(&mut detector, 4_002, 4_002 + three_epochs) <= 1);
+        assert!((detector.half_span() - usual).abs() < 0.02 * usual, "{} against {usual}", detector.half_span());
+        // A spike three times the sawtooth's height is news again.
+        let spike: f64 = [detector.score(30.0), detector.score(30.0)].into_iter().sum();
+        assert!(spike > 0.5, "{spike}");
+    }
+
     /// A detector whose range is `[low, high]` with one category: the box of values 2 to 6.
     fn holding_two_to_six(low: f64, high: f64) -> ShapeDetector {
         let mut detector = ShapeDetector::new(ShapeSettings { step: 1, warmup: 2, capacity: 4 });
@@ -602,15 +645,15 @@ mod tests {
         let close = |(a, b): (f32, f32), (c, d): (f32, f32)| (a - c).abs() < 1e-6 && (b - d).abs() < 1e-6;
         // Upward: values 2 to 6 on [0, 20] are levels 0.1 to 0.3.
         let mut detector = holding_two_to_six(0.0, 10.0);
-        detector.widen_range(20.0);
+        detector.update_range(20.0);
         assert!(close(bounds(&detector), (0.1, 0.3)), "{:?}", bounds(&detector));
         // Downward: on [-10, 10] they are 0.6 to 0.8.
         let mut detector = holding_two_to_six(0.0, 10.0);
-        detector.widen_range(-10.0);
+        detector.update_range(-10.0);
         assert!(close(bounds(&detector), (0.6, 0.8)), "{:?}", bounds(&detector));
         // From a flat range at 4 (every value at level 0) to [0, 4]: level 1.
         let mut detector = holding_two_to_six(4.0, 4.0);
-        detector.widen_range(0.0);
+        detector.update_range(0.0);
         assert!(close(bounds(&detector), (1.0, 1.0)), "{:?}", bounds(&detector));
     }
 
