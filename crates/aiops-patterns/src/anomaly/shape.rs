@@ -581,32 +581,31 @@ mod tests {
         (i % 24) as f64 * 10.0 / 23.0 + 0.2 * noise(i)
     }
 
+    /// Points `from..to` of the sawtooth that the detector reports.
+    fn sawtooth_reports(detector: &mut ShapeDetector, from: u64, to: u64) -> usize {
+        (from..to).filter(|&i| detector.score(sawtooth(i)) > 0.0).count()
+    }
+
     #[test]
     fn a_learned_rhythm_raises_nothing_before_or_after_a_spike_that_widens_the_range() {
         let mut detector = ShapeDetector::new(SETTINGS);
-        let reports = |detector: &mut ShapeDetector, from: u64, to: u64| {
-            (from..to).filter(|&i| detector.score(sawtooth(i)) > 0.0).count()
-        };
-        reports(&mut detector, 0, 2_000);
-        assert_eq!(reports(&mut detector, 2_000, 4_000), 0, "the sawtooth, learned");
+        sawtooth_reports(&mut detector, 0, 2_000);
+        assert_eq!(sawtooth_reports(&mut detector, 2_000, 4_000), 0, "the sawtooth, learned");
         let categories = detector.categories();
         // One spike ten times the sawtooth's height: news, and the range is now ten times wider.
         let spike: f64 = [detector.score(100.0), detector.score(100.0)].into_iter().sum();
         assert!(spike > 0.5, "{spike}");
         // The same sawtooth, on the wider range: what was learned still matches after a few
         // new categories for the coarser levels.
-        reports(&mut detector, 4_000, 4_200);
-        assert_eq!(reports(&mut detector, 4_200, 8_000), 0, "the sawtooth after the spike");
+        sawtooth_reports(&mut detector, 4_000, 4_200);
+        assert_eq!(sawtooth_reports(&mut detector, 4_200, 8_000), 0, "the sawtooth after the spike");
         assert!(detector.categories() < categories + 40, "{} then {}", categories, detector.categories());
     }
 
     #[test]
     fn one_absurd_value_holds_the_range_for_three_epochs_at_most() {
         let mut detector = ShapeDetector::new(SETTINGS);
-        let reports = |detector: &mut ShapeDetector, from: u64, to: u64| {
-            (from..to).filter(|&i| detector.score(sawtooth(i)) > 0.0).count()
-        };
-        reports(&mut detector, 0, 4_000);
+        sawtooth_reports(&mut detector, 0, 4_000);
         let usual = detector.half_span();
         // A glitch a million times the sawtooth's height: on that range every later window
         // is flat.
@@ -615,7 +614,7 @@ mod tests {
         assert!(detector.half_span() > 1e5 * usual);
         let three_epochs = 3 * u64::from(RANGE_EPOCH) * SETTINGS.step as u64;
         // Once back on the usual range, the finer levels may look new once.
-        assert!(reports(&mut detector, 4_002, 4_002 + three_epochs) <= 1);
+        assert!(sawtooth_reports(&mut detector, 4_002, 4_002 + three_epochs) <= 1);
         assert!((detector.half_span() - usual).abs() < 0.02 * usual, "{} against {usual}", detector.half_span());
         // A spike three times the sawtooth's height is news again.
         let spike: f64 = [detector.score(30.0), detector.score(30.0)].into_iter().sum();
